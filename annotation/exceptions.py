@@ -1,0 +1,25 @@
+"""Domain errors raised by annotation services; views and the API turn them into messages and statuses."""
+
+
+class DocketError(Exception):
+    """Base for errors a person can act on; `str(error)` is the message to show."""
+
+
+class ProjectNotFound(DocketError):
+    """The project does not exist or the user is not a member (the two look the same from outside)."""
+
+
+class NotAllowed(DocketError):
+    """The user is a member, but their role does not allow this."""
+
+
+class ImportRejected(DocketError):
+    """The whole file was refused; nothing from it was stored."""
+
+
+class LabelInUse(DocketError):
+    """A label that annotations use cannot be deleted."""
+
+
+class InvalidLabels(DocketError):
+    """A submission names labels the project does not offer."""

@@ -1,0 +1,360 @@
+"""The labeling domain: projects and people, taxonomies, documents and imports, leases, annotations, audit."""
+
+import random
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import Q
+
+
+def new_random_key() -> float:
+    return random.random()
+
+
+class Project(models.Model):
+    class QueryStrategy(models.TextChoices):
+        LEAST_CONFIDENT = "least_confident", "Least confident"
+        MARGIN = "margin", "Margin"
+        ENTROPY = "entropy", "Entropy"
+        BATCH = "batch", "Ranked batch (uncertainty + diversity)"
+        RANDOM = "random", "Random (baseline)"
+
+    class PromotionPolicy(models.TextChoices):
+        NOT_WORSE = "not_worse", "Promote when not worse on the evaluation set"
+        ALWAYS = "always", "Always promote a ready model"
+        MANUAL = "manual", "Only an admin promotes"
+
+    name = models.CharField(max_length=200, unique=True)
+    description = models.TextField(blank=True)
+    multi_label = models.BooleanField(default=False, help_text="Whether a document may carry several labels at once.")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    # Review queue
+    lease_ttl_seconds = models.PositiveIntegerField(
+        default=600,
+        validators=[MinValueValidator(30), MaxValueValidator(24 * 3600)],
+        help_text="How long a reviewer holds a document before it returns to the queue.",
+    )
+
+    # Learning loop
+    query_strategy = models.CharField(max_length=32, choices=QueryStrategy.choices, default=QueryStrategy.MARGIN)
+    fast_retrain_every = models.PositiveIntegerField(
+        default=10,
+        validators=[MinValueValidator(1)],
+        help_text="Refit the classification head after this many new labels.",
+    )
+    slow_retrain_every = models.PositiveIntegerField(
+        default=200,
+        validators=[MinValueValidator(1)],
+        help_text="Fine-tune the sentence-embedding body after this many new labels.",
+    )
+    base_model = models.CharField(
+        max_length=500,
+        blank=True,
+        help_text="Local SentenceTransformer directory; empty uses the packaged all-MiniLM-L6-v2.",
+    )
+    eval_fraction = models.FloatField(
+        default=0.15,
+        validators=[MinValueValidator(0.0), MaxValueValidator(0.5)],
+        help_text="Share of randomly chosen queue documents reserved for evaluating models.",
+    )
+    promotion_policy = models.CharField(
+        max_length=16, choices=PromotionPolicy.choices, default=PromotionPolicy.NOT_WORSE
+    )
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(condition=Q(lease_ttl_seconds__gte=30), name="project_lease_ttl_min"),
+            models.CheckConstraint(
+                condition=Q(eval_fraction__gte=0) & Q(eval_fraction__lte=0.5),
+                name="project_eval_fraction_range",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Membership(models.Model):
+    class Role(models.TextChoices):
+        ADMIN = "admin", "Project admin"
+        REVIEWER = "reviewer", "Reviewer"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.REVIEWER)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["project", "user"], name="membership_unique_user"),
+            models.CheckConstraint(condition=Q(role__in=["admin", "reviewer"]), name="membership_role_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.project} ({self.role})"
+
+
+class Taxonomy(models.Model):
+    """A project's label set. `version` increases with every saved change, so models know what they saw."""
+
+    project = models.OneToOneField(Project, on_delete=models.CASCADE, related_name="taxonomy")
+    version = models.PositiveIntegerField(default=1)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "taxonomies"
+
+    def __str__(self) -> str:
+        return f"{self.project} taxonomy v{self.version}"
+
+
+class Label(models.Model):
+    taxonomy = models.ForeignKey(Taxonomy, on_delete=models.CASCADE, related_name="labels")
+    key = models.SlugField(max_length=64, help_text="Stable identifier used in imports, exports and the API.")
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    guideline = models.TextField(blank=True, help_text="Markdown shown to reviewers beside the label.")
+    color = models.CharField(max_length=7, default="#4f6d7a")
+    shortcut = models.CharField(max_length=1, blank=True)
+    order = models.PositiveIntegerField(default=0)
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="children")
+    deprecated = models.BooleanField(default=False, help_text="Hidden for new labeling; kept in history.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["order", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["taxonomy", "key"], name="label_unique_key"),
+            models.UniqueConstraint(
+                fields=["taxonomy", "shortcut"], condition=~Q(shortcut=""), name="label_unique_shortcut"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ImportBatch(models.Model):
+    class Format(models.TextChoices):
+        CSV = "csv", "CSV"
+        JSONL = "jsonl", "JSON Lines"
+        TXT = "txt", "Plain text (one document per line)"
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        COMPLETED = "completed", "Completed"
+        FAILED = "failed", "Failed: nothing imported"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="import_batches")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    file_name = models.CharField(max_length=255)
+    stored_path = models.CharField(max_length=500, blank=True, help_text="Uploaded file awaiting a worker.")
+    format = models.CharField(max_length=8, choices=Format.choices)
+    options = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    rows_seen = models.PositiveIntegerField(default=0)
+    created_count = models.PositiveIntegerField(default=0)
+    duplicate_count = models.PositiveIntegerField(default=0)
+    rejected_count = models.PositiveIntegerField(default=0)
+    annotation_count = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True, help_text="Why the whole file was refused, when it was.")
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name_plural = "import batches"
+
+    def __str__(self) -> str:
+        return f"{self.file_name} ({self.get_status_display()})"
+
+
+class ImportRowError(models.Model):
+    batch = models.ForeignKey(ImportBatch, on_delete=models.CASCADE, related_name="row_errors")
+    line = models.PositiveIntegerField()
+    reason = models.TextField()
+
+    class Meta:
+        ordering = ["batch", "line"]
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.reason}"
+
+
+class Document(models.Model):
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Waiting for review"
+        LABELED = "labeled", "Labeled"
+        FLAGGED = "flagged", "Held for legal review"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="documents")
+    external_id = models.CharField(max_length=255, blank=True)
+    text = models.TextField()
+    metadata = models.JSONField(default=dict, blank=True)
+    content_hash = models.CharField(max_length=64)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    rereview_reason = models.CharField(
+        max_length=255, blank=True, help_text="Why a labeled document went back to the queue."
+    )
+    import_batch = models.ForeignKey(
+        ImportBatch, null=True, blank=True, on_delete=models.SET_NULL, related_name="documents"
+    )
+    # A fixed random order for the queue while the learning side has written no priorities.
+    random_key = models.FloatField(default=new_random_key)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["project", "content_hash"], name="document_unique_content"),
+            models.UniqueConstraint(
+                fields=["project", "external_id"], condition=~Q(external_id=""), name="document_unique_external_id"
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=["queued", "labeled", "flagged"]), name="document_status_valid"
+            ),
+        ]
+        indexes = [models.Index(fields=["project", "status", "random_key"], name="document_queue_idx")]
+
+    def __str__(self) -> str:
+        return self.external_id or f"document {self.pk}"
+
+
+class Lease(models.Model):
+    """A reviewer's hold on a document. One row per document at most: the database forbids two holders."""
+
+    document = models.OneToOneField(Document, on_delete=models.CASCADE, primary_key=True, related_name="lease")
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
+    reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="leases")
+    acquired_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["project", "reviewer", "expires_at"], name="lease_reviewer_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.document} held by {self.reviewer} until {self.expires_at:%H:%M:%S}"
+
+
+class Skip(models.Model):
+    document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="skips")
+    reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["document", "reviewer"], name="skip_unique")]
+
+
+class Flag(models.Model):
+    """A document sent to legal review with the reviewer's comment."""
+
+    document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="flags")
+    reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    comment = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+
+class Annotation(models.Model):
+    class Source(models.TextChoices):
+        REVIEWER = "reviewer", "Reviewer"
+        IMPORT = "import", "Imported"
+        API = "api", "API"
+
+    document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="annotations")
+    reviewer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="annotations"
+    )
+    source = models.CharField(max_length=16, choices=Source.choices, default=Source.REVIEWER)
+    labels = models.ManyToManyField(Label, through="AnnotationLabel", related_name="annotations")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    seconds_spent = models.FloatField(null=True, blank=True)
+    model_version_shown = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Number of the model version whose suggestion the reviewer saw."
+    )
+    suggested_labels = models.JSONField(default=list, blank=True)
+    suggestion_accepted = models.BooleanField(null=True, blank=True)
+    # A client-chosen id that makes a retried submission store one annotation, not two.
+    submission_id = models.UUIDField(null=True, blank=True, unique=True, default=None)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["document", "reviewer"], condition=Q(reviewer__isnull=False), name="annotation_one_per_reviewer"
+            ),
+            models.UniqueConstraint(
+                fields=["document"], condition=Q(reviewer__isnull=True), name="annotation_one_unattributed"
+            ),
+        ]
+        indexes = [models.Index(fields=["reviewer", "created_at"], name="annotation_reviewer_idx")]
+
+    def __str__(self) -> str:
+        return f"annotation {self.pk} on {self.document_id}"
+
+
+class AnnotationLabel(models.Model):
+    annotation = models.ForeignKey(Annotation, on_delete=models.CASCADE)
+    # PROTECT: a label that annotations use can be merged or deprecated, never deleted out from under them.
+    label = models.ForeignKey(Label, on_delete=models.PROTECT)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["annotation", "label"], name="annotation_label_unique")]
+
+
+class AnnotationRevision(models.Model):
+    """Every state an annotation has had, so edits and taxonomy changes never erase what was said."""
+
+    annotation = models.ForeignKey(Annotation, on_delete=models.CASCADE, related_name="revisions")
+    label_keys = models.JSONField(default=list)
+    label_ids = models.JSONField(default=list)
+    changed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    changed_at = models.DateTimeField(auto_now_add=True)
+    reason = models.CharField(max_length=64)
+
+    class Meta:
+        ordering = ["annotation", "changed_at", "id"]
+
+
+class AuditEvent(models.Model):
+    """Append-only record of who did what. The app only ever inserts these rows."""
+
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    actor_label = models.CharField(max_length=200, blank=True, help_text="Who acted, kept even if the user goes.")
+    project = models.ForeignKey(Project, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    action = models.CharField(max_length=64, db_index=True)
+    target_type = models.CharField(max_length=64, blank=True)
+    target_id = models.CharField(max_length=64, blank=True)
+    before = models.JSONField(null=True, blank=True)
+    after = models.JSONField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def save(self, *args, **kwargs) -> None:
+        if self.pk is not None and not self._state.adding:
+            raise ValidationError("Audit events cannot be changed.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise ValidationError("Audit events cannot be deleted.")
+
+    def __str__(self) -> str:
+        return f"{self.created_at:%Y-%m-%d %H:%M} {self.actor_label} {self.action}"

@@ -1,0 +1,64 @@
+"""Who may do what. The one place the pages, the admin upload and the API ask before touching a project."""
+
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.db.models import QuerySet
+
+from annotation.exceptions import NotAllowed, ProjectNotFound
+from annotation.models import Document, Membership, Project
+
+Role = Membership.Role
+
+# What each role may do. Admins can do everything reviewers can.
+REVIEWER_ACTIONS = frozenset({"view", "label", "export_own"})
+ADMIN_ACTIONS = REVIEWER_ACTIONS | frozenset(
+    {"manage_members", "manage_taxonomy", "import", "export", "manage_models", "manage_keys", "view_audit"}
+)
+ACTIONS_BY_ROLE = {Role.REVIEWER: REVIEWER_ACTIONS, Role.ADMIN: ADMIN_ACTIONS}
+
+
+def role_in(user: AbstractBaseUser | AnonymousUser, project: Project) -> str | None:
+    """The user's role in the project; superusers act as admins everywhere."""
+    if not user.is_authenticated:
+        return None
+    if user.is_superuser:
+        return Role.ADMIN
+    return Membership.objects.filter(project=project, user=user).values_list("role", flat=True).first()
+
+
+def can(user: AbstractBaseUser | AnonymousUser, project: Project, action: str) -> bool:
+    role = role_in(user, project)
+    return role is not None and action in ACTIONS_BY_ROLE[role]
+
+
+def projects_for(user: AbstractBaseUser | AnonymousUser) -> QuerySet[Project]:
+    """Projects the user may see: those where they are a member (all of them for superusers)."""
+    if not user.is_authenticated:
+        return Project.objects.none()
+    if user.is_superuser:
+        return Project.objects.all()
+    return Project.objects.filter(memberships__user=user)
+
+
+def access_project_by_id(user: AbstractBaseUser | AnonymousUser, project_id: int, *, action: str = "view") -> Project:
+    """The project if the user may do `action` in it.
+
+    A non-member gets ProjectNotFound, exactly as for a project that does not exist, so ids cannot be probed.
+    A member whose role lacks the action gets NotAllowed.
+    """
+    project = projects_for(user).filter(pk=project_id).first()
+    if project is None:
+        raise ProjectNotFound("No such project, or you are not a member of it.")
+    if not can(user, project, action):
+        raise NotAllowed(f"Your role in {project.name} does not allow this ({action}).")
+    return project
+
+
+def access_document_by_id(
+    user: AbstractBaseUser | AnonymousUser, project_id: int, document_id: int, *, action: str = "view"
+) -> Document:
+    """A document of a project the user may act in; another project's document id is simply not found."""
+    project = access_project_by_id(user, project_id, action=action)
+    document = Document.objects.filter(project=project, pk=document_id).select_related("project").first()
+    if document is None:
+        raise ProjectNotFound("No such document in this project.")
+    return document

@@ -1,0 +1,60 @@
+import pytest
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.db.models.deletion import ProtectedError
+
+from annotation.models import AuditEvent, Document, Label
+from tests.factories import AnnotationFactory, DocumentFactory, LabelFactory, project_with_labels
+
+pytestmark = pytest.mark.django_db
+
+
+def test_same_text_twice_in_one_project_is_refused_by_the_database():
+    doc = DocumentFactory()
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Document.objects.create(project=doc.project, text=doc.text, content_hash=doc.content_hash)
+
+
+def test_same_text_in_two_projects_is_allowed():
+    doc = DocumentFactory()
+    other = project_with_labels()
+    Document.objects.create(project=other, text=doc.text, content_hash=doc.content_hash)
+
+
+def test_external_id_is_unique_per_project_but_may_be_blank_many_times():
+    project = project_with_labels()
+    DocumentFactory(project=project, external_id="")
+    DocumentFactory(project=project, external_id="")
+    DocumentFactory(project=project, external_id="x")
+    with pytest.raises(IntegrityError), transaction.atomic():
+        DocumentFactory(project=project, external_id="x")
+
+
+def test_shortcut_is_unique_within_a_taxonomy():
+    project = project_with_labels(("a", "b"))
+    with pytest.raises(IntegrityError), transaction.atomic():
+        LabelFactory(taxonomy=project.taxonomy, key="c", shortcut="1")
+
+
+def test_reviewer_has_one_annotation_per_document():
+    annotation = AnnotationFactory()
+    with pytest.raises(IntegrityError), transaction.atomic():
+        AnnotationFactory(document=annotation.document, reviewer=annotation.reviewer)
+
+
+def test_label_in_use_cannot_be_deleted():
+    project = project_with_labels(("a", "b"))
+    label = Label.objects.get(taxonomy__project=project, key="a")
+    AnnotationFactory(document=DocumentFactory(project=project), label_list=[label])
+    with pytest.raises(ProtectedError):
+        label.delete()
+
+
+def test_audit_events_cannot_be_changed_or_deleted():
+    event = AuditEvent.objects.create(action="test.created", actor_label="system")
+    event.action = "test.changed"
+    with pytest.raises(ValidationError):
+        event.save()
+    with pytest.raises(ValidationError):
+        event.delete()
+    assert AuditEvent.objects.get(pk=event.pk).action == "test.created"
