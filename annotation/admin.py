@@ -1,0 +1,273 @@
+"""Django admin for superusers and staff: every table, plus import upload and export per project."""
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, StreamingHttpResponse
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html
+
+from annotation import permissions
+from annotation.exceptions import ImportRejected
+from annotation.models import (
+    Annotation,
+    AnnotationLabel,
+    AnnotationRevision,
+    AuditEvent,
+    Document,
+    Flag,
+    ImportBatch,
+    ImportRowError,
+    Label,
+    Lease,
+    Membership,
+    Project,
+    Skip,
+    Taxonomy,
+)
+from annotation.services.audit import audit_record
+from annotation.services.exports import EXPORT_FORMATS, export_stream
+from annotation.services.imports import ImportOptions, detect_format, import_batch_create, upload_store
+from annotation.tasks import import_documents_task
+
+
+class ImportUploadForm(forms.Form):
+    file = forms.FileField(help_text="CSV with a header row, JSON Lines, or plain text with one document per line.")
+    format = forms.ChoiceField(choices=[("", "From the file name")] + list(ImportBatch.Format.choices), required=False)
+    text_field = forms.CharField(initial="text", help_text="Column or key holding the text (CSV, JSONL).")
+    id_field = forms.CharField(initial="id", help_text="Column or key holding your own id (optional in the file).")
+    label_field = forms.CharField(
+        initial="labels", required=False, help_text="Column or key with label keys; they become annotations."
+    )
+
+
+class MembershipInline(admin.TabularInline):
+    model = Membership
+    extra = 0
+    autocomplete_fields = ["user"]
+
+
+@admin.register(Project)
+class ProjectAdmin(admin.ModelAdmin):
+    list_display = ["name", "multi_label", "query_strategy", "document_count", "actions_column"]
+    search_fields = ["name"]
+    inlines = [MembershipInline]
+
+    @admin.display(description="Documents")
+    def document_count(self, project: Project) -> int:
+        return project.documents.count()
+
+    @admin.display(description="")
+    def actions_column(self, project: Project) -> str:
+        return format_html(
+            '<a href="{}">Import</a> · <a href="{}">Export JSONL</a> · <a href="{}">Export CSV</a>',
+            reverse("admin:annotation_project_import", args=[project.pk]),
+            reverse("admin:annotation_project_export", args=[project.pk, "jsonl"]),
+            reverse("admin:annotation_project_export", args=[project.pk, "csv"]),
+        )
+
+    def get_urls(self):
+        extra = [
+            path(
+                "<int:project_id>/import/",
+                self.admin_site.admin_view(self.import_view),
+                name="annotation_project_import",
+            ),
+            path(
+                "<int:project_id>/export/<str:fmt>/",
+                self.admin_site.admin_view(self.export_view),
+                name="annotation_project_export",
+            ),
+        ]
+        return extra + super().get_urls()
+
+    def import_view(self, request: HttpRequest, project_id: int) -> HttpResponse:
+        project = permissions.access_project_by_id(request.user, project_id, action="import")
+        form = ImportUploadForm(request.POST or None, request.FILES or None)
+        if request.method == "POST" and form.is_valid():
+            data = form.cleaned_data
+            try:
+                options = ImportOptions(
+                    text_field=data["text_field"],
+                    id_field=data["id_field"],
+                    label_field=data["label_field"] or None,
+                    format=detect_format(data["file"].name, data["format"] or None),
+                )
+            except ImportRejected as error:
+                form.add_error("file", str(error))
+            else:
+                stored = upload_store(project=project, uploaded=data["file"])
+                with transaction.atomic():
+                    batch = import_batch_create(
+                        project=project,
+                        file_name=data["file"].name,
+                        options=options,
+                        user=request.user,
+                        stored_path=stored,
+                    )
+                    transaction.on_commit(lambda: import_documents_task.delay(batch.pk))
+                messages.info(request, f"{batch.file_name} is being imported; this page shows the result.")
+                return HttpResponseRedirect(reverse("admin:annotation_importbatch_change", args=[batch.pk]))
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Import documents into {project.name}",
+            "project": project,
+            "form": form,
+            "opts": self.model._meta,
+            "recent": project.import_batches.all()[:10],
+        }
+        return TemplateResponse(request, "admin/annotation/import_upload.html", context)
+
+    def export_view(self, request: HttpRequest, project_id: int, fmt: str) -> StreamingHttpResponse:
+        project = permissions.access_project_by_id(request.user, project_id, action="export")
+        if fmt not in EXPORT_FORMATS:
+            raise PermissionDenied(f"Unknown export format {fmt}.")
+        audit_record(action="export.documents", actor=request.user, project=project, after={"format": fmt})
+        content_type = "application/x-ndjson" if fmt == "jsonl" else "text/csv"
+        response = StreamingHttpResponse(export_stream(project, fmt), content_type=f"{content_type}; charset=utf-8")
+        response["Content-Disposition"] = f'attachment; filename="docket-project-{project.pk}.{fmt}"'
+        return response
+
+
+class ImportRowErrorInline(admin.TabularInline):
+    model = ImportRowError
+    extra = 0
+    can_delete = False
+    readonly_fields = ["line", "reason"]
+    max_num = 0
+    ordering = ["line"]
+
+    def get_queryset(self, request):
+        # A file with many bad rows shows its first problems here; the command line lists them all.
+        return super().get_queryset(request).order_by("line")
+
+
+@admin.register(ImportBatch)
+class ImportBatchAdmin(admin.ModelAdmin):
+    list_display = [
+        "file_name",
+        "project",
+        "status",
+        "created_count",
+        "duplicate_count",
+        "rejected_count",
+        "created_at",
+    ]
+    list_filter = ["status", "project"]
+    readonly_fields = [
+        "project",
+        "created_by",
+        "created_at",
+        "finished_at",
+        "file_name",
+        "format",
+        "options",
+        "status",
+        "rows_seen",
+        "created_count",
+        "duplicate_count",
+        "rejected_count",
+        "annotation_count",
+        "error",
+    ]
+    exclude = ["stored_path"]
+    inlines = [ImportRowErrorInline]
+    change_form_template = "admin/annotation/importbatch_change_form.html"
+
+    def has_add_permission(self, request):
+        return False
+
+
+@admin.register(Document)
+class DocumentAdmin(admin.ModelAdmin):
+    list_display = ["__str__", "project", "status", "short_text", "created_at"]
+    list_filter = ["status", "project"]
+    search_fields = ["external_id", "text"]
+    raw_id_fields = ["import_batch"]
+    readonly_fields = ["content_hash", "random_key"]
+    show_full_result_count = False
+
+    @admin.display(description="Text")
+    def short_text(self, document: Document) -> str:
+        return document.text[:120]
+
+
+class AnnotationLabelInline(admin.TabularInline):
+    model = AnnotationLabel
+    extra = 0
+
+
+@admin.register(Annotation)
+class AnnotationAdmin(admin.ModelAdmin):
+    list_display = ["id", "document", "reviewer", "source", "created_at", "updated_at"]
+    list_filter = ["source", "document__project"]
+    raw_id_fields = ["document"]
+    inlines = [AnnotationLabelInline]
+
+
+@admin.register(AnnotationRevision)
+class AnnotationRevisionAdmin(admin.ModelAdmin):
+    list_display = ["annotation", "label_keys", "changed_by", "changed_at", "reason"]
+    raw_id_fields = ["annotation"]
+
+
+class LabelInline(admin.TabularInline):
+    model = Label
+    extra = 0
+    fields = ["key", "name", "shortcut", "order", "parent", "color", "deprecated"]
+
+
+@admin.register(Taxonomy)
+class TaxonomyAdmin(admin.ModelAdmin):
+    list_display = ["project", "version", "updated_at"]
+    inlines = [LabelInline]
+
+
+@admin.register(Label)
+class LabelAdmin(admin.ModelAdmin):
+    list_display = ["name", "key", "taxonomy", "shortcut", "order", "deprecated"]
+    list_filter = ["taxonomy__project", "deprecated"]
+
+
+@admin.register(Membership)
+class MembershipAdmin(admin.ModelAdmin):
+    list_display = ["user", "project", "role", "created_at"]
+    list_filter = ["role", "project"]
+
+
+@admin.register(Lease)
+class LeaseAdmin(admin.ModelAdmin):
+    list_display = ["document", "reviewer", "acquired_at", "expires_at"]
+    raw_id_fields = ["document"]
+
+
+@admin.register(Skip)
+class SkipAdmin(admin.ModelAdmin):
+    list_display = ["document", "reviewer", "created_at"]
+    raw_id_fields = ["document"]
+
+
+@admin.register(Flag)
+class FlagAdmin(admin.ModelAdmin):
+    list_display = ["document", "reviewer", "comment", "created_at", "resolved_at"]
+    raw_id_fields = ["document"]
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(admin.ModelAdmin):
+    """Read-only: the log is append-only, even for superusers."""
+
+    list_display = ["created_at", "actor_label", "project", "action", "target_type", "target_id"]
+    list_filter = ["action", "project"]
+    search_fields = ["actor_label", "action", "target_id"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

@@ -1,0 +1,80 @@
+"""python manage.py import_documents PROJECT FILE: stream a CSV, JSONL or text file into a project."""
+
+import os
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandError
+from tqdm import tqdm
+
+from annotation.exceptions import ImportRejected
+from annotation.models import Project
+from annotation.services.imports import ImportOptions, documents_import
+
+
+def project_by_name_or_id(value: str) -> Project:
+    project = Project.objects.filter(pk=int(value)).first() if value.isdigit() else None
+    project = project or Project.objects.filter(name=value).first()
+    if project is None:
+        raise CommandError(f"No project with id or name '{value}'.")
+    return project
+
+
+class Command(BaseCommand):
+    help = "Import documents (CSV, JSONL or one per line) into a project. Labels, when present, become annotations."
+
+    def add_arguments(self, parser):
+        parser.add_argument("project", help="project id or exact name")
+        parser.add_argument("file")
+        parser.add_argument("--text-field", default="text")
+        parser.add_argument("--id-field", default="id")
+        parser.add_argument("--label-field", default="labels", help="column with label keys; '' for none")
+        parser.add_argument("--format", choices=["csv", "jsonl", "txt"], help="default: from the file extension")
+        parser.add_argument("--user", help="username recorded as the importer")
+        parser.add_argument("--no-progress", action="store_true")
+
+    def handle(self, *args, **options):
+        project = project_by_name_or_id(options["project"])
+        path = options["file"]
+        if not os.path.isfile(path):
+            raise CommandError(f"No such file: {path}")
+        user = None
+        if options["user"]:
+            user = get_user_model().objects.filter(username=options["user"]).first()
+            if user is None:
+                raise CommandError(f"No user '{options['user']}'.")
+        import_options = ImportOptions(
+            text_field=options["text_field"],
+            id_field=options["id_field"],
+            label_field=options["label_field"] or None,
+            format=options["format"],
+        )
+        bar = tqdm(
+            total=os.path.getsize(path),
+            unit="B",
+            unit_scale=True,
+            desc=os.path.basename(path),
+            disable=options["no_progress"],
+            file=self.stderr._out,
+        )
+
+        def progress(consumed: int) -> None:
+            bar.update(consumed - bar.n)
+
+        try:
+            batch = documents_import(project=project, path=path, options=import_options, user=user, progress=progress)
+        except ImportRejected as error:
+            bar.close()
+            raise CommandError(str(error)) from error
+        bar.close()
+        self.stdout.write(
+            f"{batch.created_count:,} documents imported, {batch.duplicate_count:,} duplicates skipped, "
+            f"{batch.rejected_count:,} rows rejected, {batch.annotation_count:,} labels imported "
+            f"(import batch {batch.pk})."
+        )
+        errors = list(batch.row_errors.all()[:50])
+        for error in errors:
+            self.stdout.write(f"  line {error.line}: {error.reason}")
+        if batch.rejected_count > len(errors):
+            self.stdout.write(
+                f"  ... and {batch.rejected_count - len(errors):,} more in the admin (import batch {batch.pk})."
+            )

@@ -1,0 +1,524 @@
+"""Document import as a pipeline: a reader decodes the file, a parser yields rows, a builder stores them.
+
+The file is streamed: rows are read, checked and inserted in chunks, so 100,000 rows never sit in memory at
+once. A row that cannot be used is reported with its line number and reason; a file that cannot be read at
+all (wrong encoding, no text column, nothing parseable) stores nothing and says why.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import hashlib
+import io
+import json
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from annotation.exceptions import ImportRejected
+from annotation.models import (
+    Annotation,
+    AnnotationLabel,
+    AnnotationRevision,
+    Document,
+    ImportBatch,
+    ImportRowError,
+    Label,
+    Project,
+)
+from annotation.services.audit import audit_record
+
+# Keys an export writes that describe Docket's state rather than the document; an import ignores them, so
+# an export re-imports unchanged.
+EXPORT_ONLY_FIELDS = frozenset({"annotations", "prediction", "status", "docket_id"})
+CSV_LABEL_SEPARATORS = ("|", ";")
+# csv refuses fields over 128 KiB by default; the text limit is enforced per row with a clear message instead.
+csv.field_size_limit(64 * 1024 * 1024)
+FIRST_ERRORS_KEPT = 100
+
+ProgressCallback = Callable[[int], None]
+
+
+@dataclass(frozen=True)
+class ImportOptions:
+    text_field: str = "text"
+    id_field: str = "id"
+    label_field: str | None = "labels"
+    format: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"text_field": self.text_field, "id_field": self.id_field, "label_field": self.label_field}
+
+
+@dataclass
+class Row:
+    """One parsed input row before it is checked against the project."""
+
+    line: int
+    text: Any = None
+    external_id: str = ""
+    labels: list[str] = field(default_factory=list)
+    metadata: dict[str, Any] = field(default_factory=dict)
+    error: str = ""
+
+
+class RowRejected(Exception):
+    """This row cannot be stored; the message says why and the import goes on."""
+
+
+def detect_format(file_name: str, explicit: str | None = None) -> str:
+    if explicit:
+        fmt = explicit.lower().lstrip(".")
+    else:
+        suffix = Path(file_name).suffix.lower().lstrip(".")
+        fmt = {"ndjson": "jsonl", "json": "jsonl", "tsv": "csv", "text": "txt"}.get(suffix, suffix)
+    if fmt not in ImportBatch.Format.values:
+        raise ImportRejected(
+            f"Cannot tell the format of '{file_name}'. Use a .csv, .jsonl or .txt file, or name the format "
+            f"(csv, jsonl, txt)."
+        )
+    return fmt
+
+
+def content_hash(text: str) -> str:
+    """Identity of a document's content: the same text (ignoring surrounding whitespace) is a duplicate."""
+    return hashlib.sha256(text.strip().encode("utf-8")).hexdigest()
+
+
+# --- Reader -------------------------------------------------------------------------------------------------
+
+
+class _LineCountingText:
+    """UTF-8 lines from a binary stream, decoded one line at a time so a bad byte is reported with its line.
+
+    Splitting bytes on newlines is safe for UTF-8: a newline byte never occurs inside a multi-byte character.
+    """
+
+    def __init__(self, raw: IO[bytes]):
+        self._raw = raw
+        self.lines_read = 0
+
+    def __iter__(self) -> Iterator[str]:
+        return self
+
+    def __next__(self) -> str:
+        raw_line = self._raw.readline()
+        if not raw_line:
+            raise StopIteration
+        if self.lines_read == 0 and raw_line.startswith(codecs.BOM_UTF8):
+            raw_line = raw_line[len(codecs.BOM_UTF8) :]
+        self.lines_read += 1
+        try:
+            return raw_line.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise ImportRejected(
+                f"The file is not UTF-8 text (undecodable byte 0x{raw_line[error.start]:02x} on line "
+                f"{self.lines_read}). Save it as UTF-8 (with or without BOM) and import it again; "
+                f"nothing was imported."
+            ) from error
+
+
+# --- Parsers ------------------------------------------------------------------------------------------------
+
+
+def _labels_from_value(value: Any, line: int) -> list[str]:
+    if value is None or value == "":
+        return []
+    if isinstance(value, list):
+        if not all(isinstance(v, str) for v in value):
+            raise RowRejected("labels must be a list of label keys (strings)")
+        return [v.strip() for v in value if v.strip()]
+    if isinstance(value, str):
+        stripped = value.strip()
+        if stripped.startswith("["):
+            try:
+                return _labels_from_value(json.loads(stripped), line)
+            except json.JSONDecodeError as error:
+                raise RowRejected(f"labels look like a JSON list but are not valid JSON ({error.msg})") from error
+        for separator in CSV_LABEL_SEPARATORS:
+            if separator in stripped:
+                return [part.strip() for part in stripped.split(separator) if part.strip()]
+        return [stripped]
+    raise RowRejected(f"labels must be a string or a list, not {type(value).__name__}")
+
+
+def _row_from_mapping(record: dict[str, Any], line: int, options: ImportOptions) -> Row:
+    row = Row(line=line)
+    try:
+        row.text = record.get(options.text_field)
+        external_id = record.get(options.id_field)
+        row.external_id = "" if external_id is None else str(external_id).strip()
+        if options.label_field:
+            row.labels = _labels_from_value(record.get(options.label_field), line)
+        metadata = record.get("metadata")
+        if isinstance(metadata, str) and metadata.strip().startswith("{"):
+            try:
+                metadata = json.loads(metadata)
+            except json.JSONDecodeError as error:
+                raise RowRejected(f"the metadata column is not a valid JSON object ({error.msg})") from error
+        row.metadata = dict(metadata) if isinstance(metadata, dict) else {}
+        used = {options.text_field, options.id_field, options.label_field, "metadata"} | EXPORT_ONLY_FIELDS
+        for key, value in record.items():
+            if key not in used and key is not None and value not in (None, ""):
+                row.metadata[key] = value
+    except RowRejected as error:
+        row.error = str(error)
+    return row
+
+
+def parse_jsonl(lines: Iterator[str], options: ImportOptions) -> Iterator[Row]:
+    for line_no, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            yield Row(line=line_no, error=f"bad JSON: {error.msg} at column {error.colno}")
+            continue
+        if not isinstance(record, dict):
+            yield Row(line=line_no, error=f"each line must be a JSON object, found {type(record).__name__}")
+            continue
+        yield _row_from_mapping(record, line_no, options)
+
+
+def parse_csv(lines: _LineCountingText, options: ImportOptions) -> Iterator[Row]:
+    reader = csv.DictReader(lines)
+    try:
+        header = reader.fieldnames
+    except csv.Error as error:
+        raise ImportRejected(f"The CSV header cannot be read ({error}); nothing was imported.") from error
+    if not header:
+        raise ImportRejected("The file is empty: there is no CSV header row; nothing was imported.")
+    if options.text_field not in header:
+        raise ImportRejected(
+            f"The CSV has no '{options.text_field}' column (columns: {', '.join(h for h in header if h)}). "
+            f"Name the text column with --text-field; nothing was imported."
+        )
+    start_line = reader.line_num + 1
+    while True:
+        try:
+            record = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as error:
+            yield Row(line=start_line, error=f"malformed CSV: {error}")
+            start_line = reader.line_num + 1
+            continue
+        if None in record:  # more cells than header columns
+            yield Row(line=start_line, error=f"the row has more cells than the header's {len(header)} columns")
+        else:
+            yield _row_from_mapping(record, start_line, options)
+        start_line = reader.line_num + 1
+
+
+def parse_txt(lines: Iterator[str], options: ImportOptions) -> Iterator[Row]:
+    for line_no, line in enumerate(lines, start=1):
+        text = line.rstrip("\r\n")
+        if text.strip():
+            yield Row(line=line_no, text=text)
+
+
+PARSERS = {"csv": parse_csv, "jsonl": parse_jsonl, "txt": parse_txt}
+
+
+# --- Builder ------------------------------------------------------------------------------------------------
+
+
+class _Builder:
+    """Checks rows against the project and stores them in chunks: documents, then imported annotations."""
+
+    def __init__(self, batch: ImportBatch, chunk_size: int):
+        self.batch = batch
+        self.project = batch.project
+        self.chunk_size = chunk_size
+        self.max_chars = settings.DOCKET_MAX_TEXT_CHARS
+        self.labels = {
+            label.key: label for label in Label.objects.filter(taxonomy__project=self.project, deprecated=False)
+        }
+        self.seen_hashes: set[str] = set()
+        self.seen_ids: set[str] = set()
+        self.pending: list[tuple[Row, str]] = []
+        self.errors: list[ImportRowError] = []
+        # The first problems, kept aside so a refused file can still show them after its rollback.
+        self.first_errors: list[tuple[int, str]] = []
+
+    def check(self, row: Row) -> str:
+        if row.error:
+            raise RowRejected(row.error)
+        if row.text is None or (isinstance(row.text, str) and not row.text.strip()):
+            raise RowRejected("missing text")
+        if not isinstance(row.text, str):
+            raise RowRejected(f"text must be a string, not {type(row.text).__name__}")
+        if "\x00" in row.text:
+            raise RowRejected("text contains a NUL character")
+        if len(row.text) > self.max_chars:
+            raise RowRejected(f"text is {len(row.text):,} characters, over the limit of {self.max_chars:,}")
+        if len(row.external_id) > 255:
+            raise RowRejected("id is longer than 255 characters")
+        unknown = [key for key in row.labels if key not in self.labels]
+        if unknown:
+            known = ", ".join(sorted(self.labels)) or "none: the project has no labels yet"
+            raise RowRejected(f"unknown label {', '.join(repr(k) for k in unknown)} (project labels: {known})")
+        if len(set(row.labels)) > 1 and not self.project.multi_label:
+            raise RowRejected(f"{len(set(row.labels))} labels on a single-label project")
+        return content_hash(row.text)
+
+    def add(self, row: Row) -> None:
+        self.batch.rows_seen += 1
+        try:
+            digest = self.check(row)
+        except RowRejected as error:
+            self.reject(row.line, str(error))
+            return
+        if digest in self.seen_hashes:
+            self.batch.duplicate_count += 1
+            return
+        if row.external_id and row.external_id in self.seen_ids:
+            self.reject(row.line, f"id '{row.external_id}' appears earlier in this file with a different text")
+            return
+        self.seen_hashes.add(digest)
+        if row.external_id:
+            self.seen_ids.add(row.external_id)
+        self.pending.append((row, digest))
+        if len(self.pending) >= self.chunk_size:
+            self.flush()
+
+    def reject(self, line: int, reason: str) -> None:
+        self.batch.rejected_count += 1
+        if len(self.first_errors) < FIRST_ERRORS_KEPT:
+            self.first_errors.append((line, reason))
+        self.errors.append(ImportRowError(batch=self.batch, line=line, reason=reason))
+        if len(self.errors) >= self.chunk_size:
+            ImportRowError.objects.bulk_create(self.errors)
+            self.errors = []
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        pending, self.pending = self.pending, []
+        digests = [digest for _, digest in pending]
+        existing_hashes = set(
+            Document.objects.filter(project=self.project, content_hash__in=digests).values_list(
+                "content_hash", flat=True
+            )
+        )
+        ids = [row.external_id for row, _ in pending if row.external_id]
+        existing_ids = set(
+            Document.objects.filter(project=self.project, external_id__in=ids).values_list("external_id", flat=True)
+        )
+        to_create: list[tuple[Row, Document]] = []
+        for row, digest in pending:
+            if digest in existing_hashes:
+                self.batch.duplicate_count += 1
+                continue
+            if row.external_id in existing_ids:
+                self.reject(row.line, f"id '{row.external_id}' already exists in this project with a different text")
+                continue
+            document = Document(
+                project=self.project,
+                external_id=row.external_id,
+                text=row.text,
+                metadata=row.metadata,
+                content_hash=digest,
+                import_batch=self.batch,
+                status=Document.Status.LABELED if row.labels else Document.Status.QUEUED,
+            )
+            to_create.append((row, document))
+        Document.objects.bulk_create([document for _, document in to_create])
+        self.batch.created_count += len(to_create)
+        self._store_labels([(row, document) for row, document in to_create if row.labels])
+
+    def _store_labels(self, labeled: list[tuple[Row, Document]]) -> None:
+        if not labeled:
+            return
+        annotations = Annotation.objects.bulk_create(
+            [Annotation(document=document, source=Annotation.Source.IMPORT) for _, document in labeled]
+        )
+        links, revisions = [], []
+        for annotation, (row, _) in zip(annotations, labeled, strict=True):
+            keys = list(dict.fromkeys(row.labels))
+            links.extend(AnnotationLabel(annotation=annotation, label=self.labels[key]) for key in keys)
+            revisions.append(
+                AnnotationRevision(
+                    annotation=annotation,
+                    label_keys=keys,
+                    label_ids=[self.labels[key].pk for key in keys],
+                    changed_by=self.batch.created_by,
+                    reason="import",
+                )
+            )
+        AnnotationLabel.objects.bulk_create(links)
+        AnnotationRevision.objects.bulk_create(revisions)
+        self.batch.annotation_count += len(annotations)
+
+    def finish(self) -> None:
+        self.flush()
+        if self.errors:
+            ImportRowError.objects.bulk_create(self.errors)
+            self.errors = []
+
+
+# --- Use case -----------------------------------------------------------------------------------------------
+
+
+def import_batch_create(
+    *, project: Project, file_name: str, options: ImportOptions, user=None, stored_path: str = ""
+) -> ImportBatch:
+    """Record an import before it runs, so a queued upload is visible and its outcome has a home."""
+    fmt = detect_format(file_name, options.format)
+    batch = ImportBatch(
+        project=project,
+        created_by=user if user is not None and user.is_authenticated else None,
+        file_name=Path(file_name).name[:255],
+        stored_path=stored_path,
+        format=fmt,
+        options=options.to_dict(),
+    )
+    batch.full_clean()
+    batch.save()
+    return batch
+
+
+def import_batch_run(*, batch: ImportBatch, stream: IO[bytes], progress: ProgressCallback | None = None) -> ImportBatch:
+    """Read `stream` into the batch's project. Rows go in one transaction: a refused file leaves nothing behind.
+
+    `progress` is called with the number of bytes consumed so far (for a progress bar).
+    """
+    options = ImportOptions(**batch.options, format=batch.format)
+    batch.status = ImportBatch.Status.RUNNING
+    batch.save(update_fields=["status"])
+    text = _LineCountingText(io.BufferedReader(_ByteCounter(stream, progress), buffer_size=1 << 16))
+    builder = _Builder(batch, settings.DOCKET_IMPORT_CHUNK)
+    try:
+        with transaction.atomic():
+            for row in PARSERS[batch.format](text, options):
+                builder.add(row)
+            builder.finish()
+            if batch.rows_seen == 0:
+                raise ImportRejected("The file holds no documents; nothing was imported.")
+            if batch.created_count == 0 and batch.duplicate_count == 0 and batch.rejected_count == batch.rows_seen:
+                raise ImportRejected(
+                    f"None of the {batch.rows_seen:,} rows could be imported (first problem: line "
+                    f"{_first_error(builder)}); nothing was imported."
+                )
+            batch.status = ImportBatch.Status.COMPLETED
+            batch.finished_at = timezone.now()
+            batch.save()
+            audit_record(
+                action="import.completed",
+                actor=batch.created_by,
+                project=batch.project,
+                target=batch,
+                after=_summary(batch),
+            )
+    except ImportRejected as error:
+        _fail(batch, str(error), builder.first_errors)
+        raise
+    return batch
+
+
+def documents_import(
+    *,
+    project: Project,
+    path: str | os.PathLike,
+    options: ImportOptions | None = None,
+    user=None,
+    progress: ProgressCallback | None = None,
+) -> ImportBatch:
+    """Import a file from disk (the management command and the worker use this)."""
+    options = options or ImportOptions()
+    batch = import_batch_create(project=project, file_name=os.fspath(path), options=options, user=user)
+    with open(path, "rb") as stream:
+        return import_batch_run(batch=batch, stream=stream, progress=progress)
+
+
+def import_batch_run_stored(batch_id: int) -> ImportBatch:
+    """Run an uploaded file that waits in artifact storage (called by the worker); idempotent."""
+    batch = ImportBatch.objects.select_related("project", "created_by").get(pk=batch_id)
+    if batch.status in (ImportBatch.Status.COMPLETED, ImportBatch.Status.FAILED):
+        return batch
+    if batch.status == ImportBatch.Status.RUNNING:
+        # A previous attempt died mid-way; its transaction rolled back, so start again from a clean count.
+        _reset_counts(batch)
+    path = Path(batch.stored_path)
+    if not path.exists():
+        _fail(batch, "The uploaded file is no longer in storage; upload it again.")
+        return batch
+    try:
+        with open(path, "rb") as stream:
+            import_batch_run(batch=batch, stream=stream)
+    except ImportRejected:
+        pass  # the batch records why
+    path.unlink(missing_ok=True)
+    return batch
+
+
+def upload_store(*, project: Project, uploaded) -> str:
+    """Copy an uploaded file into artifact storage where any worker can read it; returns its path."""
+    directory = Path(settings.ARTIFACT_DIR) / "uploads" / str(project.pk)
+    directory.mkdir(parents=True, exist_ok=True)
+    target = directory / f"{timezone.now():%Y%m%dT%H%M%S%f}-{Path(uploaded.name).name}"
+    with open(target, "wb") as out:
+        for chunk in uploaded.chunks():
+            out.write(chunk)
+    return str(target)
+
+
+class _ByteCounter(io.RawIOBase):
+    def __init__(self, raw: IO[bytes], progress: ProgressCallback | None):
+        self._raw = raw
+        self._progress = progress
+        self.consumed = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        data = self._raw.read(len(buffer))
+        n = len(data)
+        buffer[:n] = data
+        self.consumed += n
+        if self._progress and n:
+            self._progress(self.consumed)
+        return n
+
+
+def _summary(batch: ImportBatch) -> dict[str, Any]:
+    return {
+        "file": batch.file_name,
+        "rows": batch.rows_seen,
+        "created": batch.created_count,
+        "duplicates": batch.duplicate_count,
+        "rejected": batch.rejected_count,
+        "annotations": batch.annotation_count,
+    }
+
+
+def _first_error(builder: _Builder) -> str:
+    line, reason = builder.first_errors[0]
+    return f"{line}: {reason}"
+
+
+def _reset_counts(batch: ImportBatch) -> None:
+    batch.rows_seen = batch.created_count = batch.duplicate_count = 0
+    batch.rejected_count = batch.annotation_count = 0
+
+
+def _fail(batch: ImportBatch, message: str, first_errors: list[tuple[int, str]] = ()) -> None:
+    """Mark the batch refused; its rows were rolled back, but the first row problems stay visible."""
+    _reset_counts(batch)
+    batch.status = ImportBatch.Status.FAILED
+    batch.error = message
+    batch.finished_at = timezone.now()
+    batch.save()
+    ImportRowError.objects.bulk_create(ImportRowError(batch=batch, line=line, reason=r) for line, r in first_errors)
+    audit_record(
+        action="import.failed", actor=batch.created_by, project=batch.project, target=batch, after={"error": message}
+    )
