@@ -176,8 +176,32 @@ class ImportBatchAdmin(admin.ModelAdmin):
     inlines = [ImportRowErrorInline]
     change_form_template = "admin/annotation/importbatch_change_form.html"
 
+    # Staff project admins see their own projects' imports, through the same check as the upload page.
+    def get_queryset(self, request):
+        batches = super().get_queryset(request)
+        if request.user.is_superuser:
+            return batches
+        importable = [
+            p.pk for p in permissions.projects_for(request.user) if permissions.can(request.user, p, "import")
+        ]
+        return batches.filter(project_id__in=importable)
+
+    def has_view_permission(self, request, obj=None):
+        if obj is None:
+            return request.user.is_staff
+        return permissions.can(request.user, obj.project, "import")
+
+    def has_module_permission(self, request):
+        return request.user.is_staff
+
     def has_add_permission(self, request):
         return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return request.user.is_superuser
 
 
 @admin.register(Document)

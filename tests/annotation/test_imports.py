@@ -68,7 +68,7 @@ def test_utf8_with_bom_is_read_and_the_bom_is_not_part_of_the_first_field(projec
 
 
 def test_file_that_is_not_utf8_is_refused_with_its_line_and_nothing_is_stored(project):
-    content = "text\nfine row\n".encode() + "caf\xe9 latin-1 row\n".encode("latin-1")
+    content = b"text\nfine row\n" + "caf\xe9 latin-1 row\n".encode("latin-1")
     with pytest.raises(ImportRejected, match=r"not UTF-8 text .*byte 0xe9 on line 3"):
         run_import(project, content, "latin.csv")
     assert Document.objects.count() == 0
