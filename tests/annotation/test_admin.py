@@ -3,8 +3,8 @@
 import pytest
 from django.urls import reverse
 
-from annotation.models import AuditEvent
-from tests.factories import PASSWORD, DocumentFactory, MembershipFactory, UserFactory
+from annotation.models import AuditEvent, ImportBatch
+from tests.factories import PASSWORD, DocumentFactory, MembershipFactory, UserFactory, project_with_labels
 
 pytestmark = pytest.mark.django_db
 
@@ -56,7 +56,6 @@ def test_upload_with_unknown_format_shows_the_reason_and_stores_nothing(client, 
 
 
 def test_import_result_page_of_another_project_is_hidden(client, project):
-    from annotation.models import ImportBatch
 
     other = project_with_labels()
     batch = ImportBatch.objects.create(project=other, file_name="theirs.csv", format="csv")
