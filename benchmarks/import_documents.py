@@ -1,0 +1,96 @@
+"""Import throughput: 100,000 documents into PostgreSQL through Docket's importer, against raw COPY.
+
+    .venv/bin/python benchmarks/import_documents.py [--rows 100000]
+
+Uses its own database (docket_bench, dropped and recreated). The baseline, measured in the same run, is
+PostgreSQL's COPY of the same texts into a bare table: the floor any importer pays to get rows on disk.
+"""
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+DB_NAME = "docket_bench"
+os.environ["DATABASE_URL"] = f"postgres://postgres@127.0.0.1:5432/{DB_NAME}"
+os.environ.setdefault("DOCKET_DEVELOPMENT", "1")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+
+
+def recreate_database() -> None:
+    for sql in (f"DROP DATABASE IF EXISTS {DB_NAME}", f"CREATE DATABASE {DB_NAME}"):
+        subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-q", "-c", sql], check=True)
+
+
+def write_rows(path: Path, rows: int) -> None:
+    products = ["Mail", "Pay", "Tandem", "Atlas", "Beacon", "Harbor"]
+    with open(path, "w", encoding="utf-8") as out:
+        for i in range(rows):
+            text = (
+                f"Clause {i}: Northwind {products[i % 6]} keeps usage logs for {i % 365} days and shares "
+                f"aggregated statistics with processor {i % 97} under contract {i}."
+            )
+            out.write(json.dumps({"id": f"bench-{i}", "text": text, "product": products[i % 6]}) + "\n")
+
+
+def copy_baseline(path: Path) -> float:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE TABLE copy_baseline (external_id text, text text, metadata jsonb)")
+        with tempfile.TemporaryFile("w+", encoding="utf-8") as tsv:
+            for line in open(path, encoding="utf-8"):
+                row = json.loads(line)
+                meta = json.dumps({"product": row["product"]})
+                tsv.write(f"{row['id']}\t{row['text']}\t{meta}\n")
+            tsv.seek(0)
+            start = time.perf_counter()
+            cursor.copy_expert("COPY copy_baseline FROM STDIN", tsv)
+            elapsed = time.perf_counter() - start
+        cursor.execute("DROP TABLE copy_baseline")
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rows", type=int, default=100_000)
+    args = parser.parse_args()
+    recreate_database()
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    from annotation.services.imports import documents_import
+    from annotation.services.projects import project_create
+
+    project = project_create(name="Import benchmark", labels=[{"key": "first_party"}])
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "bench.jsonl"
+        write_rows(path, args.rows)
+        size_mb = path.stat().st_size / 1e6
+        rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        start = time.perf_counter()
+        batch = documents_import(project=project, path=path)
+        docket_s = time.perf_counter() - start
+        rss_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        copy_s = copy_baseline(path)
+    assert batch.created_count == args.rows, batch.created_count
+    print(f"rows                 {args.rows:,} ({size_mb:.1f} MB JSONL)")
+    print(f"docket import        {docket_s:.1f} s   {args.rows / docket_s:,.0f} docs/s")
+    print(f"COPY baseline        {copy_s:.1f} s   {args.rows / copy_s:,.0f} rows/s")
+    print(f"ratio (docket/COPY)  {docket_s / copy_s:.1f}x the time of raw COPY")
+    grew = rss_peak - rss_before
+    print(f"peak RSS             {rss_peak:.0f} MB (before import {rss_before:.0f} MB, +{grew:.0f} MB)")
+
+
+if __name__ == "__main__":
+    main()
