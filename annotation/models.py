@@ -141,6 +141,35 @@ class Label(models.Model):
         return self.name
 
 
+class TaxonomyVersion(models.Model):
+    """A saved state of a taxonomy: the labels after one operation, who did it and what it was.
+
+    `operation` and `details` say how labels moved (e.g. merge: {"sources": [...], "target": "c"}), so the
+    labels a model was trained on can be mapped to today's labels.
+    """
+
+    taxonomy = models.ForeignKey(Taxonomy, on_delete=models.CASCADE, related_name="versions")
+    version = models.PositiveIntegerField()
+    operation = models.CharField(max_length=32)
+    details = models.JSONField(default=dict, blank=True)
+    labels = models.JSONField(default=list, help_text="Every label of this version, deprecated ones included.")
+    multi_label = models.BooleanField(default=False)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["taxonomy", "version"]
+        constraints = [
+            models.UniqueConstraint(fields=["taxonomy", "version"], name="taxonomy_version_unique"),
+            models.CheckConstraint(condition=Q(version__gte=1), name="taxonomy_version_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"v{self.version} {self.operation}"
+
+
 class ImportBatch(models.Model):
     class Format(models.TextChoices):
         CSV = "csv", "CSV"
