@@ -1,10 +1,14 @@
-"""Reads that several callers need: project progress, final labels, exports."""
+"""Reads that several callers need: project progress, final labels, exports, the review queue's pages."""
 
 from collections.abc import Iterable
 
-from django.db.models import Count, Q
+from django.contrib.auth.models import AbstractBaseUser
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet
+from django.utils import timezone
 
 from annotation.models import Annotation, AnnotationLabel, Document, Label, Project
+from learning import selectors as learning_selectors
+from learning.selectors import predictions_for
 
 
 def project_progress(project: Project) -> dict[str, int]:
@@ -72,3 +76,157 @@ def annotations_by_document(document_ids: Iterable[int]) -> dict[int, list[dict]
             }
         )
     return result
+
+
+# --- Review queue and labeling page --------------------------------------------------------------------------
+
+# Keys the labeling page keeps for itself; a label whose shortcut is one of these is reached by mouse only.
+RESERVED_KEYS = frozenset({"s", "u", "f", "?"})
+# Metadata keys shown as the document's context, in this order; others are listed after them.
+CONTEXT_KEYS = ("source_title", "kind", "product", "region")
+# A multi-label suggestion holds the labels the model gives at least this probability.
+SUGGESTION_THRESHOLD = 0.5
+
+
+def review_labels(project: Project) -> list[dict]:
+    """The labels a reviewer may choose now (deprecated ones hidden), in taxonomy order, as the page needs them."""
+    labels = list(
+        Label.objects.filter(taxonomy__project=project, deprecated=False)
+        .select_related("parent")
+        .order_by("order", "id")
+    )
+    result = []
+    for label in labels:
+        shortcut = label.shortcut.lower() if label.shortcut.lower() not in RESERVED_KEYS else ""
+        result.append(
+            {
+                "key": label.key,
+                "name": label.name,
+                "description": label.description,
+                "guideline": label.guideline,
+                "color": label.color,
+                "shortcut": shortcut,
+                "shortcut_conflict": label.shortcut if label.shortcut and not shortcut else "",
+                "parent": label.parent.name if label.parent_id else "",
+                "parent_key": label.parent.key if label.parent_id else "",
+            }
+        )
+    return result
+
+
+def label_groups(labels: list[dict]) -> list[dict]:
+    """Labels grouped under their parent, groups in the order their first label appears.
+
+    A parent that is itself a label leads its own group, so a hierarchy reads top-down.
+    """
+    parents_with_children = {label["parent_key"] for label in labels if label["parent_key"]}
+    groups: dict[str, dict] = {}
+    for label in labels:
+        group_key = label["parent_key"] or (label["key"] if label["key"] in parents_with_children else "")
+        title = label["parent"] or (label["name"] if group_key else "")
+        group = groups.setdefault(group_key, {"title": title, "labels": []})
+        group["labels"].append(label)
+    return list(groups.values())
+
+
+def suggestion_for(project: Project, document_id: int, label_keys: list[str]) -> dict | None:
+    """The active model's suggestion for one document: its version, each label's probability, the pick."""
+    prediction = predictions_for([document_id]).get(document_id)
+    if not prediction:
+        return None
+    probabilities = {k: float(p) for k, p in (prediction["probabilities"] or {}).items() if k in label_keys}
+    if not probabilities:
+        return None
+    best = max(probabilities, key=probabilities.get)
+    if project.multi_label:
+        picked = [k for k in label_keys if probabilities.get(k, 0.0) >= SUGGESTION_THRESHOLD] or [best]
+    else:
+        picked = [best]
+    return {"model_version": prediction["model_version"], "probabilities": probabilities, "labels": picked}
+
+
+def document_for_review(document: Document, *, reviewer: AbstractBaseUser, label_keys: list[str]) -> dict:
+    """What the labeling page shows for a document: text, context, the reviewer's own answer, the suggestion."""
+    metadata = document.metadata if isinstance(document.metadata, dict) else {}
+    context = [{"key": k, "value": str(metadata[k])} for k in CONTEXT_KEYS if metadata.get(k) not in (None, "")]
+    other = [{"key": k, "value": str(v)} for k, v in metadata.items() if k not in CONTEXT_KEYS and v not in (None, "")]
+    mine = Annotation.objects.filter(document=document, reviewer=reviewer).values_list("id", flat=True).first()
+    return {
+        "id": document.pk,
+        "external_id": document.external_id,
+        "text": document.text,
+        "status": document.status,
+        "title": str(metadata.get("source_title") or document.external_id or f"Document {document.pk}"),
+        "context": context,
+        "metadata": other,
+        "my_labels": annotation_label_keys([mine]).get(mine, []) if mine else None,
+        "suggestion": suggestion_for(document.project, document.pk, label_keys),
+    }
+
+
+def queue_state(project: Project, reviewer: AbstractBaseUser) -> str:
+    """Why the queue offers this reviewer nothing: "empty" (nothing imported), "done" (nothing left to label),
+    "held" (the rest is held by other reviewers right now) or "skipped" (only documents this reviewer skipped)."""
+    documents = Document.objects.filter(project=project)
+    if not documents.exists():
+        return "empty"
+    queued = documents.filter(status=Document.Status.QUEUED)
+    if not queued.exists():
+        return "done"
+    if queued.exclude(skips__reviewer=reviewer).exists():
+        return "held"
+    return "skipped"
+
+
+def reviewer_counts(project: Project, reviewer: AbstractBaseUser) -> dict[str, int]:
+    """How many documents of the project the reviewer has labeled, today (local time) and in all."""
+    start_of_day = timezone.localtime().replace(hour=0, minute=0, second=0, microsecond=0)
+    return Annotation.objects.filter(document__project=project, reviewer=reviewer).aggregate(
+        today=Count("id", filter=Q(created_at__gte=start_of_day)), total=Count("id")
+    )
+
+
+def current_model(project: Project) -> dict | None:
+    """The project's active model as {"number", "score"} (score may be None); None before the first model.
+
+    Asks `learning.selectors.active_model(project)` (an object with `number` and `score`) once the learning
+    side provides it.
+    """
+    active_model = getattr(learning_selectors, "active_model", None)
+    if active_model is None:
+        return None
+    model = active_model(project)
+    if model is None:
+        return None
+    return {"number": model.number, "score": getattr(model, "score", None)}
+
+
+def my_annotations(project: Project, reviewer: AbstractBaseUser, *, query: str = "") -> QuerySet[Annotation]:
+    """The reviewer's own annotations in the project, newest change first, optionally searched.
+
+    The search matches the document's text or external id, or a label's key or name.
+    """
+    annotations = Annotation.objects.filter(document__project=project, reviewer=reviewer)
+    query = query.strip()
+    if query:
+        matching_labels = AnnotationLabel.objects.filter(annotation=OuterRef("pk")).filter(
+            Q(label__key__icontains=query) | Q(label__name__icontains=query)
+        )
+        annotations = annotations.filter(
+            Q(document__text__icontains=query) | Q(document__external_id__icontains=query) | Exists(matching_labels)
+        )
+    return (
+        annotations.select_related("document")
+        .annotate(revision_count=Count("revisions"))
+        .order_by("-updated_at", "-id")
+    )
+
+
+def recent_annotated_document_ids(project: Project, reviewer: AbstractBaseUser, *, limit: int = 20) -> list[int]:
+    """The documents the reviewer labeled last, oldest first: where the page's "go back" key leads."""
+    ids = list(
+        Annotation.objects.filter(document__project=project, reviewer=reviewer)
+        .order_by("-created_at", "-id")
+        .values_list("document_id", flat=True)[:limit]
+    )
+    return ids[::-1]

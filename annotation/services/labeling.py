@@ -1,0 +1,214 @@
+"""A reviewer's answer for a document: stored once, kept whole through edits, and announced to the learning loop."""
+
+import importlib
+import logging
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.utils import timezone
+
+from annotation.exceptions import DocketError, InvalidLabels
+from annotation.models import Annotation, AnnotationLabel, AnnotationRevision, Document, Label, Lease, Project
+from annotation.services.audit import audit_record
+
+logger = logging.getLogger(__name__)
+
+# Longer than this is a tab left open over lunch, not time spent reading.
+MAX_SECONDS_SPENT = 4 * 3600
+
+
+@dataclass(frozen=True)
+class SubmissionResult:
+    annotation: Annotation
+    label_keys: list[str]
+    created: bool  # a new annotation (False: an edit of the reviewer's earlier one, or a replay)
+    changed: bool  # the stored labels differ from before this call
+    replayed: bool  # this submission_id was stored already: a double submit or a retried request
+    lease_lost: bool  # saved although the reviewer's lease had expired or was taken by another reviewer
+
+
+def labels_for_submission(project: Project, label_keys: Iterable[str]) -> list[Label]:
+    """The project's current labels named by `label_keys`, or InvalidLabels saying what is wrong."""
+    keys = list(dict.fromkeys(k.strip() for k in label_keys if k and k.strip()))
+    labels = list(
+        Label.objects.filter(taxonomy__project=project, key__in=keys, deprecated=False).order_by("order", "id")
+    )
+    unknown = sorted(set(keys) - {label.key for label in labels})
+    if unknown:
+        raise InvalidLabels(
+            f"Not a current label of {project.name}: {', '.join(unknown)}. Reload the page to see the labels in use."
+        )
+    if project.multi_label and not labels:
+        raise InvalidLabels("Choose at least one label.")
+    if not project.multi_label and len(labels) != 1:
+        raise InvalidLabels(f"{project.name} takes exactly one label per document; you chose {len(labels)}.")
+    return labels
+
+
+def annotation_submit(
+    *,
+    reviewer: AbstractBaseUser,
+    document: Document,
+    label_keys: Iterable[str],
+    submission_id: uuid.UUID | None = None,
+    seconds_spent: float | None = None,
+    model_version_shown: int | None = None,
+    suggested_labels: Iterable[str] = (),
+) -> SubmissionResult:
+    """Store the reviewer's labels for the document: a new annotation, or an edit of their earlier one.
+
+    Idempotent: a replayed `submission_id` returns the stored annotation unchanged. A submission whose lease
+    expired or went to another reviewer is still saved (and says so in `lease_lost`). The document leaves the
+    queue, its lease is removed, the change gets a revision and an audit event, and once committed the
+    learning loop hears that the project's labels changed.
+    """
+    project = document.project
+    labels = labels_for_submission(project, label_keys)
+    keys = [label.key for label in labels]
+    suggested = list(dict.fromkeys(suggested_labels))
+    if seconds_spent is not None:
+        seconds_spent = min(max(float(seconds_spent), 0.0), MAX_SECONDS_SPENT)
+
+    with transaction.atomic():
+        # One submission per document at a time: a double submit waits here, then finds the first one's row.
+        document = Document.objects.select_for_update().get(pk=document.pk)
+        if submission_id is not None:
+            replay = Annotation.objects.filter(submission_id=submission_id).first()
+            if replay is not None:
+                if replay.document_id != document.pk or replay.reviewer_id != reviewer.pk:
+                    raise DocketError("This submission id belongs to another answer; reload the page and try again.")
+                stored = sorted(replay.labels.values_list("key", flat=True))
+                return SubmissionResult(replay, stored, created=False, changed=False, replayed=True, lease_lost=False)
+
+        annotation = Annotation.objects.filter(document=document, reviewer=reviewer).first()
+        if annotation is None:
+            lease = Lease.objects.filter(document=document).first()
+            lease_lost = lease is None or lease.reviewer_id != reviewer.pk or lease.expires_at <= timezone.now()
+            annotation = _annotation_create(
+                reviewer=reviewer,
+                project=project,
+                document=document,
+                labels=labels,
+                submission_id=submission_id,
+                seconds_spent=seconds_spent,
+                model_version_shown=model_version_shown,
+                suggested=suggested,
+            )
+            result = SubmissionResult(
+                annotation, keys, created=True, changed=True, replayed=False, lease_lost=lease_lost
+            )
+        else:
+            changed = _annotation_change(
+                annotation=annotation, project=project, labels=labels, reviewer=reviewer, reason="edit"
+            )
+            result = SubmissionResult(
+                annotation, keys, created=False, changed=changed, replayed=False, lease_lost=False
+            )
+
+        # A document held for legal review stays held; a late answer for it is kept all the same.
+        if document.status == Document.Status.QUEUED:
+            document.status = Document.Status.LABELED
+            document.save(update_fields=["status"])
+        Lease.objects.filter(document=document).delete()
+        if result.changed:
+            project_id = project.pk
+            transaction.on_commit(lambda: notify_learning(project_id))
+    return result
+
+
+def _annotation_create(
+    *,
+    reviewer: AbstractBaseUser,
+    project: Project,
+    document: Document,
+    labels: list[Label],
+    submission_id: uuid.UUID | None,
+    seconds_spent: float | None,
+    model_version_shown: int | None,
+    suggested: list[str],
+) -> Annotation:
+    keys = [label.key for label in labels]
+    annotation = Annotation(
+        document=document,
+        reviewer=reviewer,
+        source=Annotation.Source.REVIEWER,
+        seconds_spent=seconds_spent,
+        model_version_shown=model_version_shown,
+        suggested_labels=suggested,
+        suggestion_accepted=(set(suggested) == set(keys)) if suggested else None,
+        submission_id=submission_id,
+    )
+    # Uniqueness is settled by the document lock above and, last, by the database's constraints.
+    annotation.full_clean(validate_unique=False, validate_constraints=False)
+    annotation.save()
+    AnnotationLabel.objects.bulk_create([AnnotationLabel(annotation=annotation, label=label) for label in labels])
+    _revision(annotation=annotation, labels=labels, reviewer=reviewer, reason="create")
+    audit_record(
+        action="annotation.create",
+        actor=reviewer,
+        project=project,
+        target=annotation,
+        after={"document": document.pk, "labels": keys, "suggested": suggested},
+    )
+    return annotation
+
+
+def _annotation_change(
+    *, annotation: Annotation, project: Project, labels: list[Label], reviewer: AbstractBaseUser, reason: str
+) -> bool:
+    """Replace the annotation's labels, keeping the old state in a revision; False when nothing changed."""
+    before = dict(AnnotationLabel.objects.filter(annotation=annotation).values_list("label_id", "label__key"))
+    after_ids = {label.pk for label in labels}
+    if set(before) == after_ids:
+        return False
+    AnnotationLabel.objects.filter(annotation=annotation).exclude(label_id__in=after_ids).delete()
+    AnnotationLabel.objects.bulk_create(
+        [AnnotationLabel(annotation=annotation, label=label) for label in labels if label.pk not in before]
+    )
+    annotation.save(update_fields=["updated_at"])
+    _revision(annotation=annotation, labels=labels, reviewer=reviewer, reason=reason)
+    audit_record(
+        action="annotation.change",
+        actor=reviewer,
+        project=project,
+        target=annotation,
+        before={"document": annotation.document_id, "labels": sorted(before.values())},
+        after={"document": annotation.document_id, "labels": [label.key for label in labels]},
+    )
+    return True
+
+
+def _revision(*, annotation: Annotation, labels: list[Label], reviewer: AbstractBaseUser, reason: str) -> None:
+    AnnotationRevision.objects.create(
+        annotation=annotation,
+        label_keys=[label.key for label in labels],
+        label_ids=[label.pk for label in labels],
+        changed_by=reviewer,
+        reason=reason,
+    )
+
+
+def notify_learning(project_id: int) -> None:
+    """Tell the learning loop that a project's labels changed; it decides whether and when to retrain.
+
+    `learning.tasks.labels_changed(project_id)` coalesces bursts of labels into one retraining, so this is
+    called after every committed change and enqueues nothing else. Until that task exists it does nothing.
+    The labels are committed by the time this runs, so a broker outage is logged, never raised: the next
+    label knocks again.
+    """
+    try:
+        tasks = importlib.import_module("learning.tasks")
+    except ModuleNotFoundError as error:
+        if error.name != "learning.tasks":
+            raise
+        return
+    labels_changed = getattr(tasks, "labels_changed", None)
+    if labels_changed is None:
+        return
+    try:
+        labels_changed.delay(project_id)
+    except Exception:  # the broker is down or refuses: labeling goes on
+        logger.exception("Could not tell the learning loop that project %s has new labels", project_id)

@@ -1,0 +1,146 @@
+"""The review queue: which document a reviewer gets next, and the leases that keep two reviewers apart."""
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import connection, transaction
+from django.db.models import Exists, OuterRef, QuerySet
+from django.utils import timezone
+
+from annotation.models import Document, Flag, Lease, Project, Skip
+from annotation.services.audit import audit_record
+from learning.selectors import order_by_priority
+
+# How many candidates one request tries before giving up; each miss means another reviewer won that document.
+CLAIM_ATTEMPTS = 8
+
+
+@dataclass(frozen=True)
+class QueueOffer:
+    document: Document
+    expires_at: datetime
+    resumed: bool  # the reviewer already held this document (a reload, or the page's prefetched next one)
+
+
+def next_document_for(
+    *, reviewer: AbstractBaseUser, project: Project, after_document_id: int | None = None
+) -> QueueOffer | None:
+    """The document the reviewer should label now, leased to them; None when the queue has nothing for them.
+
+    A reviewer who already holds a live lease gets that document back, so reloading the page is safe.
+    `after_document_id` is the document the page shows now: its lease is renewed and the answer is a
+    different document (the one the page prefetches), so a reviewer holds at most two documents at a time.
+    """
+    now = timezone.now()
+    expires_at = now + timedelta(seconds=project.lease_ttl_seconds)
+    held = Lease.objects.filter(project=project, reviewer=reviewer, expires_at__gt=now)
+    with transaction.atomic():
+        if after_document_id is not None:
+            held.filter(document_id=after_document_id).update(expires_at=expires_at)
+            held = held.exclude(document_id=after_document_id)
+        lease = (
+            held.filter(document__status=Document.Status.QUEUED)
+            .select_related("document")
+            .order_by("acquired_at", "document_id")
+            .first()
+        )
+        if lease is not None:
+            Lease.objects.filter(pk=lease.pk).update(expires_at=expires_at)
+            return QueueOffer(document=lease.document, expires_at=expires_at, resumed=True)
+
+        tried: list[int] = [after_document_id] if after_document_id is not None else []
+        for _ in range(CLAIM_ATTEMPTS):
+            document = _next_unheld_document(reviewer=reviewer, project=project, now=now, exclude_ids=tried)
+            if document is None:
+                return None
+            if _claim(document=document, reviewer=reviewer, now=now, expires_at=expires_at):
+                return QueueOffer(document=document, expires_at=expires_at, resumed=False)
+            tried.append(document.pk)
+    return None
+
+
+def _available(*, reviewer: AbstractBaseUser, project: Project, now: datetime) -> QuerySet[Document]:
+    """Queued documents nobody holds and this reviewer has not skipped."""
+    live_lease = Lease.objects.filter(document=OuterRef("pk"), expires_at__gt=now)
+    skipped = Skip.objects.filter(document=OuterRef("pk"), reviewer=reviewer)
+    return Document.objects.filter(project=project, status=Document.Status.QUEUED).filter(
+        ~Exists(live_lease), ~Exists(skipped)
+    )
+
+
+def _next_unheld_document(
+    *, reviewer: AbstractBaseUser, project: Project, now: datetime, exclude_ids: list[int]
+) -> Document | None:
+    """The highest-priority available document, locked for this transaction; locked rows are skipped.
+
+    Scored documents come first in the learning side's order. Unscored ones follow by `random_key`, which
+    is what `order_by_priority` gives them too; asking for them separately lets PostgreSQL walk the
+    queue index instead of sorting every unscored document on each request.
+    """
+    available = _available(reviewer=reviewer, project=project, now=now).exclude(pk__in=exclude_ids)
+    scored = order_by_priority(available.filter(queue_priority__project=project))
+    unscored = available.filter(queue_priority__isnull=True).order_by("random_key", "id")
+    for candidates in (scored, unscored):
+        # of=("self",): lock the document row only; the priority row may be missing (outer join).
+        document = candidates.select_for_update(skip_locked=True, of=("self",)).first()
+        if document is not None:
+            return document
+    return None
+
+
+def _claim(*, document: Document, reviewer: AbstractBaseUser, now: datetime, expires_at: datetime) -> bool:
+    """Insert the lease, or take over an expired one; False when someone else holds it live.
+
+    The row lock on the document does not stop this race: another reviewer may have committed a lease for
+    it after our query's snapshot was taken but before we locked the row. The lease table's primary key and
+    the `WHERE expired` guard settle it inside the database, whoever commits first.
+    """
+    table = connection.ops.quote_name(Lease._meta.db_table)
+    adapt = connection.ops.adapt_datetimefield_value
+    sql = (
+        f"INSERT INTO {table} (document_id, project_id, reviewer_id, acquired_at, expires_at) "
+        "VALUES (%s, %s, %s, %s, %s) "
+        "ON CONFLICT (document_id) DO UPDATE SET project_id = EXCLUDED.project_id, "
+        "reviewer_id = EXCLUDED.reviewer_id, acquired_at = EXCLUDED.acquired_at, expires_at = EXCLUDED.expires_at "
+        f"WHERE {table}.expires_at <= EXCLUDED.acquired_at "
+        "RETURNING document_id"
+    )
+    params = [document.pk, document.project_id, reviewer.pk, adapt(now), adapt(expires_at)]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchone() is not None
+
+
+def lease_release(*, reviewer: AbstractBaseUser, document: Document) -> None:
+    """Give a held document back to the queue at once (the reviewer skipped, flagged or left it)."""
+    Lease.objects.filter(document=document, reviewer=reviewer).delete()
+
+
+def document_skip(*, reviewer: AbstractBaseUser, document: Document) -> None:
+    """The reviewer passes on the document: others still get it, this reviewer is not offered it again."""
+    with transaction.atomic():
+        Skip.objects.bulk_create([Skip(document=document, reviewer=reviewer)], ignore_conflicts=True)
+        lease_release(reviewer=reviewer, document=document)
+
+
+def document_flag(*, reviewer: AbstractBaseUser, document: Document, comment: str) -> Flag:
+    """Hold the document for legal review with the reviewer's comment; it leaves the queue until resolved."""
+    flag = Flag(document=document, reviewer=reviewer, comment=comment.strip())
+    flag.full_clean()
+    with transaction.atomic():
+        document = Document.objects.select_for_update().get(pk=document.pk)
+        flag.save()
+        before = document.status
+        document.status = Document.Status.FLAGGED
+        document.save(update_fields=["status"])
+        Lease.objects.filter(document=document).delete()
+        audit_record(
+            action="document.flag",
+            actor=reviewer,
+            project=document.project,
+            target=document,
+            before={"status": before},
+            after={"status": document.status, "flag": flag.pk, "comment": flag.comment},
+        )
+    return flag
