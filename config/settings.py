@@ -38,6 +38,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_celery_results",
     "annotation",
     "learning",
@@ -145,17 +146,46 @@ CELERY_TASK_TRACK_STARTED = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
 # --- REST framework -------------------------------------------------------------------------------
+# Throttle counters live in this cache: local memory serves one process; several processes need Redis.
+CACHES = {"default": env.cache_url("DOCKET_CACHE_URL", default="locmemcache://")}
+
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
+    # Keys first: an unauthenticated request then gets 401 with a WWW-Authenticate header, not 403.
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "api.auth.ApiKeyAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_THROTTLE_CLASSES": ["api.auth.ApiKeyRateThrottle"],
+    "DEFAULT_THROTTLE_RATES": {"api_key": env.str("DOCKET_API_RATE", default="600/min")},
+    "EXCEPTION_HANDLER": "api.errors.exception_handler",
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Docket API",
-    "DESCRIPTION": "Classify privacy texts with a project's active model and manage projects, documents and labels.",
+    "DESCRIPTION": (
+        "Classify privacy texts with a project's active model and manage projects, documents and labels. "
+        "Authenticate with `Authorization: Bearer <key>`; every error has the shape "
+        '`{"error": {"code", "message", "details"}}`.'
+    ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SCHEMA_PATH_PREFIX": "/api/v1",
+    "ENUM_NAME_OVERRIDES": {
+        "DocumentStatusEnum": "annotation.models.Document.Status",
+        "KeyStatusEnum": ["active", "revoked", "expired"],
+        "DocumentOutcomeEnum": ["created", "duplicate", "rejected"],
+    },
 }
+# Limits of one API request: texts per predict call, documents per bulk create, items per page.
+DOCKET_API_MAX_BATCH = env.int("DOCKET_API_MAX_BATCH", default=64)
+DOCKET_API_MAX_DOCUMENTS = env.int("DOCKET_API_MAX_DOCUMENTS", default=500)
+DOCKET_API_PAGE_SIZE = env.int("DOCKET_API_PAGE_SIZE", default=100)
 
 LOGGING = {
     "version": 1,

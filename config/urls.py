@@ -6,5 +6,8 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("api/", include("api.urls")),
+    path("projects/<int:project_id>/keys/", include("api.page_urls")),
+    path("", include("annotation.manage_urls")),
     path("", include("annotation.urls")),
 ]

@@ -1,0 +1,113 @@
+"""Who is calling and what they may touch: key authentication, per-key throttling, project access with scopes.
+
+Roles are decided by annotation/permissions.py as for every page; a key only narrows them further, to its
+scopes and its projects. A browser session (the browsable API) carries every scope of its user's roles.
+"""
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db.models import QuerySet
+from rest_framework import authentication, throttling
+from rest_framework.request import Request
+from rest_framework.settings import api_settings
+
+from annotation import permissions
+from annotation.exceptions import ProjectNotFound
+from annotation.models import Document, Project
+from api import services
+from api.exceptions import KeyInvalid, ScopeMissing
+from api.models import ApiKey
+
+BEARER = b"bearer"
+
+
+class ApiKeyAuthentication(authentication.BaseAuthentication):
+    """`Authorization: Bearer dk_<prefix>_<secret>`; a request without that header falls through to sessions."""
+
+    def authenticate(self, request: Request) -> tuple[AbstractBaseUser, ApiKey] | None:
+        header = authentication.get_authorization_header(request).split()
+        if not header or header[0].lower() != BEARER:
+            return None
+        if len(header) != 2:
+            raise KeyInvalid("Send exactly one key: Authorization: Bearer <key>.")
+        key = services.api_key_authenticate(token=header[1].decode("latin-1"))
+        return key.user, key
+
+    def authenticate_header(self, request: Request) -> str:
+        return 'Bearer realm="api"'
+
+
+class ApiKeyRateThrottle(throttling.SimpleRateThrottle):
+    """One budget per key (per user for a browser session), counted in the default cache."""
+
+    scope = "api_key"
+
+    def get_rate(self) -> str | None:
+        # Read on every request, so the rate follows settings changes (and tests' override_settings).
+        return api_settings.DEFAULT_THROTTLE_RATES.get(self.scope)
+
+    def __init__(self) -> None:
+        self.rate = self.get_rate()
+        self.num_requests, self.duration = self.parse_rate(self.rate)
+
+    def get_cache_key(self, request: Request, view) -> str:
+        key = api_key_of(request)
+        if key is not None:
+            ident = f"key-{key.pk}"
+        elif request.user and request.user.is_authenticated:
+            ident = f"user-{request.user.pk}"
+        else:
+            ident = f"ip-{self.get_ident(request)}"
+        return self.cache_format % {"scope": self.scope, "ident": ident}
+
+
+def api_key_of(request: Request) -> ApiKey | None:
+    return request.auth if isinstance(request.auth, ApiKey) else None
+
+
+def require_scope(request: Request, scope: str) -> None:
+    key = api_key_of(request)
+    if key is not None and scope not in key.scopes:
+        raise ScopeMissing(f"This key lacks the '{scope}' scope; ask a project admin for a key that has it.")
+
+
+def key_project_ids(request: Request) -> set[int] | None:
+    """Projects the key is limited to, or None for a session (no limit beyond the user's memberships)."""
+    key = api_key_of(request)
+    if key is None:
+        return None
+    if not hasattr(key, "_project_ids"):
+        key._project_ids = set(key.projects.values_list("pk", flat=True))
+    return key._project_ids
+
+
+def _check_key(request: Request, project_id: int, scope: str) -> None:
+    require_scope(request, scope)
+    limited_to = key_project_ids(request)
+    if limited_to is not None and project_id not in limited_to:
+        raise ProjectNotFound("No such project, or this key does not cover it.")
+
+
+def access_project(request: Request, project_id: int, *, scope: str, action: str = "view") -> Project:
+    """The project if the caller's key has `scope`, covers the project, and the user's role allows `action`.
+
+    A project outside the key's list is "not found", exactly like a project the user is not a member of.
+    """
+    _check_key(request, project_id, scope)
+    return permissions.access_project_by_id(request.user, project_id, action=action)
+
+
+def access_document(
+    request: Request, project_id: int, document_id: int, *, scope: str, action: str = "view"
+) -> Document:
+    _check_key(request, project_id, scope)
+    return permissions.access_document_by_id(request.user, project_id, document_id, action=action)
+
+
+def projects_visible(request: Request, *, scope: str) -> QuerySet[Project]:
+    """The projects a list may show: the user's, narrowed to the key's."""
+    require_scope(request, scope)
+    projects = permissions.projects_for(request.user)
+    limited_to = key_project_ids(request)
+    if limited_to is not None:
+        projects = projects.filter(pk__in=limited_to)
+    return projects.distinct()

@@ -1,0 +1,81 @@
+"""The one exception handler: every API error leaves as {"error": {"code", "message", "details"}}.
+
+Domain errors from the annotation, learning and API services are mapped to a status here and nowhere else.
+"""
+
+import logging
+from typing import Any
+
+from django.core.exceptions import PermissionDenied, RequestDataTooBig
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import Http404
+from rest_framework import exceptions as drf
+from rest_framework import status
+from rest_framework.response import Response
+
+from annotation.exceptions import DocketError, ImportRejected, InvalidLabels, LabelInUse, NotAllowed, ProjectNotFound
+from api.exceptions import Conflict, KeyInvalid, ModelNotReady, ScopeMissing, TooLarge
+
+logger = logging.getLogger(__name__)
+
+# Domain error -> (status, code). The first matching class wins, so subclasses come before their bases.
+DOMAIN_ERRORS: list[tuple[type[Exception], int, str]] = [
+    (ProjectNotFound, status.HTTP_404_NOT_FOUND, "not_found"),
+    (NotAllowed, status.HTTP_403_FORBIDDEN, "forbidden"),
+    (ScopeMissing, status.HTTP_403_FORBIDDEN, "scope_missing"),
+    (KeyInvalid, status.HTTP_401_UNAUTHORIZED, "invalid_key"),
+    (TooLarge, status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, "too_large"),
+    (Conflict, status.HTTP_409_CONFLICT, "conflict"),
+    (LabelInUse, status.HTTP_409_CONFLICT, "label_in_use"),
+    (InvalidLabels, status.HTTP_400_BAD_REQUEST, "invalid_labels"),
+    (ImportRejected, status.HTTP_400_BAD_REQUEST, "import_rejected"),
+    (ModelNotReady, status.HTTP_503_SERVICE_UNAVAILABLE, "model_not_ready"),
+    # Last: any other error a person can act on is the caller's to fix.
+    (DocketError, status.HTTP_400_BAD_REQUEST, "rejected"),
+]
+
+
+def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, "details": details if details is not None else {}}}
+
+
+def exception_handler(exc: Exception, context: dict) -> Response | None:
+    for exception_class, http_status, code in DOMAIN_ERRORS:
+        if isinstance(exc, exception_class):
+            details: dict[str, Any] = {}
+            if isinstance(exc, TooLarge):
+                details = {"limit": exc.limit, "received": exc.received}
+            headers = {"WWW-Authenticate": 'Bearer realm="api"'} if http_status == 401 else None
+            return Response(error_body(code, str(exc), details), status=http_status, headers=headers)
+
+    if isinstance(exc, Http404):
+        exc = drf.NotFound()
+    elif isinstance(exc, PermissionDenied):
+        exc = drf.PermissionDenied()
+    elif isinstance(exc, RequestDataTooBig):
+        return Response(
+            error_body("too_large", "The request body is larger than this server accepts."),
+            status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+        )
+    elif isinstance(exc, DjangoValidationError):
+        exc = drf.ValidationError(detail=exc.message_dict if hasattr(exc, "error_dict") else exc.messages)
+
+    if not isinstance(exc, drf.APIException):
+        return None  # A bug: let Django log it and answer 500.
+
+    headers = {}
+    if getattr(exc, "auth_header", None):
+        headers["WWW-Authenticate"] = exc.auth_header
+    if getattr(exc, "wait", None):
+        headers["Retry-After"] = str(int(exc.wait))
+
+    if isinstance(exc, drf.ValidationError):
+        body = error_body("invalid", "The request is not valid; see details.", exc.detail)
+    else:
+        detail = exc.detail
+        message = str(detail) if not isinstance(detail, dict | list) else exc.default_detail
+        details = detail if isinstance(detail, dict | list) else {}
+        if isinstance(exc, drf.Throttled) and exc.wait is not None:
+            details = {"retry_after_seconds": int(exc.wait)}
+        body = error_body(exc.get_codes() if isinstance(exc.get_codes(), str) else exc.default_code, message, details)
+    return Response(body, status=exc.status_code, headers=headers)

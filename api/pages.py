@@ -1,0 +1,85 @@
+"""The project's Keys page: project admins issue and revoke API keys; a new key's secret is shown once."""
+
+from datetime import timedelta
+
+from django import forms
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_POST
+
+from annotation import permissions
+from annotation.models import Membership
+from api import services
+from api.exceptions import Conflict
+from api.models import ApiKey, Scope
+
+
+class KeyForm(forms.Form):
+    name = forms.CharField(max_length=100, help_text="What uses the key, e.g. intake-form.")
+    kind = forms.ChoiceField(choices=ApiKey.Kind.choices, initial=ApiKey.Kind.SERVICE, widget=forms.RadioSelect)
+    scopes = forms.MultipleChoiceField(
+        choices=Scope.choices, initial=[Scope.PREDICT], widget=forms.CheckboxSelectMultiple
+    )
+    role = forms.ChoiceField(
+        choices=Membership.Role.choices,
+        initial=Membership.Role.REVIEWER,
+        help_text="Service keys: the service account's role if it is new to this project.",
+    )
+    expires_in_days = forms.IntegerField(
+        min_value=1, max_value=3650, required=False, help_text="Leave empty for a key that does not expire."
+    )
+
+
+def _keys(project):
+    return ApiKey.objects.filter(projects=project).select_related("user").order_by("-created_at")
+
+
+@login_required
+def project_keys(request: HttpRequest, project_id: int) -> HttpResponse:
+    project = permissions.access_project_by_id(request.user, project_id, action="manage_keys")
+    issued = None
+    form = KeyForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        days = form.cleaned_data["expires_in_days"]
+        try:
+            issued = services.api_key_create(
+                actor=request.user,
+                projects=[project],
+                name=form.cleaned_data["name"],
+                scopes=form.cleaned_data["scopes"],
+                kind=form.cleaned_data["kind"],
+                role=form.cleaned_data["role"],
+                expires_at=timezone.now() + timedelta(days=days) if days else None,
+            )
+        except ValidationError as error:
+            for field, problems in error.message_dict.items():
+                form.add_error(field if field in form.fields else None, problems)
+        else:
+            form = KeyForm()
+    # The secret is rendered into this one response and never stored: no redirect, no message, no session.
+    return render(
+        request,
+        "api/project_keys.html",
+        {"project": project, "keys": _keys(project), "form": form, "issued": issued},
+        status=201 if issued else 200,
+    )
+
+
+@login_required
+@require_POST
+def project_key_revoke(request: HttpRequest, project_id: int, key_id: int) -> HttpResponse:
+    project = permissions.access_project_by_id(request.user, project_id, action="manage_keys")
+    key = _keys(project).filter(pk=key_id).first()
+    if key is None:
+        raise Http404("No such key in this project.")
+    try:
+        services.api_key_revoke(key=key, actor=request.user)
+    except Conflict as error:
+        messages.warning(request, str(error))
+    else:
+        messages.success(request, f"Revoked {key.name} ({key.prefix}). It no longer works.")
+    return redirect("api-pages:keys", project_id=project.pk)

@@ -1,0 +1,381 @@
+"""Writes the API needs: keys and service accounts, and the few project writes no annotation service offers yet.
+
+Project, label and annotation writes here are minimal stand-ins; when annotation/services grows a use case
+for one of them (taxonomy.py, labeling.py), the API should call that instead and the stand-in goes.
+"""
+
+import hashlib
+import hmac
+import io
+import json
+import secrets
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+from django.utils.text import slugify
+
+from annotation import permissions
+from annotation.exceptions import ImportRejected, NotAllowed
+from annotation.models import Annotation, Document, ImportBatch, Label, Membership, Project, Taxonomy
+from annotation.services.audit import audit_record
+from annotation.services.imports import ImportOptions, content_hash, import_batch_create, import_batch_run
+from annotation.services.labeling import SubmissionResult, annotation_submit
+from api.exceptions import Conflict, KeyInvalid
+from api.models import ALL_SCOPES, ApiKey, ServiceAccount
+
+TOKEN_PREFIX = "dk"
+# Writing last_used_at on every request would turn reads into writes; once a minute says enough.
+LAST_USED_RESOLUTION = timedelta(seconds=60)
+
+
+# --- Keys ---------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IssuedKey:
+    """A new key and its secret. The secret exists only here: show it once, it cannot be recovered."""
+
+    key: ApiKey
+    token: str
+
+
+def _hash(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def _new_token() -> tuple[str, str]:
+    prefix = secrets.token_hex(4)
+    return prefix, f"{TOKEN_PREFIX}_{prefix}_{secrets.token_urlsafe(32)}"
+
+
+def _key_summary(key: ApiKey) -> dict[str, Any]:
+    return {
+        "name": key.name,
+        "kind": key.kind,
+        "prefix": key.prefix,
+        "user": key.user.get_username(),
+        "scopes": key.scopes,
+        "expires_at": key.expires_at.isoformat() if key.expires_at else None,
+    }
+
+
+def service_account_for(*, name: str, actor: AbstractBaseUser) -> ServiceAccount:
+    """The service account called `name`, created (a user with no usable password) if it does not exist."""
+    slug = slugify(name)[:100]
+    if not slug:
+        raise ValidationError({"service_account": "Give the service account a name of letters, digits or dashes."})
+    account = ServiceAccount.objects.select_related("user").filter(name=slug).first()
+    if account is not None:
+        return account
+    User = get_user_model()
+    username = f"svc-{slug}"[:150]
+    if User.objects.filter(username=username).exists():
+        raise ValidationError({"service_account": f"The name {username} is taken by a person's account."})
+    user = User(username=username)
+    user.set_unusable_password()
+    user.save()
+    account = ServiceAccount(user=user, name=slug, created_by=actor)
+    account.full_clean()
+    account.save()
+    audit_record(action="service_account.created", actor=actor, target=account, after={"name": slug})
+    return account
+
+
+@transaction.atomic
+def api_key_create(
+    *,
+    actor: AbstractBaseUser,
+    projects: Iterable[Project],
+    name: str,
+    scopes: Iterable[str],
+    kind: str = ApiKey.Kind.PERSONAL,
+    expires_at: datetime | None = None,
+    service_account: str = "",
+    role: str = Membership.Role.REVIEWER,
+    scopes_allowed: Iterable[str] | None = None,
+) -> IssuedKey:
+    """Issue a key limited to `projects` and `scopes`.
+
+    A personal token acts as `actor`; a service key acts as the named service account, which becomes a member
+    of each project with `role` if it is not one already. The actor must manage keys in every project, and
+    a key created with a key (`scopes_allowed`) can never hold more scopes than the key that made it.
+    """
+    projects = list(projects)
+    scopes = sorted(set(scopes))
+    if not projects:
+        raise ValidationError({"projects": "A key must be limited to at least one project."})
+    for project in projects:
+        if not permissions.can(actor, project, "manage_keys"):
+            raise NotAllowed(f"Only a project admin may issue keys for {project.name}.")
+    unknown = set(scopes) - ALL_SCOPES
+    if not scopes or unknown:
+        raise ValidationError({"scopes": f"Choose one or more of: {', '.join(sorted(ALL_SCOPES))}."})
+    if scopes_allowed is not None and not set(scopes) <= set(scopes_allowed):
+        raise NotAllowed("A key cannot issue a key with scopes it does not hold itself.")
+    if expires_at is not None and expires_at <= timezone.now():
+        raise ValidationError({"expires_at": "The expiry must lie in the future."})
+    if kind == ApiKey.Kind.SERVICE:
+        if role not in Membership.Role.values:
+            raise ValidationError({"role": "Role must be admin or reviewer."})
+        user = service_account_for(name=service_account or name, actor=actor).user
+        for project in projects:
+            _, created = Membership.objects.get_or_create(project=project, user=user, defaults={"role": role})
+            if created:
+                audit_record(
+                    action="membership.created", actor=actor, project=project, target=user, after={"role": role}
+                )
+    elif kind == ApiKey.Kind.PERSONAL:
+        user = actor
+    else:
+        raise ValidationError({"kind": "Kind must be personal or service."})
+
+    prefix, token = _new_token()
+    while ApiKey.objects.filter(prefix=prefix).exists():
+        prefix, token = _new_token()
+    key = ApiKey(
+        kind=kind,
+        name=name.strip()[:100],
+        user=user,
+        prefix=prefix,
+        secret_hash=_hash(token),
+        scopes=scopes,
+        created_by=actor,
+        expires_at=expires_at,
+    )
+    key.full_clean()
+    key.save()
+    key.projects.set(projects)
+    for project in projects:
+        audit_record(action="api_key.created", actor=actor, project=project, target=key, after=_key_summary(key))
+    return IssuedKey(key=key, token=token)
+
+
+@transaction.atomic
+def api_key_revoke(*, key: ApiKey, actor: AbstractBaseUser) -> ApiKey:
+    key = ApiKey.objects.select_for_update().get(pk=key.pk)
+    if key.revoked_at is not None:
+        raise Conflict(f"The key {key.prefix} was already revoked on {key.revoked_at:%Y-%m-%d %H:%M} UTC.")
+    key.revoked_at = timezone.now()
+    key.revoked_by = actor
+    key.save(update_fields=["revoked_at", "revoked_by"])
+    for project in key.projects.all():
+        audit_record(action="api_key.revoked", actor=actor, project=project, target=key, after=_key_summary(key))
+    return key
+
+
+def api_key_authenticate(*, token: str) -> ApiKey:
+    """The live key for `token`, or KeyInvalid. Records the use (at most once a minute per key)."""
+    parts = token.split("_", 2)
+    if len(parts) != 3 or parts[0] != TOKEN_PREFIX:
+        raise KeyInvalid("That is not a Docket API key.")
+    key = ApiKey.objects.select_related("user").filter(prefix=parts[1]).first()
+    # Compare even for an unknown prefix, so timing does not say which prefixes exist.
+    expected = key.secret_hash if key is not None else "0" * 64
+    if not hmac.compare_digest(expected, _hash(token)) or key is None:
+        raise KeyInvalid("Unknown API key.")
+    now = timezone.now()
+    if key.revoked_at is not None:
+        raise KeyInvalid("This API key has been revoked.")
+    if key.is_expired(now):
+        raise KeyInvalid("This API key has expired.")
+    if not key.user.is_active:
+        raise KeyInvalid("The account behind this API key is disabled.")
+    if key.last_used_at is None or key.last_used_at < now - LAST_USED_RESOLUTION:
+        ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
+        key.last_used_at = now
+    return key
+
+
+# --- Projects, taxonomy, documents, annotations (stand-ins until annotation/services has them) --------------
+
+PROJECT_SETTINGS = (
+    "description",
+    "lease_ttl_seconds",
+    "query_strategy",
+    "fast_retrain_every",
+    "slow_retrain_every",
+    "eval_fraction",
+    "promotion_policy",
+)
+
+
+@transaction.atomic
+def project_create(
+    *, actor: AbstractBaseUser, name: str, description: str = "", multi_label: bool = False, **settings_: Any
+) -> Project:
+    """A project with an empty taxonomy and its creator as admin. Creating projects is for staff."""
+    if not actor.is_staff and not actor.is_superuser:
+        raise NotAllowed("Only Docket staff may create projects.")
+    project = Project(name=name, description=description, multi_label=multi_label, created_by=actor)
+    for field, value in settings_.items():
+        if field in PROJECT_SETTINGS:
+            setattr(project, field, value)
+    project.full_clean()
+    project.save()
+    Taxonomy.objects.create(project=project)
+    Membership.objects.create(project=project, user=actor, role=Membership.Role.ADMIN)
+    audit_record(action="project.created", actor=actor, project=project, target=project, after={"name": name})
+    return project
+
+
+@transaction.atomic
+def project_update(*, actor: AbstractBaseUser, project: Project, **changes: Any) -> Project:
+    before = {field: getattr(project, field) for field in changes if field in PROJECT_SETTINGS}
+    for field, value in changes.items():
+        if field in PROJECT_SETTINGS:
+            setattr(project, field, value)
+    project.full_clean()
+    project.save(update_fields=list(before) or None)
+    audit_record(
+        action="project.updated",
+        actor=actor,
+        project=project,
+        target=project,
+        before=before,
+        after={field: getattr(project, field) for field in before},
+    )
+    return project
+
+
+def _bump_taxonomy(project: Project) -> None:
+    Taxonomy.objects.filter(project=project).update(version=F("version") + 1, updated_at=timezone.now())
+
+
+LABEL_FIELDS = ("name", "description", "guideline", "color", "shortcut", "order", "deprecated")
+
+
+@transaction.atomic
+def label_create(*, actor: AbstractBaseUser, project: Project, key: str, name: str, **fields: Any) -> Label:
+    taxonomy, _ = Taxonomy.objects.get_or_create(project=project)
+    if Label.objects.filter(taxonomy=taxonomy, key=key).exists():
+        raise Conflict(f"The project already has a label with key '{key}'.")
+    label = Label(taxonomy=taxonomy, key=key, name=name)
+    for field, value in fields.items():
+        if field in LABEL_FIELDS:
+            setattr(label, field, value)
+    label.full_clean()
+    try:
+        with transaction.atomic():
+            label.save()
+    except IntegrityError as error:
+        raise Conflict("Another label already uses that key or shortcut.") from error
+    _bump_taxonomy(project)
+    audit_record(action="taxonomy.label_created", actor=actor, project=project, target=label, after={"key": key})
+    return label
+
+
+@transaction.atomic
+def label_update(*, actor: AbstractBaseUser, label: Label, **changes: Any) -> Label:
+    before = {field: getattr(label, field) for field in changes if field in LABEL_FIELDS}
+    for field in before:
+        setattr(label, field, changes[field])
+    label.full_clean()
+    try:
+        with transaction.atomic():
+            label.save(update_fields=list(before) or None)
+    except IntegrityError as error:
+        raise Conflict("Another label already uses that shortcut.") from error
+    project = label.taxonomy.project
+    _bump_taxonomy(project)
+    audit_record(
+        action="taxonomy.label_updated",
+        actor=actor,
+        project=project,
+        target=label,
+        before=before,
+        after={field: getattr(label, field) for field in before},
+    )
+    return label
+
+
+@dataclass(frozen=True)
+class DocumentOutcome:
+    index: int
+    status: str  # created, duplicate or rejected
+    id: int | None = None
+    external_id: str = ""
+    reason: str = ""
+
+
+def documents_bulk_create(
+    *, actor: AbstractBaseUser, project: Project, items: list[dict[str, Any]]
+) -> tuple[ImportBatch, list[DocumentOutcome]]:
+    """Add documents through the import pipeline (same checks, dedup by content hash, audit) as one batch.
+
+    Returns the batch and one outcome per item, in order: created, duplicate (of an existing document, or of
+    an earlier item) or rejected with the reason.
+    """
+    lines = []
+    for item in items:
+        record = {"text": item["text"], "id": item.get("external_id", "")}
+        if item.get("metadata"):
+            record["metadata"] = item["metadata"]
+        if item.get("labels"):
+            record["labels"] = item["labels"]
+        lines.append(json.dumps(record, ensure_ascii=False))
+    stream = io.BytesIO(("\n".join(lines) + "\n").encode("utf-8"))
+    batch = import_batch_create(
+        project=project,
+        file_name=f"api-{timezone.now():%Y%m%dT%H%M%S}.jsonl",
+        options=ImportOptions(format="jsonl"),
+        user=actor,
+    )
+    try:
+        import_batch_run(batch=batch, stream=stream)
+    except ImportRejected:
+        pass  # nothing was usable: the batch is failed and its row errors give each item's reason
+    return batch, _outcomes(batch, items)
+
+
+def _outcomes(batch: ImportBatch, items: list[dict[str, Any]]) -> list[DocumentOutcome]:
+    reasons = dict(batch.row_errors.values_list("line", "reason"))
+    digests = [content_hash(item["text"]) for item in items]
+    documents = {
+        digest: (pk, batch_id, external_id)
+        for digest, pk, batch_id, external_id in Document.objects.filter(
+            project=batch.project, content_hash__in=digests
+        ).values_list("content_hash", "pk", "import_batch_id", "external_id")
+    }
+    seen: set[str] = set()
+    outcomes = []
+    for index, digest in enumerate(digests):
+        if index + 1 in reasons or digest not in documents:
+            outcomes.append(DocumentOutcome(index=index, status="rejected", reason=reasons.get(index + 1, "")))
+            continue
+        pk, batch_id, external_id = documents[digest]
+        created = batch_id == batch.pk and digest not in seen
+        seen.add(digest)
+        outcomes.append(
+            DocumentOutcome(index=index, status="created" if created else "duplicate", id=pk, external_id=external_id)
+        )
+    return outcomes
+
+
+@transaction.atomic
+def annotation_create(
+    *,
+    actor: AbstractBaseUser,
+    document: Document,
+    label_keys: list[str],
+    submission_id: uuid.UUID | None = None,
+) -> SubmissionResult:
+    """Store automation's labels through the reviewers' own use case, then mark them as coming from the API.
+
+    Like a reviewer's answer it is one annotation per account and document (a second call edits it), a retried
+    `submission_id` is a replay, and the learning loop hears of the change.
+    """
+    result = annotation_submit(reviewer=actor, document=document, label_keys=label_keys, submission_id=submission_id)
+    if result.created:
+        # annotation_submit records every answer as a reviewer's; provenance matters for exports and metrics.
+        Annotation.objects.filter(pk=result.annotation.pk).update(source=Annotation.Source.API)
+        result.annotation.source = Annotation.Source.API
+    return result

@@ -1,0 +1,39 @@
+"""/api/v1/: one view per operation. Where two operations share a path, the path's class just joins them."""
+
+from django.urls import path
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+
+from api.views import annotations, documents, keys, projects, taxonomy
+
+app_name = "api"
+
+
+def joined(*operations: type) -> type:
+    """One class answering each operation's HTTP method; every operation keeps its own class and schema."""
+    return type("".join(op.__name__.removesuffix("Api") for op in operations) + "Api", operations, {})
+
+
+P = "v1/projects/<int:project_id>"
+
+urlpatterns = [
+    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
+    path("redoc/", SpectacularRedocView.as_view(url_name="api:schema"), name="redoc"),
+    path("v1/projects", joined(projects.ProjectListApi, projects.ProjectCreateApi).as_view(), name="projects"),
+    path(f"{P}", joined(projects.ProjectDetailApi, projects.ProjectUpdateApi).as_view(), name="project"),
+    path(f"{P}/keys", joined(keys.KeyListApi, keys.KeyCreateApi).as_view(), name="keys"),
+    path(f"{P}/keys/<int:key_id>/revoke", keys.KeyRevokeApi.as_view(), name="key-revoke"),
+    path(f"{P}/taxonomy", taxonomy.TaxonomyDetailApi.as_view(), name="taxonomy"),
+    path(f"{P}/labels", joined(taxonomy.LabelListApi, taxonomy.LabelCreateApi).as_view(), name="labels"),
+    path(f"{P}/labels/<int:label_id>", taxonomy.LabelUpdateApi.as_view(), name="label"),
+    path(
+        f"{P}/documents", joined(documents.DocumentListApi, documents.DocumentBulkCreateApi).as_view(), name="documents"
+    ),
+    path(f"{P}/documents/<int:document_id>", documents.DocumentDetailApi.as_view(), name="document"),
+    path(
+        f"{P}/annotations",
+        joined(annotations.AnnotationListApi, annotations.AnnotationCreateApi).as_view(),
+        name="annotations",
+    ),
+    path(f"{P}/annotations/export", annotations.AnnotationExportApi.as_view(), name="annotations-export"),
+]

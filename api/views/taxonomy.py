@@ -1,0 +1,133 @@
+"""A project's taxonomy and labels: read for members, add and change for project admins (scope `write`)."""
+
+from drf_spectacular.utils import OpenApiExample, extend_schema
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from annotation import selectors
+from annotation.exceptions import ProjectNotFound
+from annotation.models import Label, Taxonomy
+from api import services
+from api.auth import access_project
+from api.models import Scope
+from api.schema import errors
+
+TAGS = ["taxonomy"]
+
+
+class LabelOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    key = serializers.CharField()
+    name = serializers.CharField()
+    description = serializers.CharField()
+    guideline = serializers.CharField()
+    color = serializers.CharField()
+    shortcut = serializers.CharField()
+    order = serializers.IntegerField()
+    parent = serializers.CharField(source="parent.key", allow_null=True, default=None)
+    deprecated = serializers.BooleanField()
+
+
+class TaxonomyOutput(serializers.Serializer):
+    version = serializers.IntegerField()
+    updated_at = serializers.DateTimeField()
+    multi_label = serializers.BooleanField()
+    labels = LabelOutput(many=True)
+
+
+class LabelChangeInput(serializers.Serializer):
+    name = serializers.CharField(max_length=200, required=False)
+    description = serializers.CharField(required=False, allow_blank=True, max_length=10_000)
+    guideline = serializers.CharField(required=False, allow_blank=True, max_length=50_000)
+    color = serializers.RegexField(r"^#[0-9a-fA-F]{6}$", required=False)
+    shortcut = serializers.RegexField(r"^[0-9a-z]?$", required=False, allow_blank=True)
+    order = serializers.IntegerField(required=False, min_value=0, max_value=1_000_000)
+    deprecated = serializers.BooleanField(required=False)
+
+
+class TaxonomyDetailApi(APIView):
+    @extend_schema(
+        operation_id="taxonomy_retrieve",
+        tags=TAGS,
+        summary="Read the taxonomy",
+        description="Scope `read`; any member. `version` increases with every change to the labels.",
+        responses={200: TaxonomyOutput, **errors(404)},
+    )
+    def get(self, request: Request, project_id: int) -> Response:
+        project = access_project(request, project_id, scope=Scope.READ)
+        taxonomy, _ = Taxonomy.objects.get_or_create(project=project)
+        labels = selectors.labels_for(project)
+        data = {
+            "version": taxonomy.version,
+            "updated_at": taxonomy.updated_at,
+            "multi_label": project.multi_label,
+            "labels": labels,
+        }
+        return Response(TaxonomyOutput(data).data)
+
+
+class LabelListApi(APIView):
+    @extend_schema(
+        operation_id="labels_list",
+        tags=TAGS,
+        summary="List labels",
+        description="Scope `read`; any member. Deprecated labels are included and marked.",
+        responses={200: LabelOutput(many=True), **errors(404)},
+    )
+    def get(self, request: Request, project_id: int) -> Response:
+        project = access_project(request, project_id, scope=Scope.READ)
+        return Response(LabelOutput(selectors.labels_for(project), many=True).data)
+
+
+class LabelCreateApi(APIView):
+    class LabelCreateInput(LabelChangeInput):
+        key = serializers.SlugField(max_length=64)
+        name = serializers.CharField(max_length=200)
+
+    @extend_schema(
+        operation_id="labels_create",
+        tags=TAGS,
+        summary="Add a label",
+        description="Scope `write`; project admins only. Bumps the taxonomy version. A taken key is 409.",
+        request=LabelCreateInput,
+        responses={201: LabelOutput, **errors(400, 404, 409)},
+        examples=[
+            OpenApiExample(
+                "Data retention",
+                value={"key": "data_retention", "name": "Data retention", "shortcut": "7"},
+                request_only=True,
+            )
+        ],
+    )
+    def post(self, request: Request, project_id: int) -> Response:
+        project = access_project(request, project_id, scope=Scope.WRITE, action="manage_taxonomy")
+        serializer = self.LabelCreateInput(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        label = services.label_create(actor=request.user, project=project, **serializer.validated_data)
+        return Response(LabelOutput(label).data, status=status.HTTP_201_CREATED)
+
+
+class LabelUpdateApi(APIView):
+    @extend_schema(
+        operation_id="labels_update",
+        tags=TAGS,
+        summary="Change a label",
+        description=(
+            "Scope `write`; project admins only. Keys are permanent; deprecate a label instead of deleting it. "
+            "Bumps the taxonomy version."
+        ),
+        request=LabelChangeInput,
+        responses={200: LabelOutput, **errors(400, 404, 409)},
+        examples=[OpenApiExample("Deprecate", value={"deprecated": True}, request_only=True)],
+    )
+    def patch(self, request: Request, project_id: int, label_id: int) -> Response:
+        project = access_project(request, project_id, scope=Scope.WRITE, action="manage_taxonomy")
+        label = Label.objects.filter(taxonomy__project=project, pk=label_id).select_related("taxonomy").first()
+        if label is None:
+            raise ProjectNotFound("No such label in this project.")
+        serializer = LabelChangeInput(data=request.data, partial=True)
+        serializer.is_valid(raise_exception=True)
+        label = services.label_update(actor=request.user, label=label, **serializer.validated_data)
+        return Response(LabelOutput(label).data)
