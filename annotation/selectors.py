@@ -145,7 +145,9 @@ def suggestion_for(project: Project, document_id: int, label_keys: list[str]) ->
     return {"model_version": prediction["model_version"], "probabilities": probabilities, "labels": picked}
 
 
-def document_for_review(document: Document, *, reviewer: AbstractBaseUser, label_keys: list[str]) -> dict:
+def document_for_review(
+    document: Document, *, project: Project, reviewer: AbstractBaseUser, label_keys: list[str]
+) -> dict:
     """What the labeling page shows for a document: text, context, the reviewer's own answer, the suggestion."""
     metadata = document.metadata if isinstance(document.metadata, dict) else {}
     context = [{"key": k, "value": str(metadata[k])} for k in CONTEXT_KEYS if metadata.get(k) not in (None, "")]
@@ -160,7 +162,7 @@ def document_for_review(document: Document, *, reviewer: AbstractBaseUser, label
         "context": context,
         "metadata": other,
         "my_labels": annotation_label_keys([mine]).get(mine, []) if mine else None,
-        "suggestion": suggestion_for(document.project, document.pk, label_keys),
+        "suggestion": suggestion_for(project, document.pk, label_keys),
     }
 
 

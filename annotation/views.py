@@ -1,10 +1,24 @@
-"""Server-rendered pages for reviewers and project admins."""
+"""Server-rendered pages for reviewers and project admins, and the JSON calls the labeling page makes."""
+
+import json
+from collections.abc import Callable
+from functools import wraps
 
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.core.exceptions import ValidationError
+from django.core.paginator import Paginator
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
 
 from annotation import permissions, selectors
+from annotation.exceptions import DocketError, NotAllowed, ProjectNotFound
+from annotation.forms import FlagForm, MyWorkSearchForm, NextDocumentForm, SubmissionForm, first_error
+from annotation.services.labeling import annotation_submit
+from annotation.services.queue import document_flag, document_skip, next_document_for
+
+# --- Pages ---------------------------------------------------------------------------------------------------
 
 
 @login_required
@@ -23,6 +37,203 @@ def project_detail(request: HttpRequest, project_id: int) -> HttpResponse:
         {
             "project": project,
             "progress": selectors.project_progress(project),
+            "mine": selectors.reviewer_counts(project, request.user),
+            "model": selectors.current_model(project),
             "role": permissions.role_in(request.user, project),
         },
     )
+
+
+@login_required
+def labeling_page(request: HttpRequest, project_id: int) -> HttpResponse:
+    """The keyboard-first labeling screen. It fetches documents itself through the JSON calls below.
+
+    `?document=<id>` opens one of the reviewer's earlier documents to change its labels (from "My work").
+    """
+    project = permissions.access_project_by_id(request.user, project_id, action="label")
+    edit_document = None
+    if request.GET.get("document", "").isdigit():
+        edit_document = permissions.access_document_by_id(
+            request.user, project.pk, int(request.GET["document"]), action="label"
+        )
+    labels = selectors.review_labels(project)
+    progress = selectors.project_progress(project)
+    bootstrap = {
+        "project": {"id": project.pk, "name": project.name, "multiLabel": project.multi_label},
+        "labels": labels,
+        "recent": selectors.recent_annotated_document_ids(project, request.user),
+        "editDocument": edit_document.pk if edit_document else None,
+        "returnUrl": reverse("annotation:my-work", args=[project.pk]) if edit_document else "",
+        "urls": {
+            "next": reverse("annotation:queue-next", args=[project.pk]),
+            "document": reverse("annotation:document", args=[project.pk, 0]),
+            "annotate": reverse("annotation:document-annotate", args=[project.pk, 0]),
+            "skip": reverse("annotation:document-skip", args=[project.pk, 0]),
+            "flag": reverse("annotation:document-flag", args=[project.pk, 0]),
+        },
+        "model": selectors.current_model(project),
+    }
+    return render(
+        request,
+        "annotation/label.html",
+        {
+            "project": project,
+            "progress": progress,
+            "mine": selectors.reviewer_counts(project, request.user),
+            "groups": selectors.label_groups(labels),
+            "labels": labels,
+            "conflicts": [label for label in labels if label["shortcut_conflict"]],
+            "bootstrap": bootstrap,
+            "edit_document": edit_document,
+        },
+    )
+
+
+@login_required
+def my_work(request: HttpRequest, project_id: int) -> HttpResponse:
+    """The reviewer's own annotations in the project, searchable, each one a link to change it."""
+    project = permissions.access_project_by_id(request.user, project_id, action="label")
+    form = MyWorkSearchForm(request.GET or None)
+    query = form.cleaned_data["q"] if form.is_valid() else ""
+    page = Paginator(selectors.my_annotations(project, request.user, query=query), 25).get_page(request.GET.get("page"))
+    keys = selectors.annotation_label_keys(a.pk for a in page.object_list)
+    names = {label["key"]: label["name"] for label in selectors.review_labels(project)}
+    rows = [
+        {
+            "annotation": a,
+            "labels": [{"key": k, "name": names.get(k, k), "retired": k not in names} for k in keys.get(a.pk, [])],
+        }
+        for a in page.object_list
+    ]
+    return render(
+        request,
+        "annotation/my_work.html",
+        {"project": project, "form": form, "query": query, "page": page, "rows": rows},
+    )
+
+
+# --- JSON calls of the labeling page -------------------------------------------------------------------------
+
+
+def json_call(view: Callable[..., dict]) -> Callable[..., JsonResponse]:
+    """A session-authenticated, CSRF-protected JSON call: the view returns a dict, errors become messages.
+
+    Access errors keep their page statuses (404 for another project's document, 403 for a role that may not);
+    a refused submission is 400 with a message the page shows as it is.
+    """
+
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args, **kwargs) -> JsonResponse:
+        if not request.user.is_authenticated:
+            return JsonResponse({"error": "Your session has ended. Log in again to continue."}, status=401)
+        try:
+            return JsonResponse(view(request, *args, **kwargs))
+        except ProjectNotFound as error:
+            return JsonResponse({"error": str(error)}, status=404)
+        except NotAllowed as error:
+            return JsonResponse({"error": str(error)}, status=403)
+        except DocketError as error:
+            return JsonResponse({"error": str(error)}, status=400)
+        except ValidationError as error:
+            return JsonResponse({"error": " ".join(error.messages)}, status=400)
+        except BadRequest as error:
+            return JsonResponse({"error": str(error)}, status=400)
+
+    return wrapper
+
+
+class BadRequest(Exception):
+    """The body of a JSON call could not be read."""
+
+
+def _json_body(request: HttpRequest) -> dict:
+    if not request.body:
+        return {}
+    try:
+        body = json.loads(request.body)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise BadRequest("The request body is not JSON.") from error
+    if not isinstance(body, dict):
+        raise BadRequest("The request body must be a JSON object.")
+    return body
+
+
+def _valid(form_class, request: HttpRequest):
+    form = form_class(_json_body(request))
+    if not form.is_valid():
+        raise BadRequest(first_error(form))
+    return form.cleaned_data
+
+
+def _label_keys(labels: list[dict]) -> list[str]:
+    return [label["key"] for label in labels]
+
+
+@require_POST
+@json_call
+def queue_next(request: HttpRequest, project_id: int) -> dict:
+    """The reviewer's next document, leased to them. `after`: the document on screen now (kept, not returned)."""
+    project = permissions.access_project_by_id(request.user, project_id, action="label")
+    data = _valid(NextDocumentForm, request)
+    offer = next_document_for(reviewer=request.user, project=project, after_document_id=data["after"])
+    if offer is None:
+        return {"document": None, "state": selectors.queue_state(project, request.user)}
+    label_keys = _label_keys(selectors.review_labels(project))
+    document = selectors.document_for_review(
+        offer.document, project=project, reviewer=request.user, label_keys=label_keys
+    )
+    return {"document": document, "leaseExpiresAt": offer.expires_at.isoformat(), "resumed": offer.resumed}
+
+
+@require_GET
+@json_call
+def document_detail(request: HttpRequest, project_id: int, document_id: int) -> dict:
+    """One document of the project with the reviewer's own labels: where "go back" and "My work" lead."""
+    document = permissions.access_document_by_id(request.user, project_id, document_id, action="label")
+    label_keys = _label_keys(selectors.review_labels(document.project))
+    return {
+        "document": selectors.document_for_review(
+            document, project=document.project, reviewer=request.user, label_keys=label_keys
+        )
+    }
+
+
+@require_POST
+@json_call
+def document_annotate(request: HttpRequest, project_id: int, document_id: int) -> dict:
+    document = permissions.access_document_by_id(request.user, project_id, document_id, action="label")
+    data = _valid(SubmissionForm, request)
+    result = annotation_submit(
+        reviewer=request.user,
+        document=document,
+        label_keys=data["labels"],
+        submission_id=data["submission_id"],
+        seconds_spent=data["seconds_spent"],
+        model_version_shown=data["model_version_shown"],
+        suggested_labels=data["suggested_labels"],
+    )
+    return {
+        "annotation": result.annotation.pk,
+        "labels": result.label_keys,
+        "created": result.created,
+        "changed": result.changed,
+        "replayed": result.replayed,
+        "leaseLost": result.lease_lost,
+    }
+
+
+@require_POST
+@json_call
+def document_skip_view(request: HttpRequest, project_id: int, document_id: int) -> dict:
+    document = permissions.access_document_by_id(request.user, project_id, document_id, action="label")
+    document_skip(reviewer=request.user, document=document)
+    return {"skipped": document.pk}
+
+
+@require_POST
+@json_call
+def document_flag_view(request: HttpRequest, project_id: int, document_id: int) -> dict:
+    document = permissions.access_document_by_id(request.user, project_id, document_id, action="label")
+    data = _valid(FlagForm, request)
+    flag = document_flag(reviewer=request.user, document=document, comment=data["comment"])
+    return {"flag": flag.pk, "document": document.pk}

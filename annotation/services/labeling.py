@@ -141,8 +141,9 @@ def _annotation_create(
         suggestion_accepted=(set(suggested) == set(keys)) if suggested else None,
         submission_id=submission_id,
     )
-    # Uniqueness is settled by the document lock above and, last, by the database's constraints.
-    annotation.full_clean(validate_unique=False, validate_constraints=False)
+    # Uniqueness is settled by the document lock above and, last, by the database's constraints; the
+    # document and reviewer were loaded by the caller, so they need no second look either.
+    annotation.full_clean(exclude=["document", "reviewer"], validate_unique=False, validate_constraints=False)
     annotation.save()
     AnnotationLabel.objects.bulk_create([AnnotationLabel(annotation=annotation, label=label) for label in labels])
     _revision(annotation=annotation, labels=labels, reviewer=reviewer, reason="create")

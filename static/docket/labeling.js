@@ -1,0 +1,554 @@
+// The labeling page: keyboard first, mouse everywhere, the next document prefetched, no answer lost.
+// Talks to the JSON calls in annotation/views.py with the session cookie and the CSRF header.
+(function () {
+  "use strict";
+
+  const boot = JSON.parse(document.getElementById("labeling-bootstrap").textContent);
+  const workspace = document.getElementById("workspace");
+  if (!workspace) return; // nothing imported yet: the page says so itself
+
+  const csrfToken = document.querySelector("meta[name=csrf-token]").content;
+  const $ = (id) => document.getElementById(id);
+  const labelsByKey = new Map(boot.labels.map((label) => [label.key, label]));
+  const labelsByShortcut = new Map(boot.labels.filter((l) => l.shortcut).map((l) => [l.shortcut, l]));
+  const buttons = new Map([...document.querySelectorAll(".label-choice")].map((b) => [b.dataset.key, b]));
+  const RETRY_DELAYS_MS = [400, 1500, 4000, 10000];
+  const HELD_POLL_MS = 30000;
+
+  const state = {
+    mode: "loading", // "queue": a new document; "edit": an earlier one; "empty": nothing to do
+    current: null, // the queue document (kept while an earlier one is edited)
+    currentSelection: null,
+    editing: null,
+    standaloneEdit: Boolean(boot.editDocument),
+    upcoming: null, // promise of the prefetched next document
+    selected: new Set(),
+    shownAt: performance.now(),
+    submissionId: null,
+    history: boot.recent.slice(), // documents this reviewer labeled, oldest first
+    backIndex: null,
+    inflight: new Map(), // document id -> promise of its pending save
+    pending: 0,
+    busy: false,
+    emptyState: null,
+    pollTimer: null,
+  };
+
+  // --- Talking to the server -------------------------------------------------------------------------------
+
+  function url(name, documentId) {
+    return boot.urls[name].replace(/\/documents\/0(?=\/|$)/, "/documents/" + documentId);
+  }
+
+  async function call(method, target, body) {
+    const response = await fetch(target, {
+      method,
+      credentials: "same-origin",
+      headers: { Accept: "application/json", "Content-Type": "application/json", "X-CSRFToken": csrfToken },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    let data = null;
+    try {
+      data = await response.json();
+    } catch (error) {
+      data = { error: `The server answered ${response.status} ${response.statusText}.` };
+    }
+    if (response.status === 403 && !(data && data.error)) {
+      data = { error: "The server refused the request (403). Reload the page to continue." };
+    }
+    return { ok: response.ok, status: response.status, data: data || {} };
+  }
+
+  // Network failures and overloaded servers are retried with the same submission id, so a retry never
+  // stores a second answer; anything else (a refused label, a lost session) is shown to the reviewer.
+  async function callWithRetry(method, target, body) {
+    for (let attempt = 0; ; attempt++) {
+      let result;
+      try {
+        result = await call(method, target, body);
+      } catch (error) {
+        result = { ok: false, status: 0, data: { error: "Docket could not be reached." } };
+      }
+      const transient = result.status === 0 || result.status === 502 || result.status === 503 || result.status === 504;
+      if (!transient || attempt >= RETRY_DELAYS_MS.length) return result;
+      await new Promise((resolve) => setTimeout(resolve, RETRY_DELAYS_MS[attempt]));
+    }
+  }
+
+  function askNext(after) {
+    return callWithRetry("POST", boot.urls.next, after ? { after } : {});
+  }
+
+  function track(documentId, promise) {
+    state.pending += 1;
+    renderSaveStatus();
+    const tracked = promise.finally(() => {
+      state.pending -= 1;
+      if (state.inflight.get(documentId) === tracked) state.inflight.delete(documentId);
+      renderSaveStatus();
+    });
+    state.inflight.set(documentId, tracked);
+    return tracked;
+  }
+
+  // --- Showing a document ----------------------------------------------------------------------------------
+
+  function humanize(value) {
+    const text = String(value).replace(/_/g, " ");
+    return text.charAt(0).toUpperCase() + text.slice(1);
+  }
+
+  function showDocument(doc, selection) {
+    workspace.hidden = false;
+    $("empty-state").hidden = true;
+    workspace.dataset.mode = state.mode;
+    $("edit-banner").hidden = state.mode !== "edit";
+    const text = $("doc");
+    text.textContent = doc.text;
+    text.dataset.documentId = String(doc.id);
+    text.scrollTop = 0;
+    const kind = doc.context.find((item) => item.key === "kind");
+    $("doc-kicker").textContent = [kind ? humanize(kind.value) : "", doc.external_id].filter(Boolean).join(" · ");
+    $("doc-title").textContent = doc.title;
+    const chips = $("doc-context");
+    chips.replaceChildren();
+    for (const item of doc.context) {
+      if (item.key === "kind" || item.key === "source_title") continue;
+      const chip = document.createElement("li");
+      chip.innerHTML = `<span class="muted"></span> `;
+      chip.firstChild.textContent = humanize(item.key);
+      chip.append(item.value);
+      chips.append(chip);
+    }
+    const meta = $("doc-meta");
+    meta.replaceChildren();
+    for (const item of doc.metadata) {
+      const term = document.createElement("dt");
+      term.textContent = item.key;
+      const value = document.createElement("dd");
+      value.textContent = item.value;
+      meta.append(term, value);
+    }
+    $("doc-meta-box").hidden = doc.metadata.length === 0;
+    renderSuggestion(doc.suggestion);
+    state.selected = new Set(selection);
+    renderSelection();
+    state.shownAt = performance.now();
+    $("skip-button").disabled = state.mode !== "queue";
+    if (document.activeElement && document.activeElement !== document.body) document.activeElement.blur();
+  }
+
+  function renderSuggestion(suggestion) {
+    const info = $("model-info");
+    if (suggestion) {
+      info.innerHTML = `<span class="badge">Model v<span></span></span><span class="muted">suggestion pre-selected</span>`;
+      info.querySelector(".badge span").textContent = suggestion.model_version;
+    } else if (boot.model) {
+      info.innerHTML = `<span class="muted">No suggestion for this document yet</span>`;
+    } else {
+      info.innerHTML = `<span class="muted" title="Suggestions appear once the first model is trained from your labels.">No model yet</span>`;
+    }
+    for (const [key, button] of buttons) {
+      const prob = button.querySelector(".prob");
+      const p = suggestion ? suggestion.probabilities[key] : undefined;
+      button.classList.toggle("suggested", Boolean(suggestion && suggestion.labels.includes(key)));
+      if (p === undefined) {
+        prob.hidden = true;
+        continue;
+      }
+      prob.hidden = false;
+      prob.querySelector(".prob-bar span").style.width = `${Math.round(p * 100)}%`;
+      prob.querySelector(".prob-text").textContent = `${Math.round(p * 100)}%`;
+      button.dataset.probability = p.toFixed(3);
+    }
+  }
+
+  function renderSelection() {
+    for (const [key, button] of buttons) {
+      const on = state.selected.has(key);
+      button.classList.toggle("on", on);
+      button.setAttribute("aria-pressed", on ? "true" : "false");
+    }
+  }
+
+  function renderSaveStatus() {
+    const status = $("save-status");
+    status.dataset.pending = String(state.pending);
+    status.textContent = state.pending ? `Saving ${state.pending}…` : "All saved";
+    status.classList.toggle("busy", state.pending > 0);
+  }
+
+  function showEmpty(reason) {
+    state.mode = "empty";
+    state.emptyState = reason;
+    workspace.hidden = true;
+    workspace.dataset.mode = "empty";
+    const texts = {
+      empty: ["Nothing to label yet", "No documents have been imported into this project."],
+      done: [
+        "The queue is finished",
+        "Every document is labeled or held for legal review. New imports and documents sent back for review will appear here.",
+      ],
+      held: [
+        "Everything left is with other reviewers",
+        "The remaining documents are held by other reviewers right now. Any they leave come back to the queue; this page checks again every 30 seconds.",
+      ],
+      skipped: ["Only documents you skipped are left", "Other reviewers will take the documents you skipped."],
+    };
+    const [title, text] = texts[reason] || texts.done;
+    const box = $("empty-state");
+    box.dataset.state = reason;
+    $("empty-title").textContent = title;
+    $("empty-text").textContent = text;
+    box.hidden = false;
+    clearTimeout(state.pollTimer);
+    if (reason === "held") state.pollTimer = setTimeout(loadFirst, HELD_POLL_MS);
+  }
+
+  let noticeTimer = null;
+  function notice(message, kind) {
+    const box = $("notice");
+    box.textContent = message;
+    box.className = `notice ${kind || "info"}`;
+    box.hidden = false;
+    clearTimeout(noticeTimer);
+    noticeTimer = setTimeout(() => (box.hidden = true), kind === "error" ? 8000 : 4000);
+  }
+
+  function failure(doc, message) {
+    const box = $("failures");
+    const item = document.createElement("p");
+    item.textContent = `Not saved: “${doc.title}” (${doc.external_id || "document " + doc.id}). ${message} Press U to go back to it.`;
+    box.append(item);
+    box.hidden = false;
+  }
+
+  // --- The queue -------------------------------------------------------------------------------------------
+
+  function showQueueDocument(doc) {
+    state.mode = "queue";
+    state.current = doc;
+    state.submissionId = newSubmissionId();
+    state.backIndex = null;
+    clearTimeout(state.pollTimer);
+    const suggested = doc.suggestion ? doc.suggestion.labels : [];
+    showDocument(doc, doc.my_labels || suggested);
+    state.upcoming = askNext(doc.id); // prefetch: the next document is ready before Enter is pressed
+  }
+
+  function take(result) {
+    if (!result.ok) {
+      notice(result.data.error || "The next document could not be loaded.", "error");
+      return false;
+    }
+    if (result.data.document) showQueueDocument(result.data.document);
+    else {
+      state.current = null;
+      showEmpty(result.data.state);
+    }
+    return true;
+  }
+
+  async function loadFirst() {
+    take(await askNext(null));
+  }
+
+  async function advance() {
+    state.busy = true;
+    try {
+      const upcoming = state.upcoming;
+      state.upcoming = null;
+      let result = upcoming ? await upcoming : null;
+      // Ask again when the prefetch found nothing or failed: a lease may have expired since.
+      if (!result || !result.ok || !result.data.document) result = await askNext(null);
+      take(result);
+    } finally {
+      state.busy = false;
+    }
+  }
+
+  function selectionProblem(keys) {
+    if (boot.project.multiLabel && keys.length === 0) return "Choose at least one label before submitting.";
+    if (!boot.project.multiLabel && keys.length !== 1) return "Choose one label before submitting.";
+    return null;
+  }
+
+  function orderedSelection() {
+    return boot.labels.map((label) => label.key).filter((key) => state.selected.has(key));
+  }
+
+  function save(doc, keys, extra) {
+    const body = Object.assign({ labels: keys, submission_id: newSubmissionId() }, extra);
+    return track(
+      doc.id,
+      callWithRetry("POST", url("annotate", doc.id), body).then((result) => {
+        if (!result.ok) {
+          failure(doc, result.data.error || `The server answered ${result.status}.`);
+          return result;
+        }
+        if (result.data.created) {
+          $("stat-today").textContent = String(Number($("stat-today").textContent) + 1);
+          $("stat-labeled").textContent = String(Number($("stat-labeled").textContent) + 1);
+        }
+        if (result.data.leaseLost) {
+          notice(`Saved “${doc.title}”, though your hold on it had expired; another reviewer may label it too.`);
+        }
+        return result;
+      }),
+    );
+  }
+
+  function submit() {
+    if (state.busy) return;
+    if (state.mode === "edit") return saveEarlier();
+    if (state.mode !== "queue" || !state.current) return;
+    const keys = orderedSelection();
+    const problem = selectionProblem(keys);
+    if (problem) return notice(problem, "error");
+    const doc = state.current;
+    const suggestion = doc.suggestion;
+    save(doc, keys, {
+      submission_id: state.submissionId,
+      seconds_spent: Math.round((performance.now() - state.shownAt) / 100) / 10,
+      model_version_shown: suggestion ? suggestion.model_version : null,
+      suggested_labels: suggestion ? suggestion.labels : [],
+    });
+    if (state.history[state.history.length - 1] !== doc.id) state.history.push(doc.id);
+    advance();
+  }
+
+  function skip() {
+    if (state.busy || state.mode !== "queue" || !state.current) {
+      if (state.mode === "edit") notice("Skipping is for new documents. Press Esc to return to the queue.");
+      return;
+    }
+    const doc = state.current;
+    track(
+      doc.id,
+      callWithRetry("POST", url("skip", doc.id)).then((result) => {
+        if (!result.ok) notice(result.data.error || "The skip was not recorded.", "error");
+      }),
+    );
+    notice("Skipped. You will not be offered this document again.");
+    advance();
+  }
+
+  // --- Going back to change an earlier answer --------------------------------------------------------------
+
+  async function goBack() {
+    if (state.busy) return;
+    const index = state.mode === "edit" && state.backIndex !== null ? state.backIndex - 1 : state.history.length - 1;
+    if (state.history.length === 0) return notice("Nothing to go back to yet: label a document first.");
+    if (index < 0) return notice("That is the first document you labeled here.");
+    const documentId = state.history[index];
+    state.busy = true;
+    try {
+      if (state.inflight.has(documentId)) await state.inflight.get(documentId);
+      const result = await callWithRetry("GET", url("document", documentId));
+      if (!result.ok) return notice(result.data.error || "That document could not be opened.", "error");
+      if (state.mode === "queue") state.currentSelection = new Set(state.selected);
+      state.backIndex = index;
+      openEarlier(result.data.document);
+    } finally {
+      state.busy = false;
+    }
+  }
+
+  function openEarlier(doc) {
+    state.mode = "edit";
+    state.editing = doc;
+    const suggested = doc.suggestion ? doc.suggestion.labels : [];
+    showDocument(doc, doc.my_labels || suggested);
+  }
+
+  async function saveEarlier() {
+    const doc = state.editing;
+    const keys = orderedSelection();
+    const problem = selectionProblem(keys);
+    if (problem) return notice(problem, "error");
+    state.busy = true;
+    try {
+      const result = await save(doc, keys, {});
+      if (!result.ok) return;
+      notice(result.data.changed ? `Changed your answer for “${doc.title}”.` : "No change: the labels were the same.");
+      if (state.standaloneEdit) {
+        window.location.assign(boot.returnUrl);
+        return;
+      }
+      leaveEarlier();
+    } finally {
+      state.busy = false;
+    }
+  }
+
+  function leaveEarlier() {
+    if (state.mode !== "edit") return;
+    if (state.standaloneEdit) {
+      window.location.assign(boot.returnUrl);
+      return;
+    }
+    state.editing = null;
+    state.backIndex = null;
+    if (state.current) {
+      state.mode = "queue";
+      showDocument(state.current, state.currentSelection || []);
+    } else {
+      showEmpty(state.emptyState || "done");
+    }
+  }
+
+  // --- Flagging --------------------------------------------------------------------------------------------
+
+  function openFlag() {
+    const doc = state.mode === "edit" ? state.editing : state.current;
+    if (!doc || state.busy) return;
+    $("flag-error").hidden = true;
+    $("flag-comment").value = "";
+    $("flag-dialog").showModal();
+    $("flag-comment").focus();
+  }
+
+  async function sendFlag(event) {
+    event.preventDefault();
+    const doc = state.mode === "edit" ? state.editing : state.current;
+    const comment = $("flag-comment").value.trim();
+    if (!comment) {
+      $("flag-error").textContent = "Say why this document needs legal review.";
+      $("flag-error").hidden = false;
+      return;
+    }
+    const result = await track(doc.id, callWithRetry("POST", url("flag", doc.id), { comment }));
+    if (!result.ok) {
+      $("flag-error").textContent = result.data.error || "The flag was not saved.";
+      $("flag-error").hidden = false;
+      return;
+    }
+    $("flag-dialog").close();
+    notice(`Flagged “${doc.title}” for legal review.`);
+    if (state.mode === "edit") leaveEarlier();
+    else advance();
+  }
+
+  // --- Labels, guidelines, keys ----------------------------------------------------------------------------
+
+  function toggle(key) {
+    if (state.mode !== "queue" && state.mode !== "edit") return;
+    if (boot.project.multiLabel) {
+      if (state.selected.has(key)) state.selected.delete(key);
+      else state.selected.add(key);
+    } else {
+      state.selected = state.selected.has(key) ? new Set() : new Set([key]);
+    }
+    renderSelection();
+    showGuideline(key);
+  }
+
+  // Guidelines are short Markdown; only paragraphs, **bold** and *italic* are rendered, all else is text.
+  function renderGuideline(markdown) {
+    const escaped = markdown.replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
+    return escaped
+      .split(/\n{2,}/)
+      .map((paragraph) =>
+        "<p>" +
+        paragraph
+          .replace(/\*\*(.+?)\*\*/g, "<strong>$1</strong>")
+          .replace(/\*(.+?)\*/g, "<em>$1</em>")
+          .replace(/\n/g, "<br>") +
+        "</p>",
+      )
+      .join("");
+  }
+
+  function showGuideline(key) {
+    const label = labelsByKey.get(key);
+    if (!label) return;
+    $("guideline-title").textContent = label.parent ? `${label.parent} › ${label.name}` : label.name;
+    const text = label.guideline || label.description;
+    const body = $("guideline-body");
+    body.classList.toggle("muted", !text);
+    body.innerHTML = text ? renderGuideline(text) : "No guideline has been written for this label yet.";
+  }
+
+  for (const [key, button] of buttons) {
+    button.addEventListener("click", () => toggle(key));
+    button.addEventListener("mouseenter", () => showGuideline(key));
+    button.addEventListener("focus", () => showGuideline(key));
+  }
+  $("submit-button").addEventListener("click", submit);
+  $("skip-button").addEventListener("click", skip);
+  $("back-button").addEventListener("click", goBack);
+  $("flag-button").addEventListener("click", openFlag);
+  $("help-button").addEventListener("click", () => $("help-dialog").showModal());
+  $("flag-form").addEventListener("submit", sendFlag);
+  $("flag-cancel").addEventListener("click", () => $("flag-dialog").close());
+  $("flag-comment").addEventListener("keydown", (event) => {
+    if (event.key === "Enter" && !event.shiftKey) {
+      event.preventDefault();
+      $("flag-form").requestSubmit();
+    }
+  });
+
+  document.addEventListener("keydown", (event) => {
+    const help = $("help-dialog");
+    if (help.open) {
+      if (event.key === "?") {
+        event.preventDefault();
+        help.close();
+      }
+      return;
+    }
+    if ($("flag-dialog").open || event.defaultPrevented) return;
+    const target = event.target;
+    if (target && (target.isContentEditable || ["INPUT", "TEXTAREA", "SELECT"].includes(target.tagName))) return;
+    if (event.ctrlKey || event.metaKey || event.altKey) return;
+    const key = event.key.length === 1 ? event.key.toLowerCase() : event.key;
+    if (key === "?") {
+      event.preventDefault();
+      help.showModal();
+      return;
+    }
+    if (event.repeat && key !== "Tab") return event.preventDefault(); // a held key must not submit a run of documents
+    if (key === "Enter") {
+      event.preventDefault(); // not also a click on a focused button
+      submit();
+    } else if (key === "Escape") {
+      leaveEarlier();
+    } else if (key === "s") {
+      event.preventDefault();
+      skip();
+    } else if (key === "u") {
+      event.preventDefault();
+      goBack();
+    } else if (key === "f") {
+      event.preventDefault();
+      openFlag();
+    } else if (labelsByShortcut.has(key)) {
+      event.preventDefault();
+      toggle(labelsByShortcut.get(key).key);
+    }
+  });
+
+  window.addEventListener("beforeunload", (event) => {
+    if (state.pending > 0) event.preventDefault(); // answers still on their way: ask before leaving
+  });
+
+  function newSubmissionId() {
+    if (window.crypto && crypto.randomUUID) return crypto.randomUUID();
+    const bytes = crypto.getRandomValues(new Uint8Array(16));
+    bytes[6] = (bytes[6] & 0x0f) | 0x40;
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    const hex = [...bytes].map((b) => b.toString(16).padStart(2, "0")).join("");
+    return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+  }
+
+  // --- Start -----------------------------------------------------------------------------------------------
+
+  if (boot.editDocument) {
+    callWithRetry("GET", url("document", boot.editDocument)).then((result) => {
+      if (result.ok) openEarlier(result.data.document);
+      else notice(result.data.error || "That document could not be opened.", "error");
+    });
+  } else {
+    loadFirst();
+  }
+})();
