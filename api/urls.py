@@ -1,8 +1,11 @@
 """/api/v1/: one view per operation. Where two operations share a path, the path's class just joins them."""
 
-from django.urls import path
+from django.http import HttpRequest, JsonResponse
+from django.urls import path, re_path
+from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
+from api.errors import error_body
 from api.views import annotations, documents, keys, projects, taxonomy
 
 app_name = "api"
@@ -11,6 +14,12 @@ app_name = "api"
 def joined(*operations: type) -> type:
     """One class answering each operation's HTTP method; every operation keeps its own class and schema."""
     return type("".join(op.__name__.removesuffix("Api") for op in operations) + "Api", operations, {})
+
+
+@csrf_exempt  # keys, not cookies, authenticate the API; a stray POST must get the JSON 404 too
+def not_found(request: HttpRequest) -> JsonResponse:
+    """Anything under /api/ that matches no operation (a negative id, a typo) still answers in the error shape."""
+    return JsonResponse(error_body("not_found", "No such API endpoint; see /api/docs/."), status=404)
 
 
 P = "v1/projects/<int:project_id>"
@@ -36,4 +45,5 @@ urlpatterns = [
         name="annotations",
     ),
     path(f"{P}/annotations/export", annotations.AnnotationExportApi.as_view(), name="annotations-export"),
+    re_path(r"^.*$", not_found),
 ]
