@@ -23,3 +23,15 @@ class LabelInUse(DocketError):
 
 class InvalidLabels(DocketError):
     """A submission names labels the project does not offer."""
+
+
+class TaxonomyInvalid(DocketError):
+    """A taxonomy change or file that would leave the label set inconsistent (bad key, cycle, clash)."""
+
+
+class LastAdmin(DocketError):
+    """The change would leave a project without an admin."""
+
+
+class AlreadyMember(DocketError):
+    """The person is a member of the project already."""

@@ -30,6 +30,11 @@ def can(user: AbstractBaseUser | AnonymousUser, project: Project, action: str) -
     return role is not None and action in ACTIONS_BY_ROLE[role]
 
 
+def can_create_projects(user: AbstractBaseUser | AnonymousUser) -> bool:
+    """Creating a project is for Docket staff and superusers; the creator then becomes its admin."""
+    return bool(user.is_authenticated and (user.is_staff or user.is_superuser))
+
+
 def projects_for(user: AbstractBaseUser | AnonymousUser) -> QuerySet[Project]:
     """Projects the user may see: those where they are a member (all of them for superusers)."""
     if not user.is_authenticated:
