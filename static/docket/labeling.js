@@ -233,7 +233,14 @@
     clearTimeout(state.pollTimer);
     const suggested = doc.suggestion ? doc.suggestion.labels : [];
     showDocument(doc, doc.my_labels || suggested);
-    state.upcoming = askNext(doc.id); // prefetch: the next document is ready before Enter is pressed
+    // Prefetch, so the next document is ready before Enter is pressed. Wait for saves and skips still on
+    // their way first: until they land the server still counts those documents as held by this reviewer,
+    // and would hand one of them back as "next".
+    state.upcoming = settled().then(() => askNext(doc.id));
+  }
+
+  function settled() {
+    return Promise.allSettled([...state.inflight.values()]);
   }
 
   function take(result) {
@@ -259,8 +266,12 @@
       const upcoming = state.upcoming;
       state.upcoming = null;
       let result = upcoming ? await upcoming : null;
-      // Ask again when the prefetch found nothing or failed: a lease may have expired since.
-      if (!result || !result.ok || !result.data.document) result = await askNext(null);
+      // Ask again when the prefetch found nothing or failed: a lease may have expired since. Once the
+      // answer just given has landed, though, or the server would hand that very document back.
+      if (!result || !result.ok || !result.data.document) {
+        await settled();
+        result = await askNext(null);
+      }
       take(result);
     } finally {
       state.busy = false;
