@@ -1,0 +1,257 @@
+"""Query strategies: which unlabelled documents a reviewer should label next.
+
+Each strategy is a small object with two methods, in the shape of modAL and small-text:
+`scores(probabilities)` gives every pool document an informativeness (higher = label it sooner) in one
+vectorised pass, which the live loop writes as queue priorities; `select(probabilities, k, ...)` returns the
+indices of the next batch, which may add diversity on top of the scores. The simulation calls the very same
+objects, so what the benchmark measures is what runs in production.
+
+Single-label uncertainty is modAL's own math on probabilities. Multi-label probabilities are independent
+per label with the decision at 0.5 (the classifier folds thresholds into the head), so each label's
+uncertainty is its closeness to 0.5 and the strategies differ in how they combine labels:
+least_confident takes the most uncertain label, margin the mean distance from 0.5 over labels, entropy the
+mean binary entropy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+from modAL.batch import uncertainty_batch_sampling
+from modAL.uncertainty import _proba_entropy, _proba_margin, _proba_uncertainty
+from sklearn.cluster import KMeans
+
+from learning.ml.exceptions import UnknownStrategy
+
+Rng = np.random.Generator | int | None
+
+
+def top_k(scores: np.ndarray, k: int, rng: Rng = None) -> np.ndarray:
+    """Indices of the `k` highest scores, ties broken at random (so equal scores do not favour low ids)."""
+    rng = np.random.default_rng(rng)
+    k = min(k, len(scores))
+    if k <= 0:
+        return np.empty(0, dtype=np.int64)
+    shuffled = rng.permutation(len(scores))
+    order = np.argsort(-scores[shuffled], kind="stable")[:k]
+    return shuffled[order].astype(np.int64)
+
+
+def label_uncertainty(probabilities: np.ndarray) -> np.ndarray:
+    """Per-label uncertainty of independent (multi-label) probabilities: 1 at p=0.5, 0 at p=0 or 1."""
+    return 1.0 - np.abs(2.0 * probabilities - 1.0)
+
+
+def binary_entropy(probabilities: np.ndarray) -> np.ndarray:
+    """Per-label entropy in bits (0..1) of independent probabilities."""
+    p = np.clip(probabilities, 1e-12, 1 - 1e-12)
+    return -(p * np.log2(p) + (1 - p) * np.log2(1 - p))
+
+
+class QueryStrategy:
+    """Base: score every pool document, select the top `k`. Subclasses change `scores` or `select`."""
+
+    name: ClassVar[str] = ""
+
+    def __init__(self, multi_label: bool = False) -> None:
+        self.multi_label = multi_label
+
+    def scores(self, probabilities: np.ndarray, *, rng: Rng = None) -> np.ndarray:
+        """Informativeness of each row of `probabilities` (n, n_labels); higher = more informative."""
+        raise NotImplementedError
+
+    def select(
+        self,
+        probabilities: np.ndarray,
+        k: int,
+        *,
+        embeddings: np.ndarray | None = None,
+        labelled_embeddings: np.ndarray | None = None,
+        rng: Rng = None,
+    ) -> np.ndarray:
+        """Indices (into the rows of `probabilities`) of the next `k` documents to label, best first."""
+        rng = np.random.default_rng(rng)
+        return top_k(self.scores(np.asarray(probabilities, dtype=np.float64), rng=rng), k, rng)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(multi_label={self.multi_label})"
+
+
+class RandomSampling(QueryStrategy):
+    """The baseline every other strategy has to beat: uniform draws from the pool."""
+
+    name = "random"
+
+    def scores(self, probabilities: np.ndarray, *, rng: Rng = None) -> np.ndarray:
+        return np.random.default_rng(rng).random(len(probabilities))
+
+
+class LeastConfident(QueryStrategy):
+    """Single-label: 1 - max p (modAL). Multi-label: the label nearest 0.5 decides."""
+
+    name = "least_confident"
+
+    def scores(self, probabilities: np.ndarray, *, rng: Rng = None) -> np.ndarray:
+        if self.multi_label:
+            return label_uncertainty(probabilities).max(axis=1)
+        return _proba_uncertainty(probabilities)
+
+
+class Margin(QueryStrategy):
+    """Single-label: 1 - (p1 - p2) (modAL's margin). Multi-label: 1 - mean distance from 0.5 over labels."""
+
+    name = "margin"
+
+    def scores(self, probabilities: np.ndarray, *, rng: Rng = None) -> np.ndarray:
+        if self.multi_label:
+            return label_uncertainty(probabilities).mean(axis=1)
+        return 1.0 - _proba_margin(probabilities)
+
+
+class Entropy(QueryStrategy):
+    """Single-label: entropy of the distribution (modAL). Multi-label: mean binary entropy over labels."""
+
+    name = "entropy"
+
+    def scores(self, probabilities: np.ndarray, *, rng: Rng = None) -> np.ndarray:
+        if self.multi_label:
+            return binary_entropy(probabilities).mean(axis=1)
+        return _proba_entropy(probabilities)
+
+
+@dataclass
+class _PrecomputedLearner:
+    """Just enough of a modAL learner for `uncertainty_batch_sampling` to run on precomputed numbers.
+
+    modAL asks the learner for `predict_proba(X)` and its training data; the pool's probabilities are
+    already known, so this returns them for the pool it was built for.
+    """
+
+    pool_probabilities: np.ndarray
+    X_training: np.ndarray | None
+    on_transformed: bool = False
+
+    def predict_proba(self, X: Any, **kwargs: Any) -> np.ndarray:
+        if len(X) != len(self.pool_probabilities):
+            raise ValueError("this learner only answers for the pool it was built with")
+        return self.pool_probabilities
+
+
+class RankedBatch(QueryStrategy):
+    """modAL's ranked batch-mode sampling (Cardoso et al.): uncertainty traded off against distance to
+    what is labelled or already in the batch, so one batch is not twenty near-duplicates."""
+
+    name = "batch"
+
+    def __init__(self, multi_label: bool = False) -> None:
+        super().__init__(multi_label)
+        self._uncertainty = LeastConfident(multi_label)
+
+    def scores(self, probabilities: np.ndarray, *, rng: Rng = None) -> np.ndarray:
+        return self._uncertainty.scores(probabilities)
+
+    def select(
+        self,
+        probabilities: np.ndarray,
+        k: int,
+        *,
+        embeddings: np.ndarray | None = None,
+        labelled_embeddings: np.ndarray | None = None,
+        rng: Rng = None,
+    ) -> np.ndarray:
+        if embeddings is None:
+            raise ValueError("the batch strategy needs the pool's embeddings to keep a batch diverse")
+        rng = np.random.default_rng(rng)
+        probabilities = np.asarray(probabilities, dtype=np.float64)
+        k = min(k, len(probabilities))
+        if k <= 0:
+            return np.empty(0, dtype=np.int64)
+        if self.multi_label:
+            # modAL scores 1 - max(row); rows (1 - u/2, u/2) make that exactly half our uncertainty u.
+            half = self.scores(probabilities) / 2
+            pool_probabilities = np.column_stack([1 - half, half])
+        else:
+            pool_probabilities = probabilities
+        first: list[int] = []
+        if labelled_embeddings is None or len(labelled_embeddings) == 0:
+            # modAL's own cold start is O(n^2); start from the most uncertain document instead.
+            first = [int(top_k(self.scores(probabilities), 1, rng)[0])]
+            labelled_embeddings = embeddings[first]
+        learner = _PrecomputedLearner(pool_probabilities, np.asarray(labelled_embeddings))
+        # That first document is still in modAL's pool, so ask for k and drop it if modAL takes it again.
+        picked, _ = uncertainty_batch_sampling(learner, np.asarray(embeddings), n_instances=k)
+        rest = [int(i) for i in picked if int(i) not in first]
+        return np.asarray((first + rest)[:k], dtype=np.int64)
+
+
+class DiverseUncertainty(QueryStrategy):
+    """Uncertainty first, then diversity: cluster the most uncertain candidates and take one per cluster.
+
+    Zhdanov's "diverse mini-batch" sampling: the `pool_factor * k` most uncertain documents are clustered
+    into `k` groups with k-means weighted by uncertainty, and the candidate nearest each centre is chosen.
+    Plain top-k uncertainty on a fresh model picks many near-identical paragraphs (the same boilerplate
+    from many policies); this keeps the batch informative and spread out.
+    """
+
+    name = "diverse"
+
+    def __init__(self, multi_label: bool = False, pool_factor: int = 10, base: str = "margin") -> None:
+        super().__init__(multi_label)
+        self.pool_factor = pool_factor
+        self._uncertainty = STRATEGIES[base](multi_label)
+
+    def scores(self, probabilities: np.ndarray, *, rng: Rng = None) -> np.ndarray:
+        return self._uncertainty.scores(probabilities)
+
+    def select(
+        self,
+        probabilities: np.ndarray,
+        k: int,
+        *,
+        embeddings: np.ndarray | None = None,
+        labelled_embeddings: np.ndarray | None = None,
+        rng: Rng = None,
+    ) -> np.ndarray:
+        if embeddings is None:
+            raise ValueError("the diverse strategy needs the pool's embeddings to spread a batch")
+        rng = np.random.default_rng(rng)
+        scores = self.scores(np.asarray(probabilities, dtype=np.float64))
+        k = min(k, len(scores))
+        if k <= 1:
+            return top_k(scores, k, rng)
+        candidates = top_k(scores, min(len(scores), self.pool_factor * k), rng)
+        if len(candidates) <= k:
+            return candidates
+        points = np.asarray(embeddings, dtype=np.float64)[candidates]
+        weights = scores[candidates] + 1e-6
+        kmeans = KMeans(n_clusters=k, n_init=1, random_state=int(rng.integers(2**31 - 1)))
+        assignment = kmeans.fit_predict(points, sample_weight=weights)
+        distances = ((points - kmeans.cluster_centers_[assignment]) ** 2).sum(axis=1)
+        picked = []
+        for cluster in range(k):
+            members = np.flatnonzero(assignment == cluster)
+            if len(members):
+                picked.append(candidates[members[np.argmin(distances[members])]])
+        if len(picked) < k:
+            rest = [c for c in candidates if c not in set(picked)]
+            picked.extend(rest[: k - len(picked)])
+        picked_array = np.asarray(picked, dtype=np.int64)
+        # Best first, so a caller that takes fewer still gets the most informative.
+        return picked_array[np.argsort(-scores[picked_array], kind="stable")]
+
+
+STRATEGIES: dict[str, type[QueryStrategy]] = {
+    strategy.name: strategy
+    for strategy in (LeastConfident, Margin, Entropy, RankedBatch, RandomSampling, DiverseUncertainty)
+}
+
+
+def get_strategy(name: str, multi_label: bool = False, **options: Any) -> QueryStrategy:
+    """The strategy registered under `name`, for a single- or multi-label task."""
+    try:
+        strategy = STRATEGIES[name]
+    except KeyError:
+        raise UnknownStrategy(f"unknown query strategy {name!r}; choose one of {', '.join(STRATEGIES)}") from None
+    return strategy(multi_label, **options)
