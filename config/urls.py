@@ -8,6 +8,7 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("api/", include("api.urls")),
     path("projects/<int:project_id>/keys/", include("api.page_urls")),
+    path("projects/<int:project_id>/models/", include("learning.urls")),
     path("", include("annotation.manage_urls")),
     path("", include("annotation.urls")),
 ]

@@ -1,6 +1,11 @@
-"""The model side's tables: per-document scores that order the review queue and feed suggestions."""
+"""The model side's tables: model versions and the runs that train them, the evaluation reservation, the
+embedding cache index, and per-document scores that order the review queue and feed suggestions."""
 
+from pathlib import Path
+
+from django.conf import settings
 from django.db import models
+from django.db.models import Q
 
 
 class QueuePriority(models.Model):
@@ -11,7 +16,8 @@ class QueuePriority(models.Model):
     )
     project = models.ForeignKey("annotation.Project", on_delete=models.CASCADE, related_name="+")
     score = models.FloatField()
-    # Number of the model version that produced the score and probabilities (None for a cold-start pick).
+    # Number of the model version that produced the score and probabilities (None for a cold-start pick or an
+    # evaluation document, which reviewers label without the model's suggestion).
     model_version = models.PositiveIntegerField(null=True, blank=True)
     # Label key -> probability under that model, in the project's label order.
     probabilities = models.JSONField(default=dict, blank=True)
@@ -19,3 +25,194 @@ class QueuePriority(models.Model):
 
     class Meta:
         indexes = [models.Index(fields=["project", "-score"], name="queue_priority_order_idx")]
+
+
+class LearningState(models.Model):
+    """One row per project: how far the evaluation reservation has looked, and the lock that serialises
+    model switches, run claims and evaluation top-ups for the project."""
+
+    project = models.OneToOneField(
+        "annotation.Project", on_delete=models.CASCADE, primary_key=True, related_name="learning_state"
+    )
+    # Every document with an id up to this one has had its chance of joining the evaluation set.
+    reserved_through_document_id = models.BigIntegerField(default=0)
+    cold_start_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"learning state of project {self.project_id}"
+
+
+class EvaluationReservation(models.Model):
+    """A document set aside, at random, to evaluate models: never trained on, never chosen by the learner."""
+
+    document = models.OneToOneField(
+        "annotation.Document", on_delete=models.CASCADE, primary_key=True, related_name="evaluation_reservation"
+    )
+    project = models.ForeignKey("annotation.Project", on_delete=models.CASCADE, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["project"], name="evaluation_reservation_idx")]
+
+
+class ModelVersion(models.Model):
+    """One trained classifier of a project, numbered 1, 2, 3... with what it saw and how well it did."""
+
+    class Status(models.TextChoices):
+        TRAINING = "training", "Training"
+        READY = "ready", "Ready (not serving)"
+        ACTIVE = "active", "Active (serving)"
+        FAILED = "failed", "Failed"
+        RETIRED = "retired", "Retired"
+
+    class Kind(models.TextChoices):
+        FAST = "fast", "Head refit on cached embeddings"
+        SLOW = "slow", "Body fine-tuned"
+
+    project = models.ForeignKey("annotation.Project", on_delete=models.CASCADE, related_name="model_versions")
+    number = models.PositiveIntegerField()
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.TRAINING)
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    taxonomy_version = models.PositiveIntegerField()
+    # Label keys in the order of the model's outputs.
+    label_keys = models.JSONField(default=list)
+    # The labels as they were when it trained: [{"id", "key", "name"}], so renames later do not rewrite history.
+    labels = models.JSONField(default=list)
+    training_args = models.JSONField(default=dict)
+    base_model = models.CharField(max_length=500, blank=True)
+    # Identifies the body weights: the embedding cache's key.
+    body_id = models.CharField(max_length=64, blank=True)
+    # Relative to settings.ARTIFACT_DIR, so workers that mount it at different places agree.
+    artifact_path = models.CharField(max_length=500, blank=True)
+    # learning.ml.metrics.evaluate() on the evaluation set, plus the comparison that decided promotion.
+    metrics = models.JSONField(default=dict, blank=True)
+    macro_f1 = models.FloatField(null=True, blank=True)
+    micro_f1 = models.FloatField(null=True, blank=True)
+    train_label_count = models.PositiveIntegerField(default=0)
+    eval_label_count = models.PositiveIntegerField(default=0)
+    duration_seconds = models.FloatField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    activated_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["project", "-number"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "number"], name="model_version_unique_number"),
+            # One serving model per project: a switch flips both rows in one transaction or not at all.
+            models.UniqueConstraint(fields=["project"], condition=Q(status="active"), name="model_version_one_active"),
+            models.CheckConstraint(
+                condition=Q(status__in=["training", "ready", "active", "failed", "retired"]),
+                name="model_version_status_valid",
+            ),
+            models.CheckConstraint(condition=Q(kind__in=["fast", "slow"]), name="model_version_kind_valid"),
+            models.CheckConstraint(
+                condition=Q(status__in=["training", "failed"]) | ~Q(artifact_path=""),
+                name="model_version_usable_has_artifact",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"model v{self.number} ({self.get_status_display()})"
+
+    @property
+    def artifact_dir(self) -> Path | None:
+        """Where the model lies in SetFit's format: `SetFitModel.from_pretrained(str(artifact_dir))` loads it."""
+        return Path(settings.ARTIFACT_DIR) / self.artifact_path if self.artifact_path else None
+
+    @property
+    def score(self) -> float | None:
+        """Macro-F1 on the evaluation set, the one number the labeling page shows."""
+        return self.macro_f1
+
+
+class TrainingRun(models.Model):
+    """One attempt to train a model version; what the models page shows while it runs and after it fails."""
+
+    class Trigger(models.TextChoices):
+        LABELS = "labels", "New labels"
+        ADMIN = "admin", "Requested by an admin"
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+        REFUSED = "refused", "Refused"
+
+    project = models.ForeignKey("annotation.Project", on_delete=models.CASCADE, related_name="training_runs")
+    kind = models.CharField(max_length=8, choices=ModelVersion.Kind.choices)
+    trigger = models.CharField(max_length=16, choices=Trigger.choices)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # Label events (annotation revisions) counted when the run was asked for, then when it read its data:
+    # the next run is due `fast_retrain_every` / `slow_retrain_every` events after this.
+    label_events = models.PositiveIntegerField(default=0)
+    # Cap on body fine-tuning steps for this run; None uses the default.
+    max_steps = models.PositiveIntegerField(null=True, blank=True)
+    phase = models.CharField(max_length=200, blank=True)
+    progress_done = models.PositiveIntegerField(default=0)
+    progress_total = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True, help_text="Why the run failed or was refused, in words an admin can act on.")
+    celery_task_id = models.CharField(max_length=255, blank=True)
+    # Seconds spent per phase ("fine_tune", "embed", "fit_head", "evaluate", "save", "score", "switch").
+    timings = models.JSONField(default=dict, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    # Touched by every progress report; a running run whose heartbeat is old lost its worker.
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    model_version = models.ForeignKey(
+        ModelVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="training_runs"
+    )
+
+    class Meta:
+        ordering = ["project", "-created_at", "-id"]
+        constraints = [
+            # At most one run trains per project, and at most one waits behind it: triggers coalesce into it.
+            models.UniqueConstraint(fields=["project"], condition=Q(status="running"), name="training_run_one_running"),
+            models.UniqueConstraint(fields=["project"], condition=Q(status="queued"), name="training_run_one_queued"),
+            models.CheckConstraint(
+                condition=Q(status__in=["queued", "running", "succeeded", "failed", "refused"]),
+                name="training_run_status_valid",
+            ),
+            models.CheckConstraint(condition=Q(kind__in=["fast", "slow"]), name="training_run_kind_valid"),
+            models.CheckConstraint(
+                condition=Q(progress_done__lte=models.F("progress_total")), name="training_run_progress_range"
+            ),
+        ]
+        indexes = [models.Index(fields=["project", "status"], name="training_run_status_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} run {self.pk} ({self.get_status_display()})"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in (self.Status.SUCCEEDED, self.Status.FAILED, self.Status.REFUSED)
+
+
+class EmbeddingShard(models.Model):
+    """One file of cached embeddings: document ids and float32 vectors under one body, in ARTIFACT_DIR.
+
+    A body's cache for a project is the union of its shards. Shards are written whole (temporary file, then
+    rename) before their row is committed, so a reader never sees half a file, and an encoder killed midway
+    keeps every finished chunk.
+    """
+
+    project = models.ForeignKey("annotation.Project", on_delete=models.CASCADE, related_name="+")
+    body_id = models.CharField(max_length=64)
+    # Relative to settings.ARTIFACT_DIR.
+    path = models.CharField(max_length=500, unique=True)
+    document_count = models.PositiveIntegerField()
+    dimension = models.PositiveIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["project", "body_id"], name="embedding_shard_body_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.document_count} embeddings under {self.body_id}"

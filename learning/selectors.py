@@ -1,10 +1,11 @@
-"""What the rest of Docket may read from the learning side: queue order, suggestions, predictions."""
+"""What the rest of Docket may read from the learning side: queue order, suggestions, the active model, runs."""
 
 from collections.abc import Iterable
+from typing import Any
 
 from django.db.models import F, QuerySet
 
-from learning.models import QueuePriority
+from learning.models import ModelVersion, QueuePriority, TrainingRun
 
 
 def order_by_priority(documents: QuerySet) -> QuerySet:
@@ -21,3 +22,82 @@ def predictions_for(document_ids: Iterable[int]) -> dict[int, dict]:
         row["document_id"]: {"model_version": row["model_version"], "probabilities": row["probabilities"]}
         for row in rows
     }
+
+
+def active_model_version(project) -> ModelVersion | None:
+    """The version serving the project now; load it with `SetFitModel.from_pretrained(str(v.artifact_dir))`."""
+    return ModelVersion.objects.filter(project=project, status=ModelVersion.Status.ACTIVE).first()
+
+
+def active_model(project) -> ModelVersion | None:
+    """The serving version, which has `number` and `score` (evaluation macro-F1): what the labeling page shows."""
+    return active_model_version(project)
+
+
+def model_version_by_number(project, number: int) -> ModelVersion | None:
+    return ModelVersion.objects.filter(project=project, number=number).first()
+
+
+def model_versions(project) -> QuerySet[ModelVersion]:
+    """Every version of the project, newest first."""
+    return ModelVersion.objects.filter(project=project).order_by("-number")
+
+
+def training_runs(project, *, limit: int = 20) -> list[TrainingRun]:
+    """The project's latest runs, newest first."""
+    return list(
+        TrainingRun.objects.filter(project=project)
+        .select_related("model_version", "requested_by")
+        .order_by("-created_at", "-id")[:limit]
+    )
+
+
+def current_training_run(project) -> TrainingRun | None:
+    """The run training now, else the one waiting, else the latest finished one (None before any run)."""
+    runs = TrainingRun.objects.filter(project=project).select_related("model_version")
+    for status in (TrainingRun.Status.RUNNING, TrainingRun.Status.QUEUED):
+        run = runs.filter(status=status).first()
+        if run is not None:
+            return run
+    return runs.order_by("-created_at", "-id").first()
+
+
+def training_run_status(run: TrainingRun | None) -> dict[str, Any] | None:
+    """A run as the models page polls it: phase, progress, error, and the version it produced."""
+    if run is None:
+        return None
+    percent = round(100 * run.progress_done / run.progress_total) if run.progress_total else None
+    return {
+        "id": run.pk,
+        "kind": run.kind,
+        "kind_display": run.get_kind_display(),
+        "trigger": run.trigger,
+        "status": run.status,
+        "status_display": run.get_status_display(),
+        "phase": run.phase,
+        "done": run.progress_done,
+        "total": run.progress_total,
+        "percent": percent,
+        "error": run.error,
+        "created_at": run.created_at.isoformat() if run.created_at else None,
+        "started_at": run.started_at.isoformat() if run.started_at else None,
+        "finished_at": run.finished_at.isoformat() if run.finished_at else None,
+        "finished": run.is_finished,
+        "model_version": run.model_version.number if run.model_version_id else None,
+    }
+
+
+def learning_curve(project) -> list[dict[str, Any]]:
+    """Evaluation macro-F1 against training labels, one point per evaluated version, oldest first."""
+    rows = (
+        ModelVersion.objects.filter(project=project, macro_f1__isnull=False)
+        .exclude(status__in=[ModelVersion.Status.TRAINING, ModelVersion.Status.FAILED])
+        .order_by("number")
+        .values("number", "kind", "status", "train_label_count", "eval_label_count", "macro_f1", "micro_f1")
+    )
+    return list(rows)
+
+
+def training_run_by_id(project, run_id: int) -> TrainingRun | None:
+    """One run of the project (another project's run id is simply not found)."""
+    return TrainingRun.objects.filter(project=project, pk=run_id).select_related("model_version").first()

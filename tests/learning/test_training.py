@@ -1,0 +1,148 @@
+"""Training runs in this process on a tiny data set: fast and slow runs, the evaluation set, the pool's scores."""
+
+import numpy as np
+import pytest
+
+from annotation.models import AnnotationLabel, Document, Label
+from learning import services
+from learning.ml.strategies import get_strategy
+from learning.models import EmbeddingShard, EvaluationReservation, QueuePriority, TrainingRun
+from learning.selectors import order_by_priority
+from tests.learning.conftest import KEYS, build_labelled_project
+
+pytestmark = [pytest.mark.django_db, pytest.mark.slow]
+
+
+def train(project, kind="fast", **options) -> TrainingRun:
+    run = services.training_run_request(project=project, kind=kind, trigger=TrainingRun.Trigger.LABELS, **options)
+    return services.training_run_execute(run_id=run.pk)
+
+
+def queued(project):
+    return Document.objects.filter(project=project, status=Document.Status.QUEUED)
+
+
+def test_fast_run_trains_activates_and_scores_every_queued_document(artifact_dir):
+    project, _ = build_labelled_project()
+    run = train(project)
+    assert run.status == "succeeded", run.error
+    version = run.model_version
+    assert (version.number, version.status, version.kind) == (1, "active", "fast")
+    assert version.label_keys == list(KEYS)
+    assert [label["key"] for label in version.labels] == list(KEYS)
+    assert version.train_label_count == 18
+    assert version.artifact_dir.is_dir() and str(version.artifact_dir).startswith(str(artifact_dir))
+    rows = QueuePriority.objects.filter(document__in=queued(project))
+    assert rows.count() == queued(project).count() == 12
+    for row in rows:
+        assert row.model_version == 1
+        assert list(row.probabilities) == list(KEYS)
+        assert sum(row.probabilities.values()) == pytest.approx(1.0, abs=1e-3)
+    assert set(run.timings) >= {"read_labels", "embed_labeled", "fit_head", "save", "score_pool", "switch"}
+
+
+def test_saved_version_loads_in_plain_setfit_and_predicts_the_taxonomy_labels(artifact_dir):
+    from setfit import SetFitModel
+
+    project, _ = build_labelled_project()
+    version = train(project).model_version
+    model = SetFitModel.from_pretrained(str(version.artifact_dir), local_files_only=True)
+    predictions = model.predict(["We encrypt every backup with AES-256.", "We sell your data to advertisers."])
+    assert list(predictions) == ["data_security", "third_party"]
+
+
+def test_queue_order_follows_the_models_uncertainty(artifact_dir):
+    project, _ = build_labelled_project(query_strategy="margin")
+    train(project)
+    ordered = list(order_by_priority(queued(project)).select_related("queue_priority"))
+    probabilities = np.array([[d.queue_priority.probabilities[k] for k in KEYS] for d in ordered])
+    uncertainty = get_strategy("margin").scores(probabilities)
+    # Most uncertain first (probabilities are stored to 4 decimals, hence the tolerance).
+    assert np.all(np.diff(uncertainty) <= 2e-3)
+
+
+def test_evaluation_documents_are_held_out_and_interleaved_without_suggestions(artifact_dir):
+    project, _ = build_labelled_project(eval_fraction=0.3)
+    run = train(project)
+    version = run.model_version
+    reserved = set(EvaluationReservation.objects.filter(project=project).values_list("document_id", flat=True))
+    labeled = Document.objects.filter(project=project, status=Document.Status.LABELED)
+    assert version.eval_label_count == labeled.filter(pk__in=reserved).count() > 0
+    assert version.train_label_count + version.eval_label_count == labeled.count()
+    assert version.metrics["n_documents"] == version.eval_label_count
+    assert version.macro_f1 is not None
+    order = list(order_by_priority(queued(project)).values_list("pk", "queue_priority__model_version"))
+    positions = [i for i, (pk, _) in enumerate(order) if pk in reserved]
+    assert positions, "some queued documents are reserved"
+    assert all(order[i][1] is None for i in positions)  # no suggestion on evaluation documents
+    assert positions[0] > 0  # the learner's most informative document comes first
+
+
+def test_second_fast_run_reads_cached_embeddings_and_links_the_unchanged_body(artifact_dir):
+    project, _ = build_labelled_project()
+    first = train(project).model_version
+    shards = EmbeddingShard.objects.filter(project=project).count()
+    second = train(project).model_version
+    assert EmbeddingShard.objects.filter(project=project).count() == shards
+    first.refresh_from_db()
+    assert (first.status, second.status) == ("retired", "active")
+    weights = second.artifact_dir / "model.safetensors"
+    assert weights.stat().st_nlink == 2  # shared with v1 on disk, not a second 90 MB copy
+
+
+def test_slow_run_fine_tunes_a_new_body_with_capped_steps_and_embeds_the_pool(artifact_dir):
+    project, _ = build_labelled_project()
+    run = train(project, kind="slow", max_steps=2)
+    assert run.status == "succeeded", run.error
+    version = run.model_version
+    assert version.kind == "slow" and version.body_id.startswith("ft-")
+    assert version.training_args["max_steps"] == 2
+    assert run.timings["fine_tune"] > 0 and run.timings["embed"] > 0
+    cached = services.cached_embeddings(project_id=project.pk, body_id=version.body_id)[0]
+    assert set(queued(project).values_list("pk", flat=True)) <= set(cached.tolist())
+
+
+def test_cold_start_orders_the_queue_by_diverse_picks_before_any_model(artifact_dir):
+    project, _ = build_labelled_project(per_label=0, eval_fraction=0.25)
+    written = services.pool_rescore(project_id=project.pk)
+    assert written == queued(project).count() == 12
+    rows = QueuePriority.objects.filter(project=project)
+    assert all(row.model_version is None and row.probabilities == {} for row in rows)
+    assert len(set(rows.values_list("score", flat=True))) == 12
+    assert EvaluationReservation.objects.filter(project=project).count() == 3
+
+
+def test_embeddings_are_cached_per_body_and_read_back_without_encoding(artifact_dir):
+    project, _ = build_labelled_project(per_label=0)
+    services.pool_rescore(project_id=project.pk)
+    (body_id,) = set(EmbeddingShard.objects.filter(project=project).values_list("body_id", flat=True))
+    ids = np.array(sorted(queued(project).values_list("pk", flat=True)))
+    vectors = services.embeddings_for(project_id=project.pk, body_id=body_id, document_ids=ids, encode=None)
+    assert vectors.shape == (12, 384) and vectors.dtype == np.float32
+
+
+def test_a_worse_version_stays_ready_and_the_active_one_keeps_serving(artifact_dir):
+    project, _ = build_labelled_project(eval_fraction=0.3, promotion_policy="not_worse")
+    first = train(project).model_version
+    assert first.status == "active" and first.eval_label_count > 0
+    # The next version learns from training labels rotated to the wrong label, so it does worse on the same
+    # (unchanged) evaluation documents than the active version does.
+    reserved = EvaluationReservation.objects.filter(project=project).values_list("document_id", flat=True)
+    labels = {label.key: label for label in Label.objects.filter(taxonomy__project=project)}
+    rotate = dict(zip(KEYS, KEYS[1:] + KEYS[:1], strict=True))
+    for link in AnnotationLabel.objects.filter(annotation__document__project=project).exclude(
+        annotation__document_id__in=reserved
+    ):
+        link.label = labels[rotate[link.label.key]]
+        link.save(update_fields=["label"])
+    before = dict(QueuePriority.objects.filter(project=project).values_list("document_id", "model_version"))
+
+    second = train(project).model_version
+
+    first.refresh_from_db()
+    assert (first.status, second.status) == ("active", "ready")
+    comparison = second.metrics["comparison"]
+    assert comparison["comparable"] and not comparison["promoted"]
+    assert comparison["new_macro_f1"] < comparison["active_macro_f1"]
+    assert "worse" in comparison["reason"]
+    assert dict(QueuePriority.objects.filter(project=project).values_list("document_id", "model_version")) == before

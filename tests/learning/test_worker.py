@@ -1,0 +1,144 @@
+"""The learning loop on real workers: Redis broker, PostgreSQL, a Celery worker process that trains."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+from django.conf import settings
+
+from annotation.models import Document
+from learning import services, tasks
+from learning.ml.strategies import get_strategy
+from learning.models import ModelVersion, QueuePriority, TrainingRun
+from learning.selectors import order_by_priority
+from tests.learning.conftest import KEYS, build_labelled_project
+
+pytestmark = [pytest.mark.worker, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def wait_for(condition, *, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.5)
+    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def queue_order(project) -> list[int]:
+    queued = Document.objects.filter(project=project, status=Document.Status.QUEUED)
+    return list(order_by_priority(queued).values_list("pk", flat=True))
+
+
+def test_a_worker_trains_from_annotations_and_the_reviewers_queue_follows_the_new_model(celery_worker_process):
+    project, _ = build_labelled_project(eval_fraction=0.25, fast_retrain_every=5, query_strategy="margin")
+
+    # Before any model: the worker lays out cold-start picks (diverse documents, no model behind them).
+    tasks.rescore_pool.delay(project.pk)
+    wait_for(
+        lambda: QueuePriority.objects.filter(project=project).count() == 12, timeout=120, what="cold-start priorities"
+    )
+    before = queue_order(project)
+    assert set(QueuePriority.objects.filter(project=project).values_list("model_version", flat=True)) == {None}
+
+    # What the labeling service sends after a committed answer.
+    tasks.labels_changed.delay(project.pk)
+    version = wait_for(
+        lambda: ModelVersion.objects.filter(project=project, status="active").first(),
+        timeout=120,
+        what="an active model version",
+    )
+    run = TrainingRun.objects.get(project=project)
+    assert (run.status, run.kind, run.model_version_id) == ("succeeded", "fast", version.pk)
+    assert version.number == 1 and version.train_label_count + version.eval_label_count == 18
+    assert version.artifact_dir.joinpath("model_head.pkl").exists()
+
+    after = queue_order(project)
+    assert sorted(after) == sorted(before) and after != before
+    rows = {row.document_id: row for row in QueuePriority.objects.filter(project=project)}
+    learner = [pk for pk in after if rows[pk].model_version == 1]
+    assert len(learner) >= 8  # the rest are evaluation documents, labeled without a suggestion
+    probabilities = np.array([[rows[pk].probabilities[key] for key in KEYS] for pk in learner])
+    uncertainty = get_strategy("margin").scores(probabilities)
+    assert np.all(np.diff(uncertainty) <= 2e-3), "the reviewers' queue asks the most uncertain document first"
+
+
+def start_worker(queue: str, log: Path) -> subprocess.Popen:
+    db = settings.DATABASES["default"]
+    host = f"{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}"
+    env = dict(os.environ)
+    # The worker talks to the very database the test runner created (test_<name>).
+    env.update(
+        DATABASE_URL=f"postgres://{db['USER'] or 'postgres'}@{host}/{db['NAME']}",
+        DOCKET_DEVELOPMENT="1",
+        PYTHONUNBUFFERED="1",
+    )
+    command = [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool=solo", "--loglevel=INFO"]
+    command += ["-Q", queue, "--hostname", f"{queue}@%h", "--without-gossip", "--without-mingle"]
+    return subprocess.Popen(command, cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
+
+
+def test_a_worker_killed_mid_training_leaves_the_active_model_serving_and_the_run_failed(
+    django_db_setup, tmp_path, settings
+):
+    from config.celery import app
+
+    project, _ = build_labelled_project()
+    active = ModelVersion.objects.create(
+        project=project, number=1, status="active", kind="fast", taxonomy_version=1, artifact_path="models/x/v1"
+    )
+    priorities_before = list(QueuePriority.objects.filter(project=project).values_list("document_id", "score"))
+    run = TrainingRun.objects.create(project=project, kind="slow", trigger="admin", max_steps=200)
+
+    # A worker of its own, on a queue of its own, so killing it harms no other test.
+    queue = f"docket-kill-{uuid.uuid4().hex[:8]}"
+    log = tmp_path / "worker.log"
+    worker = start_worker(queue, log)
+    try:
+        wait_for(
+            lambda: worker.poll() is None and app.control.ping(destination=[f"{queue}@{os.uname().nodename}"]),
+            timeout=90,
+            what="the worker to answer",
+        )
+        tasks.train_slow.apply_async((run.pk,), queue=queue)
+        wait_for(
+            lambda: TrainingRun.objects.filter(
+                pk=run.pk, status="running", phase="Fine-tuning the body", progress_done__gte=1
+            ).exists(),
+            timeout=180,
+            what=f"the body's first fine-tuning step (worker log: {log})",
+        )
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(timeout=30)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+
+    run.refresh_from_db()
+    assert run.status == "running"  # nobody told the database: the worker died mid-step
+    training = ModelVersion.objects.get(project=project, number=2)
+    assert training.status == "training"
+
+    settings.DOCKET_TRAINING_STALE_SECONDS = 1
+    time.sleep(1.5)
+    assert services.training_runs_fail_stale(project_id=project.pk) == 1
+    run.refresh_from_db()
+    training.refresh_from_db()
+    active.refresh_from_db()
+    assert run.status == "failed" and "stopped reporting" in run.error
+    assert training.status == "failed"
+    assert active.status == "active" and active.artifact_path == "models/x/v1"
+    assert list(QueuePriority.objects.filter(project=project).values_list("document_id", "score")) == priorities_before
+
+    # The next run may start: nothing holds the project any more.
+    follow_up = TrainingRun.objects.create(project=project, kind="fast", trigger="labels")
+    assert services._run_claim(follow_up.pk, "next-task") is not None
