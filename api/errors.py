@@ -13,8 +13,18 @@ from rest_framework import exceptions as drf
 from rest_framework import status
 from rest_framework.response import Response
 
-from annotation.exceptions import DocketError, ImportRejected, InvalidLabels, LabelInUse, NotAllowed, ProjectNotFound
+from annotation.exceptions import (
+    DocketError,
+    ImportRejected,
+    InvalidLabels,
+    LabelInUse,
+    LastAdmin,
+    NotAllowed,
+    ProjectNotFound,
+    TaxonomyInvalid,
+)
 from api.exceptions import Conflict, KeyInvalid, ModelNotReady, ScopeMissing, TooLarge
+from learning.exceptions import ModelSwitchRefused, TrainingRefused
 
 logger = logging.getLogger(__name__)
 
@@ -28,8 +38,12 @@ DOMAIN_ERRORS: list[tuple[type[Exception], int, str]] = [
     (Conflict, status.HTTP_409_CONFLICT, "conflict"),
     (LabelInUse, status.HTTP_409_CONFLICT, "label_in_use"),
     (InvalidLabels, status.HTTP_400_BAD_REQUEST, "invalid_labels"),
+    (TaxonomyInvalid, status.HTTP_400_BAD_REQUEST, "taxonomy_invalid"),
+    (LastAdmin, status.HTTP_409_CONFLICT, "last_admin"),
     (ImportRejected, status.HTTP_400_BAD_REQUEST, "import_rejected"),
     (ModelNotReady, status.HTTP_503_SERVICE_UNAVAILABLE, "model_not_ready"),
+    (ModelSwitchRefused, status.HTTP_409_CONFLICT, "model_switch_refused"),
+    (TrainingRefused, status.HTTP_409_CONFLICT, "training_refused"),
     # Last: any other error a person can act on is the caller's to fix.
     (DocketError, status.HTTP_400_BAD_REQUEST, "rejected"),
 ]

@@ -1,7 +1,6 @@
-"""Writes the API needs: keys and service accounts, and the few project writes no annotation service offers yet.
+"""Writes the API needs: keys and service accounts, and thin adapters onto the annotation services.
 
-Project, label and annotation writes here are minimal stand-ins; when annotation/services grows a use case
-for one of them (taxonomy.py, labeling.py), the API should call that instead and the stand-in goes.
+`project_update` is a stand-in until annotation/services/projects.py offers a settings change.
 """
 
 import hashlib
@@ -18,14 +17,13 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db import transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
 from annotation import permissions
 from annotation.exceptions import ImportRejected, NotAllowed
-from annotation.models import Annotation, Document, ImportBatch, Label, Membership, Project, Taxonomy
+from annotation.models import Annotation, Document, ImportBatch, Membership, Project
 from annotation.services.audit import audit_record
 from annotation.services.imports import ImportOptions, content_hash, import_batch_create, import_batch_run
 from annotation.services.labeling import SubmissionResult, annotation_submit
@@ -195,7 +193,7 @@ def api_key_authenticate(*, token: str) -> ApiKey:
     return key
 
 
-# --- Projects, taxonomy, documents, annotations (stand-ins until annotation/services has them) --------------
+# --- Projects, documents, annotations ------------------------------------------------------------------------
 
 PROJECT_SETTINGS = (
     "description",
@@ -206,25 +204,6 @@ PROJECT_SETTINGS = (
     "eval_fraction",
     "promotion_policy",
 )
-
-
-@transaction.atomic
-def project_create(
-    *, actor: AbstractBaseUser, name: str, description: str = "", multi_label: bool = False, **settings_: Any
-) -> Project:
-    """A project with an empty taxonomy and its creator as admin. Creating projects is for staff."""
-    if not actor.is_staff and not actor.is_superuser:
-        raise NotAllowed("Only Docket staff may create projects.")
-    project = Project(name=name, description=description, multi_label=multi_label, created_by=actor)
-    for field, value in settings_.items():
-        if field in PROJECT_SETTINGS:
-            setattr(project, field, value)
-    project.full_clean()
-    project.save()
-    Taxonomy.objects.create(project=project)
-    Membership.objects.create(project=project, user=actor, role=Membership.Role.ADMIN)
-    audit_record(action="project.created", actor=actor, project=project, target=project, after={"name": name})
-    return project
 
 
 @transaction.atomic
@@ -244,57 +223,6 @@ def project_update(*, actor: AbstractBaseUser, project: Project, **changes: Any)
         after={field: getattr(project, field) for field in before},
     )
     return project
-
-
-def _bump_taxonomy(project: Project) -> None:
-    Taxonomy.objects.filter(project=project).update(version=F("version") + 1, updated_at=timezone.now())
-
-
-LABEL_FIELDS = ("name", "description", "guideline", "color", "shortcut", "order", "deprecated")
-
-
-@transaction.atomic
-def label_create(*, actor: AbstractBaseUser, project: Project, key: str, name: str, **fields: Any) -> Label:
-    taxonomy, _ = Taxonomy.objects.get_or_create(project=project)
-    if Label.objects.filter(taxonomy=taxonomy, key=key).exists():
-        raise Conflict(f"The project already has a label with key '{key}'.")
-    label = Label(taxonomy=taxonomy, key=key, name=name)
-    for field, value in fields.items():
-        if field in LABEL_FIELDS:
-            setattr(label, field, value)
-    label.full_clean()
-    try:
-        with transaction.atomic():
-            label.save()
-    except IntegrityError as error:
-        raise Conflict("Another label already uses that key or shortcut.") from error
-    _bump_taxonomy(project)
-    audit_record(action="taxonomy.label_created", actor=actor, project=project, target=label, after={"key": key})
-    return label
-
-
-@transaction.atomic
-def label_update(*, actor: AbstractBaseUser, label: Label, **changes: Any) -> Label:
-    before = {field: getattr(label, field) for field in changes if field in LABEL_FIELDS}
-    for field in before:
-        setattr(label, field, changes[field])
-    label.full_clean()
-    try:
-        with transaction.atomic():
-            label.save(update_fields=list(before) or None)
-    except IntegrityError as error:
-        raise Conflict("Another label already uses that shortcut.") from error
-    project = label.taxonomy.project
-    _bump_taxonomy(project)
-    audit_record(
-        action="taxonomy.label_updated",
-        actor=actor,
-        project=project,
-        target=label,
-        before=before,
-        after={field: getattr(label, field) for field in before},
-    )
-    return label
 
 
 @dataclass(frozen=True)

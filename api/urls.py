@@ -6,7 +6,7 @@ from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from api.errors import error_body
-from api.views import annotations, documents, keys, projects, taxonomy
+from api.views import annotations, documents, keys, models, predict, projects, taxonomy
 
 app_name = "api"
 
@@ -45,5 +45,16 @@ urlpatterns = [
         name="annotations",
     ),
     path(f"{P}/annotations/export", annotations.AnnotationExportApi.as_view(), name="annotations-export"),
+    path(f"{P}/predict", predict.PredictApi.as_view(), name="predict"),
+    path(f"{P}/models", models.ModelVersionListApi.as_view(), name="models"),
+    path(f"{P}/models/rollback", models.ModelVersionRollbackApi.as_view(), name="models-rollback"),
+    path(f"{P}/models/<int:number>", models.ModelVersionDetailApi.as_view(), name="model"),
+    path(f"{P}/models/<int:number>/promote", models.ModelVersionPromoteApi.as_view(), name="model-promote"),
+    path(
+        f"{P}/training-runs",
+        joined(models.TrainingRunListApi, models.TrainingRunStartApi).as_view(),
+        name="training-runs",
+    ),
+    path(f"{P}/training-runs/<int:run_id>", models.TrainingRunDetailApi.as_view(), name="training-run"),
     re_path(r"^.*$", not_found),
 ]

@@ -180,6 +180,10 @@ SPECTACULAR_SETTINGS = {
         "DocumentStatusEnum": "annotation.models.Document.Status",
         "KeyStatusEnum": ["active", "revoked", "expired"],
         "DocumentOutcomeEnum": ["created", "duplicate", "rejected"],
+        "KeyKindEnum": "api.models.ApiKey.Kind",
+        "ModelKindEnum": "learning.models.ModelVersion.Kind",
+        "ModelStatusEnum": "learning.models.ModelVersion.Status",
+        "TrainingRunStatusEnum": "learning.models.TrainingRun.Status",
     },
 }
 # Limits of one API request: texts per predict call, documents per bulk create, items per page.

@@ -7,7 +7,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotation import permissions, selectors
+from annotation.exceptions import NotAllowed
 from annotation.models import Project
+from annotation.services.projects import project_create
 from api import services
 from api.auth import access_project, api_key_of, projects_visible, require_scope
 from api.exceptions import Conflict
@@ -104,9 +106,11 @@ class ProjectCreateApi(APIView):
         require_scope(request, Scope.ADMIN)
         serializer = self.ProjectCreateInput(data=request.data)
         serializer.is_valid(raise_exception=True)
+        if not permissions.can_create_projects(request.user):
+            raise NotAllowed("Only Docket staff may create projects.")
         if Project.objects.filter(name=serializer.validated_data["name"]).exists():
             raise Conflict("A project with that name exists already.")
-        project = services.project_create(actor=request.user, **serializer.validated_data)
+        project = project_create(created_by=request.user, **serializer.validated_data)
         key = api_key_of(request)
         if key is not None:
             key.projects.add(project)

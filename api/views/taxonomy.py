@@ -1,5 +1,6 @@
 """A project's taxonomy and labels: read for members, add and change for project admins (scope `write`)."""
 
+from django.db import transaction
 from drf_spectacular.utils import OpenApiExample, extend_schema
 from rest_framework import serializers, status
 from rest_framework.request import Request
@@ -9,8 +10,9 @@ from rest_framework.views import APIView
 from annotation import selectors
 from annotation.exceptions import ProjectNotFound
 from annotation.models import Label, Taxonomy
-from api import services
+from annotation.services import taxonomy as taxonomy_services
 from api.auth import access_project
+from api.exceptions import Conflict
 from api.models import Scope
 from api.schema import errors
 
@@ -37,14 +39,17 @@ class TaxonomyOutput(serializers.Serializer):
     labels = LabelOutput(many=True)
 
 
-class LabelChangeInput(serializers.Serializer):
+class LabelFieldsInput(serializers.Serializer):
     name = serializers.CharField(max_length=200, required=False)
     description = serializers.CharField(required=False, allow_blank=True, max_length=10_000)
     guideline = serializers.CharField(required=False, allow_blank=True, max_length=50_000)
     color = serializers.RegexField(r"^#[0-9a-fA-F]{6}$", required=False)
     shortcut = serializers.RegexField(r"^[0-9a-z]?$", required=False, allow_blank=True)
-    order = serializers.IntegerField(required=False, min_value=0, max_value=1_000_000)
-    deprecated = serializers.BooleanField(required=False)
+
+
+class LabelChangeInput(LabelFieldsInput):
+    parent = serializers.SlugField(max_length=64, required=False, allow_null=True, help_text="A label key, or null.")
+    deprecated = serializers.BooleanField(required=False, help_text="Hide from new labeling (or offer again).")
 
 
 class TaxonomyDetailApi(APIView):
@@ -82,9 +87,10 @@ class LabelListApi(APIView):
 
 
 class LabelCreateApi(APIView):
-    class LabelCreateInput(LabelChangeInput):
+    class LabelCreateInput(LabelFieldsInput):
         key = serializers.SlugField(max_length=64)
         name = serializers.CharField(max_length=200)
+        parent_key = serializers.SlugField(max_length=64, required=False, allow_null=True)
 
     @extend_schema(
         operation_id="labels_create",
@@ -105,7 +111,9 @@ class LabelCreateApi(APIView):
         project = access_project(request, project_id, scope=Scope.WRITE, action="manage_taxonomy")
         serializer = self.LabelCreateInput(data=request.data)
         serializer.is_valid(raise_exception=True)
-        label = services.label_create(actor=request.user, project=project, **serializer.validated_data)
+        if Label.objects.filter(taxonomy__project=project, key=serializer.validated_data["key"]).exists():
+            raise Conflict(f"The project already has a label with key '{serializer.validated_data['key']}'.")
+        label = taxonomy_services.label_add(project=project, actor=request.user, **serializer.validated_data)
         return Response(LabelOutput(label).data, status=status.HTTP_201_CREATED)
 
 
@@ -116,7 +124,7 @@ class LabelUpdateApi(APIView):
         summary="Change a label",
         description=(
             "Scope `write`; project admins only. Keys are permanent; deprecate a label instead of deleting it. "
-            "Bumps the taxonomy version."
+            "Every change is a new taxonomy version."
         ),
         request=LabelChangeInput,
         responses={200: LabelOutput, **errors(400, 404, 409)},
@@ -129,5 +137,13 @@ class LabelUpdateApi(APIView):
             raise ProjectNotFound("No such label in this project.")
         serializer = LabelChangeInput(data=request.data, partial=True)
         serializer.is_valid(raise_exception=True)
-        label = services.label_update(actor=request.user, label=label, **serializer.validated_data)
+        changes = dict(serializer.validated_data)
+        deprecated = changes.pop("deprecated", None)
+        with transaction.atomic():
+            if changes:
+                label = taxonomy_services.label_update(label=label, actor=request.user, **changes)
+            if deprecated is True and not label.deprecated:
+                label = taxonomy_services.label_deprecate(label=label, actor=request.user)
+            elif deprecated is False and label.deprecated:
+                label = taxonomy_services.label_restore(label=label, actor=request.user)
         return Response(LabelOutput(label).data)

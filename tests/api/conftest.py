@@ -111,3 +111,93 @@ def assert_error(response, status: int, code: str | None = None) -> dict:
     if code:
         assert body["error"]["code"] == code, body
     return body["error"]
+
+
+# --- Models ---------------------------------------------------------------------------------------------------
+
+TRAINING_TEXTS = {
+    "first_party": [
+        "We collect your email address when you register.",
+        "We use your location to show nearby stores.",
+        "Our app records the pages you visit on our site.",
+        "We collect your name and phone number at checkout.",
+    ],
+    "third_party": [
+        "We share your data with advertising partners.",
+        "Analytics vendors receive your device identifiers.",
+        "We sell aggregated data to marketing companies.",
+        "Partners may receive your purchase history.",
+    ],
+    "data_security": [
+        "Your data is encrypted in transit and at rest.",
+        "We use firewalls and access controls to protect data.",
+        "Passwords are hashed and never stored in clear text.",
+        "Security audits are run on our servers every year.",
+    ],
+}
+
+
+@pytest.fixture(scope="session")
+def trained_models(tmp_path_factory) -> dict:
+    """Three small real SetFit models (frozen MiniLM body, fitted heads), trained once for the whole run."""
+    from learning.ml.classifier import Classifier, TrainingArgs
+
+    root = tmp_path_factory.mktemp("models")
+    labels = list(TRAINING_TEXTS)
+    texts = [t for key in labels for t in TRAINING_TEXTS[key]]
+    y = [key for key in labels for _ in TRAINING_TEXTS[key]]
+    first = Classifier.create(labels, args=TrainingArgs(max_steps=0))
+    first.fit(texts, y, fine_tune=False)
+    paths = {"v1": first.save(root / "v1")}
+    # A second version that differs: a much weaker head, so its probabilities are visibly other.
+    second = Classifier.create(labels, args=TrainingArgs(max_steps=0, head_c=0.01))
+    second.fit(texts, y, fine_tune=False)
+    paths["v2"] = second.save(root / "v2")
+    multi = Classifier.create(labels, multi_label=True, args=TrainingArgs(max_steps=0))
+    multi.fit(
+        texts + ["We encrypt the data we share with partners."],
+        [[k] for k in y] + [["third_party", "data_security"]],
+        fine_tune=False,
+    )
+    paths["multi"] = multi.save(root / "multi")
+    return paths
+
+
+@pytest.fixture
+def serving_cache(trained_models, monkeypatch):
+    """The process's model cache, emptied, loading each artifact from disk once per test session."""
+    from learning import serving
+    from learning.ml.classifier import Classifier
+
+    def load_once(path):
+        if str(path) not in _LOADED_CLASSIFIERS:
+            _LOADED_CLASSIFIERS[str(path)] = Classifier.load(path)
+        return _LOADED_CLASSIFIERS[str(path)]
+
+    monkeypatch.setattr(serving.models, "_loader", load_once)
+    serving.models.clear()
+    yield serving.models
+    serving.models.clear()
+
+
+_LOADED_CLASSIFIERS: dict = {}
+
+
+def add_model_versions(side: Side, trained_models: dict, *, active: str = "v2") -> None:
+    """v1 (retired) and v2 (active), both real models; `active` may name v1 to swap the roles."""
+    from annotation.models import Taxonomy
+    from learning.models import ModelVersion
+
+    taxonomy_version = Taxonomy.objects.get(project=side.project).version
+    for number, name in ((1, "v1"), (2, "v2")):
+        ModelVersion.objects.create(
+            project=side.project,
+            number=number,
+            status="active" if name == active else "retired",
+            kind="fast",
+            taxonomy_version=taxonomy_version,
+            label_keys=list(TRAINING_TEXTS),
+            artifact_path=str(trained_models[name]),
+            macro_f1=0.8 + number / 100,
+            metrics={"macro_f1": 0.8 + number / 100},
+        )

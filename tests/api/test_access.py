@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from tests.api.conftest import ALL, assert_error, client_with, personal_key, service_key
+from tests.api.conftest import ALL, add_model_versions, assert_error, client_with, personal_key, service_key
 
 pytestmark = pytest.mark.django_db
 
@@ -101,7 +101,52 @@ ENDPOINTS = [
         lambda s: {"document": s.queued.pk, "labels": [s.label.key]},
     ),
 ]
+ENDPOINTS += [
+    Endpoint(
+        "predict",
+        "post",
+        lambda s, o: f"{P(s)}/predict",
+        "predict",
+        "reviewer",
+        200,
+        lambda s: {"texts": ["We share your email with advertisers."]},
+    ),
+    Endpoint("models_list", "get", lambda s, o: f"{P(s)}/models", "read", "reviewer", 200),
+    Endpoint("models_retrieve", "get", lambda s, o: f"{P(s)}/models/1", "read", "reviewer", 200),
+    Endpoint("models_promote", "post", lambda s, o: f"{P(s)}/models/1/promote", "admin", "admin", 200),
+    Endpoint("models_rollback", "post", lambda s, o: f"{P(s)}/models/rollback", "admin", "admin", 200),
+    Endpoint("training_runs_list", "get", lambda s, o: f"{P(s)}/training-runs", "read", "reviewer", 200),
+    Endpoint(
+        "training_runs_create",
+        "post",
+        lambda s, o: f"{P(s)}/training-runs",
+        "write",
+        "admin",
+        202,
+        lambda s: {"max_steps": 5},
+    ),
+    Endpoint(
+        "training_runs_retrieve",
+        "get",
+        lambda s, o: f"{P(s)}/training-runs/{o.extra['run'].pk}",
+        "read",
+        "reviewer",
+        200,
+        has_object=True,
+    ),
+]
 IDS = [e.name for e in ENDPOINTS]
+
+
+@pytest.fixture(autouse=True)
+def _models_on_both_sides(home, away, trained_models, serving_cache):
+    from learning.models import TrainingRun
+
+    for side in (home, away):
+        add_model_versions(side, trained_models)
+        side.extra["run"] = TrainingRun.objects.create(
+            project=side.project, kind="fast", trigger="labels", status="succeeded"
+        )
 
 
 def call(endpoint: Endpoint, token: str | None, side, obj=None):

@@ -1,0 +1,128 @@
+"""Predict: classify texts with the project's active model (or a pinned version)."""
+
+from django.conf import settings
+from drf_spectacular.utils import OpenApiExample, extend_schema
+from rest_framework import serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from annotation.exceptions import ProjectNotFound
+from api.auth import access_project
+from api.exceptions import ModelNotReady, TooLarge
+from api.models import Scope
+from api.schema import errors
+from learning import serving
+
+
+class PredictDocument(serializers.Serializer):
+    id = serializers.CharField(max_length=255, help_text="Your identifier, echoed back in the result.")
+    text = serializers.CharField(trim_whitespace=False, allow_blank=False)
+
+
+class PredictInput(serializers.Serializer):
+    texts = serializers.ListField(child=serializers.CharField(trim_whitespace=False), required=False, allow_empty=False)
+    documents = PredictDocument(many=True, required=False, allow_empty=False)
+    model_version = serializers.IntegerField(
+        required=False, min_value=1, help_text="Pin a version (ready, active or retired); default: the active one."
+    )
+
+    def validate(self, data: dict) -> dict:
+        if ("texts" in data) == ("documents" in data):
+            raise serializers.ValidationError("Send either `texts` or `documents`, not both and not neither.")
+        return data
+
+
+class PredictResult(serializers.Serializer):
+    id = serializers.CharField(required=False, help_text="Present when the input was `documents`.")
+    labels = serializers.ListField(
+        child=serializers.CharField(), help_text="The argmax label, or every label at or above its threshold."
+    )
+    probabilities = serializers.DictField(child=serializers.FloatField(), help_text="Every label's probability.")
+
+
+class PredictOutput(serializers.Serializer):
+    model_version = serializers.IntegerField()
+    taxonomy_version = serializers.IntegerField()
+    multi_label = serializers.BooleanField()
+    labels = serializers.ListField(child=serializers.CharField(), help_text="The model's labels, in order.")
+    results = PredictResult(many=True)
+
+
+class PredictApi(APIView):
+    @extend_schema(
+        operation_id="predict",
+        tags=["predict"],
+        summary="Classify texts",
+        description=(
+            "Scope `predict`; any member. Up to DOCKET_API_MAX_BATCH (default 64) texts of at most "
+            "DOCKET_MAX_TEXT_CHARS characters each; more is 413. Answers 503 while the project has no model."
+        ),
+        request=PredictInput,
+        responses={200: PredictOutput, **errors(400, 404, 413, 503)},
+        examples=[
+            OpenApiExample("Texts", value={"texts": ["We sell your email address to advertisers."]}, request_only=True),
+            OpenApiExample(
+                "Documents, pinned version",
+                value={"documents": [{"id": "form-981", "text": "Logs are kept for 30 days."}], "model_version": 3},
+                request_only=True,
+            ),
+            OpenApiExample(
+                "Result",
+                value={
+                    "model_version": 4,
+                    "taxonomy_version": 2,
+                    "multi_label": False,
+                    "labels": ["first_party", "third_party", "data_retention"],
+                    "results": [
+                        {
+                            "labels": ["third_party"],
+                            "probabilities": {"first_party": 0.08, "third_party": 0.87, "data_retention": 0.05},
+                        }
+                    ],
+                },
+                response_only=True,
+            ),
+        ],
+    )
+    def post(self, request: Request, project_id: int) -> Response:
+        project = access_project(request, project_id, scope=Scope.PREDICT)
+        items = request.data.get("texts") or request.data.get("documents") if isinstance(request.data, dict) else None
+        limit = settings.DOCKET_API_MAX_BATCH
+        if isinstance(items, list) and len(items) > limit:
+            raise TooLarge(f"At most {limit} texts per request; split the batch.", limit=limit, received=len(items))
+        serializer = PredictInput(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        texts = data["texts"] if "texts" in data else [d["text"] for d in data["documents"]]
+        max_chars = settings.DOCKET_MAX_TEXT_CHARS
+        for index, text in enumerate(texts):
+            if len(text) > max_chars:
+                raise TooLarge(
+                    f"Text {index} has {len(text):,} characters; at most {max_chars:,} are accepted.",
+                    limit=max_chars,
+                    received=len(text),
+                )
+        try:
+            model = serving.served_model(project, number=data.get("model_version"))
+        except serving.NoModelReady as error:
+            raise ModelNotReady(str(error)) from error
+        except serving.UnknownModelVersion as error:
+            raise ProjectNotFound(str(error)) from error
+        probabilities = model.predict_proba(texts)
+        decided = model.decide(probabilities)
+        results = []
+        for row, (labels, scores) in enumerate(zip(decided, probabilities, strict=True)):
+            result = {"labels": labels, "probabilities": dict(zip(model.label_keys, map(float, scores), strict=True))}
+            if "documents" in data:
+                result = {"id": data["documents"][row]["id"], **result}
+            results.append(result)
+        return Response(
+            {
+                "model_version": model.number,
+                "taxonomy_version": model.taxonomy_version,
+                "multi_label": model.multi_label,
+                "labels": model.label_keys,
+                "results": results,
+            }
+        )
