@@ -28,6 +28,11 @@ urlpatterns = [
     path(f"{project}members/", views.members_page, name="members"),
     path(f"{project}members/<int:membership_id>/role/", views.member_role, name="member-role"),
     path(f"{project}members/<int:membership_id>/remove/", views.member_remove, name="member-remove"),
+    path(
+        f"{project}members/<int:membership_id>/password-link/",
+        views.member_password_link,
+        name="member-password-link",
+    ),
     # The audit log is read and exported here; there is deliberately no route that edits or deletes it.
     path(f"{project}audit/", views.audit_page, name="audit"),
     path(f"{project}audit/export.<str:fmt>", views.audit_export, name="audit-export"),

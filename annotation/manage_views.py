@@ -4,6 +4,7 @@ Every view reaches its project through `permissions.access_project_by_id` with t
 reviewer gets 403, a non-member 404 and an anonymous visitor the login page, exactly as in the API.
 """
 
+import json
 from typing import Any
 
 from django.contrib import messages
@@ -11,6 +12,7 @@ from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
@@ -471,6 +473,21 @@ def member_remove(request: HttpRequest, project_id: int, membership_id: int) -> 
     return redirect("manage:members", project.pk)
 
 
+@login_required
+@require_POST
+def member_password_link(request: HttpRequest, project_id: int, membership_id: int) -> HttpResponse:
+    """A fresh set-password link for a member who has not chosen a password yet (the first one got lost)."""
+    project = permissions.access_project_by_id(request.user, project_id, action="manage_members")
+    membership = members.membership_for(project, membership_id)
+    user = membership.user
+    if user.has_usable_password():
+        messages.error(request, f"{user.get_username()} has set a password already; they can log in with it.")
+    else:
+        link = request.build_absolute_uri(members.set_password_path(user))
+        messages.success(request, f"Send {user.get_username()} this link to choose a password (it works once): {link}")
+    return redirect("manage:members", project.pk)
+
+
 # --- Audit log --------------------------------------------------------------------------------------------------
 
 
@@ -484,15 +501,20 @@ def _audit_filtered(request: HttpRequest, project: Project) -> tuple[AuditFilter
     return form, audit.audit_events(project=project, **filters)
 
 
+def _as_json(value: Any) -> str:
+    return "" if value is None else json.dumps(value, ensure_ascii=False, cls=DjangoJSONEncoder)
+
+
 @login_required
 @require_GET
 def audit_page(request: HttpRequest, project_id: int) -> HttpResponse:
     project = permissions.access_project_by_id(request.user, project_id, action="view_audit")
     form, events = _audit_filtered(request, project)
     page = Paginator(events, AUDIT_PAGE_SIZE).get_page(request.GET.get("page"))
+    rows = [{"event": e, "before": _as_json(e.before), "after": _as_json(e.after)} for e in page]
     query = request.GET.copy()
     query.pop("page", None)
-    context = _context(request, project, "audit", form=form, page=page, query=query.urlencode())
+    context = _context(request, project, "audit", form=form, page=page, rows=rows, query=query.urlencode())
     return render(request, "manage/audit.html", context)
 
 

@@ -330,3 +330,18 @@ def test_role_change_from_the_page_is_audited(client, project, admin, reviewer):
         "user": reviewer.username,
         "role": "admin",
     }
+
+
+def test_a_member_without_a_password_can_get_a_new_link_and_only_from_an_admin(client, project, admin, reviewer):
+    from annotation.services.members import member_add
+
+    added = member_add(project=project, actor=admin, identifier="lee@privacy.example")
+    link_url = url(project, "manage:member-password-link", {"membership_id": added.membership.pk})
+    login(client, reviewer)
+    assert client.post(link_url).status_code == 403
+    login(client, admin)
+    page = client.post(link_url, follow=True).content.decode()
+    assert "Send lee this link" in page and "http://testserver/accounts/set-password/" in page
+    has_password = Membership.objects.get(project=project, user=reviewer)
+    page = client.post(url(project, "manage:member-password-link", {"membership_id": has_password.pk}), follow=True)
+    assert "has set a password already" in page.content.decode()
