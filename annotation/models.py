@@ -67,6 +67,23 @@ class Project(models.Model):
         max_length=16, choices=PromotionPolicy.choices, default=PromotionPolicy.NOT_WORSE
     )
 
+    # Review quality
+    overlap_rate = models.FloatField(
+        default=0.10,
+        validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text="Share of documents that go to more than one reviewer, to measure agreement.",
+    )
+    overlap_reviewers = models.PositiveSmallIntegerField(
+        default=2,
+        validators=[MinValueValidator(2), MaxValueValidator(5)],
+        help_text="How many reviewers each overlapped document gets.",
+    )
+    gold_rate = models.FloatField(
+        default=0.05,
+        validators=[MinValueValidator(0.0), MaxValueValidator(0.5)],
+        help_text="Share of each reviewer's queue drawn from gold documents (known answers).",
+    )
+
     class Meta:
         ordering = ["name"]
         constraints = [
@@ -74,6 +91,16 @@ class Project(models.Model):
             models.CheckConstraint(
                 condition=Q(eval_fraction__gte=0) & Q(eval_fraction__lte=0.5),
                 name="project_eval_fraction_range",
+            ),
+            models.CheckConstraint(
+                condition=Q(overlap_rate__gte=0) & Q(overlap_rate__lte=1), name="project_overlap_rate_range"
+            ),
+            models.CheckConstraint(
+                condition=Q(overlap_reviewers__gte=2) & Q(overlap_reviewers__lte=5),
+                name="project_overlap_reviewers_range",
+            ),
+            models.CheckConstraint(
+                condition=Q(gold_rate__gte=0) & Q(gold_rate__lte=0.5), name="project_gold_rate_range"
             ),
         ]
 
@@ -357,6 +384,48 @@ class AnnotationRevision(models.Model):
 
     class Meta:
         ordering = ["annotation", "changed_at", "id"]
+
+
+class GoldAnswer(models.Model):
+    """A document whose right answer an admin knows: served to reviewers like any other, scored against this."""
+
+    document = models.OneToOneField(Document, on_delete=models.CASCADE, primary_key=True, related_name="gold_answer")
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
+    # Keys, not label rows: a taxonomy merge may delete a label, and a known answer must not block it.
+    label_keys = models.JSONField(default=list)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"gold answer for {self.document_id}: {', '.join(self.label_keys)}"
+
+
+class Adjudication(models.Model):
+    """A decision on a document whose reviewers disagreed. Rows are only added: the newest is the final label,
+    the older ones and every reviewer's own answer stay as history."""
+
+    document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="adjudications")
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
+    label_keys = models.JSONField(default=list)
+    # What each reviewer had answered when the decision was made: {"username": ["key", ...]}.
+    answers_seen = models.JSONField(default=dict)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    note = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["document", "-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["project", "created_at"], name="adjudication_project_idx"),
+            models.Index(fields=["document", "-created_at"], name="adjudication_document_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"adjudication of {self.document_id}: {', '.join(self.label_keys)}"
 
 
 class AuditEvent(models.Model):
