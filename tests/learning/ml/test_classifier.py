@@ -36,9 +36,9 @@ def clustered_embeddings(n_per_label: int = 10, dim: int = 16, seed: int = 0):
 
 
 @pytest.fixture(scope="module")
-def frozen_classifier():
-    """One body load for the module: the fast-path tests only refit heads on it."""
-    return Classifier.create(LABELS, multi_label=False, args=TrainingArgs(seed=3))
+def frozen_classifier(frozen_body):
+    """The fast-path tests only refit heads, so they share one body load."""
+    return frozen_body.on_same_body(LABELS, multi_label=False)
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,155 @@
+"""The simulation loop on a small synthetic file: splits, pairing, outputs, caching, the command line."""
+
+import argparse
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from learning.ml.embeddings import EmbeddingCache
+from learning.ml.simulation import (
+    SimulationConfig,
+    add_simulation_arguments,
+    config_from_arguments,
+    corpus_embeddings,
+    load_corpus,
+    run_simulation,
+    simulate_run,
+)
+
+TOPICS = {
+    "collection": ["We collect your {}.", "Your {} is recorded when you sign up.", "We gather the {} you provide."],
+    "sharing": [
+        "We share your {} with partners.",
+        "Your {} may be sold to advertisers.",
+        "Affiliates receive your {}.",
+    ],
+    "retention": ["We keep your {} for two years.", "Your {} is deleted after a month.", "Backups of your {} expire."],
+}
+THINGS = ["email address", "phone number", "location", "purchase history", "name", "IP address"]
+
+
+def write_rows(path, rows):
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+def synthetic_rows(multi_label=False, with_split=True):
+    rows = []
+    for t, (label, templates) in enumerate(TOPICS.items()):
+        for i, template in enumerate(templates):
+            for j, thing in enumerate(THINGS):
+                n = len(rows)
+                row = {"id": f"p{n % 9}:{n}", "policy": f"p{n % 9}", "text": template.format(thing)}
+                if multi_label:
+                    extra = ["retention"] if label == "collection" and j % 2 else []
+                    row["labels"] = [label, *extra]
+                else:
+                    row["label"] = label
+                if with_split:
+                    row["split"] = "test" if (i * len(THINGS) + j + t) % 4 == 0 else "train"
+                rows.append(row)
+    return rows
+
+
+def test_split_field_marks_the_test_rows(tmp_path):
+    corpus = load_corpus(write_rows(tmp_path / "d.jsonl", synthetic_rows()))
+    assert corpus.labels == ["collection", "retention", "sharing"]
+    assert not corpus.multi_label
+    assert corpus.test_mask.sum() == sum(1 for row in synthetic_rows() if row["split"] == "test")
+
+
+def test_random_split_keeps_each_group_on_one_side(tmp_path):
+    rows = synthetic_rows(with_split=False)
+    corpus = load_corpus(write_rows(tmp_path / "d.jsonl", rows), group_field="policy", test_fraction=0.34)
+    policies = np.array([row["policy"] for row in rows])
+    test_policies = set(policies[corpus.test_mask])
+    assert test_policies and not test_policies & set(policies[~corpus.test_mask])
+    again = load_corpus(tmp_path / "d.jsonl", group_field="policy", test_fraction=0.34)
+    assert np.array_equal(again.test_mask, corpus.test_mask)
+
+
+def test_multi_label_is_detected_and_unlabelled_rows_skipped(tmp_path):
+    rows = synthetic_rows(multi_label=True) + [{"text": "no labels yet", "labels": []}]
+    corpus = load_corpus(write_rows(tmp_path / "d.jsonl", rows))
+    assert corpus.multi_label
+    assert corpus.targets.shape == (len(rows) - 1, 3)
+    assert corpus.skipped_unlabelled == 1
+
+
+def test_a_single_label_run_refuses_rows_with_several_labels(tmp_path):
+    with pytest.raises(ValueError, match="several labels"):
+        load_corpus(write_rows(tmp_path / "d.jsonl", synthetic_rows(multi_label=True)), multi_label=False)
+
+
+@pytest.fixture
+def small_corpus(tmp_path, frozen_body):
+    path = write_rows(tmp_path / "d.jsonl", synthetic_rows(multi_label=True))
+    corpus = load_corpus(path)
+    classifier = frozen_body.on_same_body(corpus.labels, corpus.multi_label)
+    embeddings = corpus_embeddings(corpus, classifier, tmp_path / "cache")
+    return path, corpus, classifier, embeddings
+
+
+def test_embeddings_are_encoded_once_and_read_from_the_cache(small_corpus, tmp_path):
+    _, corpus, classifier, embeddings = small_corpus
+    cached = EmbeddingCache(tmp_path / "cache").get(corpus.texts, classifier.body_id)
+    assert cached is not None and np.array_equal(cached, embeddings)
+    assert EmbeddingCache(tmp_path / "cache").get(corpus.texts, "another-body") is None
+
+
+def test_strategies_start_from_the_same_seed_set(small_corpus):
+    _, corpus, classifier, embeddings = small_corpus
+    counts = [6, 12, 18]
+    margin = simulate_run(corpus, embeddings, classifier, "margin", 0, counts)
+    random = simulate_run(corpus, embeddings, classifier, "random", 0, counts)
+    assert [p.n_labels for p in margin] == counts
+    assert margin[0].macro_f1 == random[0].macro_f1 or np.isnan(margin[0].macro_f1)
+
+
+def test_run_writes_curves_plot_and_summary_with_paired_tests(small_corpus, tmp_path):
+    path, corpus, classifier, _ = small_corpus
+    config = SimulationConfig(
+        data=path,
+        out=tmp_path / "out",
+        strategies=["margin", "diverse@diverse", "random"],
+        seed_size=6,
+        step=6,
+        budget=24,
+        seeds=2,
+        cache_dir=tmp_path / "cache",
+        report_at=(12, 24),
+        show_progress=False,
+    )
+    result = run_simulation(config, classifier=classifier)
+    with open(tmp_path / "out" / "curves.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 3 * 2 * 4
+    assert set(rows[0]) == {"strategy", "seed", "n_labels", "macro_f1", "micro_f1"}
+    assert (tmp_path / "out" / "learning_curves.png").stat().st_size > 10_000
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["report_at"] == [12, 24]
+    assert set(summary["strategies"]["margin"]["paired_vs_random"]) >= {"mean_difference", "wilcoxon_p", "n_pairs"}
+    assert summary["strategies"]["margin"]["paired_vs_random"]["n_pairs"] == 2 * 3
+    assert 0 <= summary["all_training"]["macro_f1"] <= 1
+    assert "| margin |" in (tmp_path / "out" / "summary.md").read_text()
+    assert result.summary_markdown.startswith("Data:")
+
+
+def test_command_line_options_become_a_config_with_random_as_baseline(tmp_path):
+    parser = argparse.ArgumentParser()
+    add_simulation_arguments(parser)
+    options = parser.parse_args(
+        ["--data", "d.jsonl", "--out", str(tmp_path), "--strategy", "margin", "--single-label", "--seeds", "5"]
+    )
+    config = config_from_arguments(options)
+    assert config.strategies == ["margin", "random"]
+    assert config.multi_label is False and config.seeds == 5
+    assert config.label_counts()[:3] == [20, 40, 60] and config.label_counts()[-1] == 400
+
+
+def test_unknown_strategy_fails_before_any_work(tmp_path):
+    config = SimulationConfig(data=tmp_path / "missing.jsonl", out=tmp_path, strategies=["clairvoyant"])
+    with pytest.raises(KeyError, match="clairvoyant"):
+        run_simulation(config)
