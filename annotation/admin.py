@@ -26,6 +26,7 @@ from annotation.models import (
     Project,
     Skip,
     Taxonomy,
+    TaxonomyVersion,
 )
 from annotation.services.audit import audit_record
 from annotation.services.exports import EXPORT_FORMATS, export_stream
@@ -237,22 +238,54 @@ class AnnotationRevisionAdmin(admin.ModelAdmin):
     raw_id_fields = ["annotation"]
 
 
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Shown to superusers for inspection only; changes go through the services that version and audit them."""
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
 class LabelInline(admin.TabularInline):
     model = Label
     extra = 0
     fields = ["key", "name", "shortcut", "order", "parent", "color", "deprecated"]
+    readonly_fields = fields
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
 
 
 @admin.register(Taxonomy)
-class TaxonomyAdmin(admin.ModelAdmin):
-    list_display = ["project", "version", "updated_at"]
+class TaxonomyAdmin(ReadOnlyAdmin):
+    """Taxonomy edits must make a new version, remap annotations and request a retrain: the editor does that."""
+
+    list_display = ["project", "version", "updated_at", "editor_link"]
     inlines = [LabelInline]
+
+    @admin.display(description="Edit")
+    def editor_link(self, taxonomy: Taxonomy) -> str:
+        return format_html(
+            '<a href="{}">Open the taxonomy editor</a>', reverse("manage:taxonomy", args=[taxonomy.project_id])
+        )
 
 
 @admin.register(Label)
-class LabelAdmin(admin.ModelAdmin):
+class LabelAdmin(ReadOnlyAdmin):
     list_display = ["name", "key", "taxonomy", "shortcut", "order", "deprecated"]
     list_filter = ["taxonomy__project", "deprecated"]
+
+
+@admin.register(TaxonomyVersion)
+class TaxonomyVersionAdmin(ReadOnlyAdmin):
+    list_display = ["taxonomy", "version", "operation", "created_by", "created_at"]
+    list_filter = ["taxonomy__project"]
 
 
 @admin.register(Membership)

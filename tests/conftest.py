@@ -14,6 +14,12 @@ from tests.factories import MembershipFactory, UserFactory, project_with_labels
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings):
+    """Real hashing costs over a second per user on a busy 2-core machine; tests check access, not PBKDF2."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 @pytest.fixture
 def project(db):
     return project_with_labels()

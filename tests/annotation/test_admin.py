@@ -65,3 +65,15 @@ def test_import_result_page_of_another_project_is_hidden(client, project):
     response = client.get(reverse("admin:annotation_importbatch_change", args=[batch.pk]))
     assert response.status_code in (302, 403, 404)
     assert "theirs.csv" not in client.get(reverse("admin:annotation_importbatch_changelist")).content.decode()
+
+
+def test_superuser_sees_taxonomies_read_only_with_a_link_to_the_versioned_editor(client, project):
+    root = UserFactory(is_staff=True, is_superuser=True)
+    client.login(username=root.username, password=PASSWORD)
+    listing = client.get(reverse("admin:annotation_taxonomy_changelist")).content.decode()
+    assert reverse("manage:taxonomy", args=[project.pk]) in listing
+    label = project.taxonomy.labels.first()
+    response = client.post(reverse("admin:annotation_label_change", args=[label.pk]), {"name": "Changed"})
+    assert response.status_code == 403
+    label.refresh_from_db()
+    assert label.name != "Changed"

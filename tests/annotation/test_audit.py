@@ -24,12 +24,6 @@ from tests.factories import PASSWORD, DocumentFactory, MembershipFactory, UserFa
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture(autouse=True)
-def fast_password_hashing(settings):
-    """The real hasher takes a second a password on a busy machine; these tests are not about hashing."""
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 @pytest.fixture
 def admin(project):
     user = UserFactory(username="ada")

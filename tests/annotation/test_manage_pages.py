@@ -12,12 +12,6 @@ from tests.factories import PASSWORD, AnnotationFactory, DocumentFactory, Member
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture(autouse=True)
-def fast_password_hashing(settings):
-    """The real hasher takes a second a password on a busy machine; these tests are not about hashing."""
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 # Every admin page a GET opens: (url name, extra arguments).
 PAGES = [
     ("manage:index", {}),
