@@ -58,3 +58,24 @@ def test_audit_events_cannot_be_changed_or_deleted():
     with pytest.raises(ValidationError):
         event.delete()
     assert AuditEvent.objects.get(pk=event.pk).action == "test.created"
+
+
+def test_database_refuses_to_rewrite_or_delete_audit_events_behind_the_apps_back():
+    from django.db import DatabaseError
+
+    event = AuditEvent.objects.create(action="import.completed", actor_label="ana")
+    with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
+        AuditEvent.objects.filter(pk=event.pk).update(action="nothing.happened")
+    with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
+        AuditEvent.objects.filter(pk=event.pk)._raw_delete(AuditEvent.objects.db)
+    assert AuditEvent.objects.get(pk=event.pk).action == "import.completed"
+
+
+def test_deleting_a_user_keeps_their_audit_events_with_the_name():
+    from tests.factories import UserFactory
+
+    user = UserFactory(username="leaver")
+    event = AuditEvent.objects.create(action="annotation.create", actor=user, actor_label="leaver")
+    user.delete()
+    event.refresh_from_db()
+    assert (event.actor_id, event.actor_label) == (None, "leaver")
