@@ -12,6 +12,8 @@ Role = Membership.Role
 REVIEWER_ACTIONS = frozenset({"view", "label", "export_own"})
 ADMIN_ACTIONS = REVIEWER_ACTIONS | frozenset(
     {"manage_members", "manage_taxonomy", "import", "export", "manage_models", "manage_keys", "view_audit"}
+    # Review quality: the dashboard, adjudicating disputes, gold answers, sending documents back.
+    | {"view_quality", "adjudicate", "manage_gold"}
 )
 ACTIONS_BY_ROLE = {Role.REVIEWER: REVIEWER_ACTIONS, Role.ADMIN: ADMIN_ACTIONS}
 

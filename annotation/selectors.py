@@ -1,12 +1,13 @@
 """Reads that several callers need: project progress, final labels, exports, the review queue's pages."""
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
-from annotation.models import Annotation, AnnotationLabel, Document, Label, Project
+from annotation.models import Adjudication, Annotation, AnnotationLabel, Document, GoldAnswer, Label, Project
 from learning import selectors as learning_selectors
 from learning.selectors import predictions_for
 
@@ -41,19 +42,61 @@ def annotation_label_keys(annotation_ids: Iterable[int]) -> dict[int, list[str]]
     return keys
 
 
-def final_labels(annotations: list[dict]) -> list[str]:
-    """The document's labels from its annotations (dicts with `labels` and `updated_at`).
+@dataclass(frozen=True)
+class FinalLabel:
+    """A document's labels and the rule that chose them: adjudicated, gold, unanimous, single, disputed."""
 
-    Unanimous annotations give their shared labels; otherwise the most recently changed one wins until
-    adjudication exists. An unlabeled document has no labels.
+    labels: list[str]
+    basis: str
+
+
+def final_label(
+    annotations: list[dict], *, adjudicated: list[str] | None = None, gold: list[str] | None = None
+) -> FinalLabel:
+    """The rule that picks a document's labels (docs/quality.md), first match wins:
+
+    1. adjudicated: the newest adjudication's labels;
+    2. gold: the answer an admin marked as known;
+    3. unanimous: every annotation gives the same labels;
+    4. single: only one annotation exists;
+    5. disputed: annotations disagree and nobody has adjudicated yet: no labels, so neither training nor
+       evaluation uses the document until an admin decides.
+    An unlabeled document has no labels ("none").
     """
+    if adjudicated is not None:
+        return FinalLabel(list(adjudicated), "adjudicated")
+    if gold is not None:
+        return FinalLabel(list(gold), "gold")
     if not annotations:
-        return []
-    label_sets = {tuple(a["labels"]) for a in annotations}
+        return FinalLabel([], "none")
+    label_sets = {tuple(sorted(a["labels"])) for a in annotations}
     if len(label_sets) == 1:
-        return list(next(iter(label_sets)))
-    latest = max(annotations, key=lambda a: a["updated_at"])
-    return list(latest["labels"])
+        return FinalLabel(list(annotations[0]["labels"]), "unanimous" if len(annotations) > 1 else "single")
+    return FinalLabel([], "disputed")
+
+
+def final_labels(annotations: list[dict]) -> list[str]:
+    """The document's labels from its annotations alone (dicts with `labels`); see `final_label`."""
+    return final_label(annotations).labels
+
+
+def final_labels_for(document_ids: Iterable[int]) -> dict[int, FinalLabel]:
+    """Each document's final label with adjudications and gold answers taken into account, in four queries."""
+    document_ids = list(document_ids)
+    by_document = annotations_by_document(document_ids)
+    adjudicated = dict(
+        Adjudication.objects.filter(document_id__in=document_ids)
+        .order_by("document_id", "-created_at", "-id")
+        .distinct("document_id")
+        .values_list("document_id", "label_keys")
+    )
+    gold = dict(GoldAnswer.objects.filter(document_id__in=document_ids).values_list("document_id", "label_keys"))
+    return {
+        document_id: final_label(
+            by_document.get(document_id, []), adjudicated=adjudicated.get(document_id), gold=gold.get(document_id)
+        )
+        for document_id in document_ids
+    }
 
 
 def annotations_by_document(document_ids: Iterable[int]) -> dict[int, list[dict]]:

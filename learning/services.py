@@ -31,7 +31,7 @@ from django.db.models import Max
 from django.utils import timezone
 
 from annotation.models import AnnotationRevision, Document, Label, Project, Taxonomy
-from annotation.selectors import annotations_by_document, final_labels
+from annotation.selectors import final_labels_for
 from annotation.services.audit import audit_record
 from learning.exceptions import ModelSwitchRefused, RunAbandoned, TrainingRefused
 from learning.ml.classifier import MIN_LABELLED_DOCUMENTS, Classifier, TrainingArgs
@@ -331,11 +331,12 @@ def label_snapshot(project: Project) -> LabelSnapshot:
     taxonomy_version = Taxonomy.objects.filter(project=project).values_list("version", flat=True).first() or 0
     events = label_event_count(project)
     labeled = Document.objects.filter(project=project, status=Document.Status.LABELED).values_list("pk", flat=True)
-    by_document = annotations_by_document(labeled)
+    by_document = final_labels_for(labeled)
     reserved = set(EvaluationReservation.objects.filter(project=project).values_list("document_id", flat=True))
     train_ids, train_targets, eval_ids, eval_targets = [], [], [], []
     for document_id in sorted(by_document):
-        chosen = [key for key in final_labels(by_document[document_id]) if key in known]
+        # Adjudicated, gold, unanimous or single-reviewer labels; disputed documents wait for a decision.
+        chosen = [key for key in by_document[document_id].labels if key in known]
         if not chosen:
             continue
         target: Any = chosen if project.multi_label else chosen[0]

@@ -27,6 +27,9 @@ class ProjectFactory(factory.django.DjangoModelFactory):
     name = factory.Sequence(lambda n: f"Project {n}")
     description = "Privacy review"
     multi_label = False
+    # Overlap and gold checks route documents on purpose; tests that exercise them turn them on.
+    overlap_rate = 0.0
+    gold_rate = 0.0
 
 
 class TaxonomyFactory(factory.django.DjangoModelFactory):

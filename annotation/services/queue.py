@@ -5,10 +5,11 @@ from datetime import datetime, timedelta
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection, transaction
-from django.db.models import Exists, OuterRef, QuerySet
+from django.db.models import Count, Exists, IntegerField, OuterRef, Q, QuerySet, Subquery
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from annotation.models import Document, Flag, Lease, Project, Skip
+from annotation.models import Annotation, Document, Flag, GoldAnswer, Lease, Project, Skip
 from annotation.services.audit import audit_record
 from learning.selectors import order_by_priority
 
@@ -39,8 +40,13 @@ def next_document_for(
         if after_document_id is not None:
             held.filter(document_id=after_document_id).update(expires_at=expires_at)
             held = held.exclude(document_id=after_document_id)
+        # An overlapped or gold document is labeled already (by someone else); it is still this reviewer's to do.
+        answered = Annotation.objects.filter(document=OuterRef("document"), reviewer=reviewer)
         lease = (
-            held.filter(document__status=Document.Status.QUEUED)
+            held.filter(
+                Q(document__status=Document.Status.QUEUED)
+                | Q(document__status=Document.Status.LABELED) & ~Exists(answered)
+            )
             .select_related("document")
             .order_by("acquired_at", "document_id")
             .first()
@@ -51,7 +57,7 @@ def next_document_for(
 
         tried: list[int] = [after_document_id] if after_document_id is not None else []
         for _ in range(CLAIM_ATTEMPTS):
-            document = _next_unheld_document(reviewer=reviewer, project=project, now=now, exclude_ids=tried)
+            document = _next_routed_document(reviewer=reviewer, project=project, now=now, exclude_ids=tried)
             if document is None:
                 return None
             if _claim(document=document, reviewer=reviewer, now=now, expires_at=expires_at):
@@ -67,6 +73,84 @@ def _available(*, reviewer: AbstractBaseUser, project: Project, now: datetime) -
     return Document.objects.filter(project=project, status=Document.Status.QUEUED).filter(
         ~Exists(live_lease), ~Exists(skipped)
     )
+
+
+def _next_routed_document(
+    *, reviewer: AbstractBaseUser, project: Project, now: datetime, exclude_ids: list[int]
+) -> Document | None:
+    """A gold document when the reviewer is due one, else an overlapped document waiting for another reviewer,
+    else the next document of the queue (see docs/quality.md)."""
+    if project.gold_rate > 0 and _gold_due(reviewer=reviewer, project=project):
+        document = _next_gold_document(reviewer=reviewer, project=project, now=now, exclude_ids=exclude_ids)
+        if document is not None:
+            return document
+    if project.overlap_rate > 0:
+        document = _next_overlap_document(reviewer=reviewer, project=project, now=now, exclude_ids=exclude_ids)
+        if document is not None:
+            return document
+    return _next_unheld_document(reviewer=reviewer, project=project, now=now, exclude_ids=exclude_ids)
+
+
+def _gold_due(*, reviewer: AbstractBaseUser, project: Project) -> bool:
+    """Whether gold documents are below `gold_rate` of what this reviewer will have answered after this one."""
+    counts = Annotation.objects.filter(document__project=project, reviewer=reviewer).aggregate(
+        total=Count("id"), gold=Count("id", filter=Q(document__gold_answer__isnull=False))
+    )
+    return counts["gold"] < int(project.gold_rate * (counts["total"] + 1))
+
+
+def _second_look_candidates(*, reviewer: AbstractBaseUser, project: Project, now: datetime) -> QuerySet[Document]:
+    """Labeled documents nobody holds that this reviewer has neither answered nor skipped."""
+    live_lease = Lease.objects.filter(document=OuterRef("pk"), expires_at__gt=now)
+    skipped = Skip.objects.filter(document=OuterRef("pk"), reviewer=reviewer)
+    answered = Annotation.objects.filter(document=OuterRef("pk"), reviewer=reviewer)
+    return Document.objects.filter(project=project, status=Document.Status.LABELED).filter(
+        ~Exists(live_lease), ~Exists(skipped), ~Exists(answered)
+    )
+
+
+def _next_gold_document(
+    *, reviewer: AbstractBaseUser, project: Project, now: datetime, exclude_ids: list[int]
+) -> Document | None:
+    gold = GoldAnswer.objects.filter(document=OuterRef("pk"))
+    candidates = (
+        _second_look_candidates(reviewer=reviewer, project=project, now=now)
+        .filter(Exists(gold))
+        .exclude(pk__in=exclude_ids)
+        .order_by("random_key", "id")
+    )
+    return candidates.select_for_update(skip_locked=True, of=("self",)).first()
+
+
+def _next_overlap_document(
+    *, reviewer: AbstractBaseUser, project: Project, now: datetime, exclude_ids: list[int]
+) -> Document | None:
+    """An overlapped document that has fewer reviewers than `overlap_reviewers`, oldest answer first.
+
+    The overlap set is the documents whose fixed `random_key` falls below `overlap_rate`: a random share,
+    decided without a stored flag, that the queue index (project, status, random_key) reaches directly.
+    Imported labels and gold documents are not overlapped: their answer is known already.
+    """
+    reviewer_answers = Subquery(
+        Annotation.objects.filter(document=OuterRef("pk"), reviewer__isnull=False)
+        .order_by()
+        .values("document")
+        .annotate(n=Count("id"))
+        .values("n"),
+        output_field=IntegerField(),
+    )
+    unattributed = Annotation.objects.filter(document=OuterRef("pk"), reviewer__isnull=True)
+    gold = GoldAnswer.objects.filter(document=OuterRef("pk"))
+    candidates = (
+        _second_look_candidates(reviewer=reviewer, project=project, now=now)
+        .filter(random_key__lt=project.overlap_rate)
+        .filter(~Exists(unattributed), ~Exists(gold))
+        .annotate(reviewers_so_far=Coalesce(reviewer_answers, 0))
+        .filter(reviewers_so_far__gte=1, reviewers_so_far__lt=project.overlap_reviewers)
+        .exclude(pk__in=exclude_ids)
+        .order_by("random_key", "id")
+    )
+    return candidates.select_for_update(skip_locked=True, of=("self",)).first()
 
 
 def _next_unheld_document(

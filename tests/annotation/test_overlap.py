@@ -1,0 +1,107 @@
+"""Overlap routing: a designed share of documents goes to exactly `overlap_reviewers` reviewers, never twice to
+the same one, never to two at once; everything else goes to one reviewer only."""
+
+import pytest
+from django.db.models import Count
+
+from annotation.models import Annotation, Document
+from annotation.services.labeling import annotation_submit
+from annotation.services.queue import next_document_for
+from tests.factories import DocumentFactory, MembershipFactory, UserFactory, project_with_labels
+
+pytestmark = pytest.mark.django_db
+
+
+def _reviewers(project, n):
+    users = [UserFactory() for _ in range(n)]
+    for user in users:
+        MembershipFactory(project=project, user=user)
+    return users
+
+
+def test_overlap_routing_over_1000_documents_and_5_reviewers():
+    project = project_with_labels(overlap_rate=0.10, overlap_reviewers=2, gold_rate=0.0)
+    Document.objects.bulk_create(
+        [
+            Document(project=project, text=f"clause {i}", content_hash=f"h{i}", random_key=(i * 0.6180339887) % 1)
+            for i in range(1000)
+        ]
+    )
+    reviewers = _reviewers(project, 5)
+    designed = Document.objects.filter(project=project, random_key__lt=0.10).count()
+    active = list(reviewers)
+    rounds = 0
+    while active:
+        rounds += 1
+        # Every reviewer takes a document before anyone answers: what they hold at once is always distinct.
+        offers = {}
+        for reviewer in list(active):
+            offer = next_document_for(reviewer=reviewer, project=project)
+            if offer is None:
+                active.remove(reviewer)
+            else:
+                offers[reviewer] = offer.document
+        held = [d.pk for d in offers.values()]
+        assert len(held) == len(set(held)), "two reviewers were offered the same document at once"
+        for index, (reviewer, document) in enumerate(offers.items()):
+            annotation_submit(
+                reviewer=reviewer, document=document, label_keys=[("first_party", "third_party")[index % 2]]
+            )
+    assert Document.objects.filter(project=project, status=Document.Status.QUEUED).count() == 0
+    per_document = dict(
+        Annotation.objects.filter(document__project=project).values_list("document_id").annotate(n=Count("id"))
+    )
+    assert len(per_document) == 1000
+    overlapped = {d for d, n in per_document.items() if n > 1}
+    assert max(per_document.values()) == 2
+    assert len(overlapped) == designed
+    assert 0.07 <= len(overlapped) / 1000 <= 0.13
+    # Only the designed overlap set ever got a second reviewer.
+    assert overlapped == set(Document.objects.filter(project=project, random_key__lt=0.10).values_list("pk", flat=True))
+    # The database forbids one reviewer answering a document twice; the queue never tried.
+    pairs = Annotation.objects.values_list("document_id", "reviewer_id")
+    assert len(pairs) == len(set(pairs))
+
+
+def test_an_overlapped_document_is_not_offered_again_to_its_first_reviewer():
+    project = project_with_labels(overlap_rate=1.0, overlap_reviewers=2, gold_rate=0.0)
+    document = DocumentFactory(project=project)
+    first, second = _reviewers(project, 2)
+    offer = next_document_for(reviewer=first, project=project)
+    annotation_submit(reviewer=first, document=offer.document, label_keys=["first_party"])
+    assert next_document_for(reviewer=first, project=project) is None
+    assert next_document_for(reviewer=second, project=project).document == document
+
+
+def test_an_overlapped_document_held_by_one_reviewer_is_not_offered_to_another():
+    project = project_with_labels(overlap_rate=1.0, overlap_reviewers=3, gold_rate=0.0)
+    document = DocumentFactory(project=project)
+    first, second, third = _reviewers(project, 3)
+    annotation_submit(
+        reviewer=first, document=next_document_for(reviewer=first, project=project).document, label_keys=["first_party"]
+    )
+    assert next_document_for(reviewer=second, project=project).document == document
+    assert next_document_for(reviewer=third, project=project) is None
+    # A reload gives the holder the same document back.
+    assert next_document_for(reviewer=second, project=project).resumed
+
+
+def test_without_overlap_a_labeled_document_goes_to_nobody_else():
+    project = project_with_labels(overlap_rate=0.0, gold_rate=0.0)
+    DocumentFactory(project=project)
+    first, second = _reviewers(project, 2)
+    annotation_submit(
+        reviewer=first, document=next_document_for(reviewer=first, project=project).document, label_keys=["first_party"]
+    )
+    assert next_document_for(reviewer=second, project=project) is None
+
+
+def test_the_second_reviewer_does_not_see_the_first_reviewers_labels(client):
+    project = project_with_labels(overlap_rate=1.0, gold_rate=0.0)
+    document = DocumentFactory(project=project)
+    first, second = _reviewers(project, 2)
+    annotation_submit(reviewer=first, document=document, label_keys=["third_party"])
+    offer = next_document_for(reviewer=second, project=project)
+    client.force_login(second)
+    body = client.get(f"/projects/{project.pk}/documents/{offer.document.pk}").json()
+    assert "third_party" not in str(body.get("document", body).get("my_labels"))
