@@ -1,0 +1,99 @@
+"""Review quality pages: admins only, the dashboard's tables and CSV, gold marking, sending a document back."""
+
+import numpy as np
+import pytest
+
+from annotation.models import AuditEvent, Document, GoldAnswer
+from annotation.services.labeling import annotation_submit
+from learning.quality import project_body_id
+from learning.services import _shard_write
+from tests.factories import DocumentFactory, MembershipFactory, UserFactory
+
+pytestmark = pytest.mark.django_db
+
+PAGES = ["", "adjudication/", "gold/", "label-errors/"]
+
+
+@pytest.fixture
+def labeled(project, reviewer):
+    documents = [DocumentFactory(project=project, metadata={"product": ["Mail", "Maps"][i % 2]}) for i in range(6)]
+    for i, document in enumerate(documents):
+        annotation_submit(reviewer=reviewer, document=document, label_keys=[["first_party", "third_party"][i % 2]])
+    return documents
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_quality_pages_are_for_admins(client, project, reviewer, project_admin, page):
+    client.force_login(reviewer)
+    assert client.get(f"/projects/{project.pk}/quality/{page}").status_code == 403
+    client.force_login(UserFactory())
+    assert client.get(f"/projects/{project.pk}/quality/{page}").status_code == 404
+    client.force_login(project_admin)
+    assert client.get(f"/projects/{project.pk}/quality/{page}").status_code == 200
+
+
+def test_dashboard_shows_every_chart_with_a_table_and_withholds_agreement(client, project, project_admin, labeled):
+    client.force_login(project_admin)
+    html = client.get(f"/projects/{project.pk}/quality/?field=product").content.decode()
+    for chart in ("labels", "batches", "weeks", "field", "burndown", "throughput", "agreement", "confusion", "models"):
+        assert f'id="chart-{chart}"' in html
+    assert "<svg" in html and "Table view" in html
+    assert "Not enough overlap yet" in html
+    assert 'src="http' not in html and 'href="http' not in html  # nothing loads from the network
+
+
+def test_dashboard_tables_download_as_csv(client, project, project_admin, labeled):
+    client.force_login(project_admin)
+    response = client.get(f"/projects/{project.pk}/quality/?field=product&csv=field")
+    assert response["Content-Type"].startswith("text/csv")
+    lines = response.content.decode().strip().splitlines()
+    assert lines[0] == "product,label,documents"
+    assert "Mail,First Party,3" in lines
+    assert client.get(f"/projects/{project.pk}/quality/?csv=nope").status_code == 404
+
+
+def test_admin_marks_a_gold_document_and_changes_the_settings(client, project, project_admin):
+    document = DocumentFactory(project=project, external_id="clause-7")
+    client.force_login(project_admin)
+    client.post(f"/projects/{project.pk}/quality/gold/", {"document": "clause-7", "labels": ["data_security"]})
+    assert GoldAnswer.objects.get(document=document).label_keys == ["data_security"]
+    client.post(
+        f"/projects/{project.pk}/quality/settings/",
+        {"overlap_percent": "20", "overlap_reviewers": "3", "gold_percent": "5"},
+    )
+    project.refresh_from_db()
+    assert (project.overlap_rate, project.overlap_reviewers, project.gold_rate) == (0.2, 3, 0.05)
+    response = client.post(
+        f"/projects/{project.pk}/quality/settings/",
+        {"overlap_percent": "20", "overlap_reviewers": "9", "gold_percent": "5"},
+        follow=True,
+    )
+    assert "Not saved" in response.content.decode()
+
+
+def test_label_error_page_ranks_a_flipped_label_first_and_sends_it_back(client, project, project_admin):
+    reviewer = UserFactory()
+    MembershipFactory(project=project, user=reviewer)
+    rng = np.random.default_rng(0)
+    keys = ["first_party", "third_party"]
+    documents, vectors = [], []
+    for i in range(40):
+        true = i % 2
+        document = DocumentFactory(project=project)
+        given = keys[1 - true] if i == 7 else keys[true]  # document 7 carries the wrong label
+        annotation_submit(reviewer=reviewer, document=document, label_keys=[given])
+        documents.append(document)
+        vectors.append(np.eye(8)[true] * 4 + rng.normal(0, 0.5, 8))
+    _shard_write(
+        project.pk,
+        project_body_id(project),
+        np.asarray([d.pk for d in documents], dtype=np.int64),
+        np.asarray(vectors, dtype=np.float32),
+    )
+    client.force_login(project_admin)
+    html = client.get(f"/projects/{project.pk}/quality/label-errors/").content.decode()
+    assert f'data-document-id="{documents[7].pk}" class="selected"' in html
+    client.post(f"/projects/{project.pk}/quality/label-errors/{documents[7].pk}/send-back/", {"reason": "check"})
+    documents[7].refresh_from_db()
+    assert documents[7].status == Document.Status.QUEUED
+    assert AuditEvent.objects.filter(action="document.send_back").count() == 1
