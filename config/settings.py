@@ -125,12 +125,14 @@ DOCKET_BASE_MODEL = env.str("DOCKET_BASE_MODEL", default="")
 _broker_dir = VAR_DIR / "broker"
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
 if CELERY_BROKER_URL.startswith("filesystem://"):
-    for sub in ("in", "processed"):
+    for sub in ("in", "processed", "control"):
         (_broker_dir / sub).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_broker_dir / "in"),
         "data_folder_out": str(_broker_dir / "in"),
         "processed_folder": str(_broker_dir / "processed"),
+        # Broadcast and reply queues (worker pings, remote control); kombu would put them in the cwd.
+        "control_folder": str(_broker_dir / "control"),
         "store_processed": False,
     }
 _results_dir = VAR_DIR / "celery-results"
