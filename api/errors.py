@@ -3,7 +3,6 @@
 Domain errors from the annotation, learning and API services are mapped to a status here and nowhere else.
 """
 
-import logging
 from typing import Any
 
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
@@ -25,8 +24,6 @@ from annotation.exceptions import (
 )
 from api.exceptions import Conflict, KeyInvalid, ModelNotReady, ScopeMissing, TooLarge
 from learning.exceptions import ModelSwitchRefused, TrainingRefused
-
-logger = logging.getLogger(__name__)
 
 # Domain error -> (status, code). The first matching class wins, so subclasses come before their bases.
 DOMAIN_ERRORS: list[tuple[type[Exception], int, str]] = [

@@ -41,6 +41,7 @@ def test_predict_returns_labels_probabilities_and_versions(with_models, trained_
     assert response.status_code == 200, response.content
     body = response.json()
     assert body["model_version"] == 2
+    assert response["Server-Timing"].startswith("model;dur=")
     assert body["taxonomy_version"] == with_models.project.taxonomy.version
     assert body["labels"] == LABELS
     assert len(body["results"]) == 2

@@ -1,0 +1,244 @@
+"""Predict over HTTP against in-process SetFit: what the API adds, at batches of 1, 16 and 64.
+
+    .venv/bin/python benchmarks/api_predict.py [--repeats 30] [--write docs/benchmarks-api.md] [--sqlite]
+
+Uses its own database (PostgreSQL docket_bench_api, dropped and recreated; or, with --sqlite, a temporary
+SQLite file as `make run` uses) and a temporary artifact directory. It trains
+a small model on the demo documents (frozen all-MiniLM-L6-v2 body, fitted head), makes it the project's
+active version, starts gunicorn (one sync worker, as deployed) and calls POST /api/v1/projects/{id}/predict
+with httpx over a kept-alive connection. The baseline, measured in the same run on the same texts, is
+`Classifier.predict_proba` called in this process: the floor any server pays for the model itself.
+"""
+
+import argparse
+import json
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+DB_NAME = "docket_bench_api"
+ARTIFACTS = Path(tempfile.mkdtemp(prefix="docket-bench-api-"))
+SQLITE = "--sqlite" in sys.argv
+DATABASE_URL = f"sqlite:///{ARTIFACTS / 'bench.sqlite3'}" if SQLITE else f"postgres://postgres@127.0.0.1:5432/{DB_NAME}"
+os.environ.update(
+    {
+        "DATABASE_URL": DATABASE_URL,
+        "DOCKET_DEVELOPMENT": "1",
+        "DOCKET_ARTIFACT_DIR": str(ARTIFACTS),
+        "DOCKET_API_RATE": "1000000/min",
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+    }
+)
+BATCHES = (1, 16, 64)
+
+
+def recreate_database() -> None:
+    for sql in (f"DROP DATABASE IF EXISTS {DB_NAME}", f"CREATE DATABASE {DB_NAME}"):
+        subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-q", "-c", sql], check=True)
+
+
+def demo_rows() -> list[dict]:
+    with open(ROOT / "annotation" / "demo" / "documents.jsonl", encoding="utf-8") as rows:
+        return [json.loads(line) for line in rows]
+
+
+def set_up(rows: list[dict]) -> tuple[int, str, Path]:
+    """A project with the demo labels, an admin's predict key, and an active model trained on the demo."""
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    from django.contrib.auth import get_user_model
+
+    from annotation.models import Label, Project, Taxonomy
+    from api.services import api_key_create
+    from learning.ml.classifier import Classifier, TrainingArgs
+    from learning.models import ModelVersion
+
+    labelled = [row for row in rows if len(row.get("labels", [])) == 1]
+    keys = sorted({row["labels"][0] for row in labelled})
+    admin = get_user_model().objects.create_superuser("bench", "bench@example.org", "bench-password-1")
+    project = Project.objects.create(name="Benchmark", created_by=admin)
+    taxonomy = Taxonomy.objects.create(project=project)
+    Label.objects.bulk_create([Label(taxonomy=taxonomy, key=k, name=k, order=i) for i, k in enumerate(keys)])
+    classifier = Classifier.create(keys, args=TrainingArgs(max_steps=0))
+    started = time.perf_counter()
+    classifier.fit([r["text"] for r in labelled], [r["labels"][0] for r in labelled], fine_tune=False)
+    print(f"trained on {len(labelled)} demo documents in {time.perf_counter() - started:.1f} s", flush=True)
+    path = classifier.save(ARTIFACTS / "models" / "bench-v1")
+    ModelVersion.objects.create(
+        project=project,
+        number=1,
+        status="active",
+        kind="fast",
+        taxonomy_version=taxonomy.version,
+        label_keys=keys,
+        artifact_path=str(path.relative_to(ARTIFACTS)),
+    )
+    token = api_key_create(actor=admin, projects=[project], name="bench", scopes=["predict"]).token
+    return project.pk, token, path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(port: int) -> subprocess.Popen:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "config.wsgi:application",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            "1",
+            "--timeout",
+            "300",
+            "--log-level",
+            "warning",
+        ],
+        cwd=ROOT,
+        env=dict(os.environ),
+    )
+
+
+def timed_alternately(first, second, repeats: int) -> tuple[list[float], list[float]]:
+    """Time both calls in turn, so a neighbour's load on this shared machine hits both sides alike."""
+    times: tuple[list[float], list[float]] = ([], [])
+    for _ in range(repeats):
+        for call, seconds in ((first, times[0]), (second, times[1])):
+            started = time.perf_counter()
+            call()
+            seconds.append(time.perf_counter() - started)
+    return times
+
+
+def worker_rss_mb(server: subprocess.Popen) -> float:
+    import psutil
+
+    children = psutil.Process(server.pid).children()
+    process = children[0] if children else psutil.Process(server.pid)
+    return process.memory_info().rss / 2**20
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=30, help="calls per batch size and side")
+    parser.add_argument("--write", type=Path, help="also write the results table to this Markdown file")
+    parser.add_argument("--sqlite", action="store_true", help="a temporary SQLite database instead of PostgreSQL")
+    args = parser.parse_args()
+
+    import logging
+
+    import httpx
+    import numpy as np
+
+    if not args.sqlite:
+        recreate_database()
+    rows = demo_rows()
+    project_id, token, model_path = set_up(rows)
+    texts = [row["text"] for row in rows]
+
+    from learning.ml.classifier import Classifier
+
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    local = Classifier.load(model_path)
+    port = free_port()
+    server = start_server(port)
+    url = f"http://127.0.0.1:{port}/api/v1/projects/{project_id}/predict"
+    try:
+        client = httpx.Client(headers={"Authorization": f"Bearer {token}"}, timeout=300)
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                response = client.post(url, json={"texts": texts[:2]})
+                response.raise_for_status()  # also loads the model in the worker
+                break
+            except httpx.TransportError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise
+                time.sleep(0.5)
+        rss = worker_rss_mb(server)
+        results = []
+        for batch in BATCHES:
+            batch_texts = texts[:batch]
+            # Warm both sides on this batch shape before timing.
+            client.post(url, json={"texts": batch_texts}).raise_for_status()
+            local.predict_proba(batch_texts)
+            model_ms: list[float] = []
+
+            def call_api(bt=batch_texts, model_ms=model_ms):
+                response = client.post(url, json={"texts": bt}).raise_for_status()
+                model_ms.append(float(response.headers["Server-Timing"].split("dur=")[1]))
+
+            api, own = timed_alternately(call_api, lambda bt=batch_texts: local.predict_proba(bt), args.repeats)
+            # What the API adds around the model, from the same requests: immune to a busy neighbour.
+            added = [a * 1000 - m for a, m in zip(api, model_ms, strict=True)]
+            got = client.post(url, json={"texts": batch_texts}).json()["results"]
+            expected = local.predict_proba(batch_texts)
+            assert np.allclose([[r["probabilities"][k] for k in local.labels] for r in got], expected, atol=1e-5)
+            api_median, own_median = statistics.median(api), statistics.median(own)
+            results.append(
+                {
+                    "batch": batch,
+                    "api_ms": api_median * 1000,
+                    "api_p95_ms": float(np.percentile(api, 95)) * 1000,
+                    "own_ms": own_median * 1000,
+                    "api_texts_per_s": batch / api_median,
+                    "own_texts_per_s": batch / own_median,
+                    "ratio": api_median / own_median,
+                    "added_ms": statistics.median(added),
+                    "added_share": statistics.median(x / (a * 1000) for x, a in zip(added, api, strict=True)),
+                }
+            )
+            print(json.dumps(results[-1]), flush=True)
+        rss_after = worker_rss_mb(server)
+    finally:
+        server.terminate()
+        server.wait(30)
+    report = render(results, rss, rss_after, args.repeats, sum(len(t) for t in texts[:64]) / 64)
+    print(report)
+    if args.write:
+        args.write.write_text(report)
+
+
+def render(results: list[dict], rss: float, rss_after: float, repeats: int, mean_chars: float) -> str:
+    lines = [
+        "| batch | API median (ms) | API p95 (ms) | in-process median (ms) | API texts/s | in-process texts/s "
+        "| API / in-process | added by the API (ms) | added share |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r['batch']} | {r['api_ms']:.1f} | {r['api_p95_ms']:.1f} | {r['own_ms']:.1f} | "
+            f"{r['api_texts_per_s']:.1f} | {r['own_texts_per_s']:.1f} | {r['ratio']:.3f} | "
+            f"{r['added_ms']:.1f} | {r['added_share']:.1%} |"
+        )
+    database = "SQLite" if SQLITE else "PostgreSQL"
+    machine = f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, {database}"
+    return (
+        "\n".join(lines)
+        + f"\n\nMedian of {repeats} calls per row; demo texts of {mean_chars:.0f} characters on average; {machine}.\n"
+        + f"Web worker resident memory with the model loaded: {rss:.0f} MiB (after the run: {rss_after:.0f} MiB).\n"
+    )
+
+
+if __name__ == "__main__":
+    main()
