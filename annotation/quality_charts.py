@@ -113,7 +113,7 @@ def line(
     body = [f'<line x1="{left}" y1="{height - bottom}" x2="{WIDTH - 20}" y2="{height - bottom}" stroke="#ccd"/>']
     for tick in (0, 0.5, 1):
         _, y = xy(0, top * tick)
-        text = f"{top * tick:.0%}" if percent else _fmt(round(top * tick))
+        text = f"{top * tick:.0%}" if percent else _fmt(top * tick if top < 10 else round(top * tick))
         body.append(f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" font-size="11">{text}</text>')
     path = " ".join(f"{x:.1f},{y:.1f}" for x, y in (xy(i, v) for i, (_, v) in enumerate(points)))
     body.append(f'<polyline points="{path}" fill="none" stroke="{color(0)}" stroke-width="2"/>')
@@ -136,10 +136,10 @@ def line(
             f'<text x="{x - 4:.1f}" y="{y - 6:.1f}" text-anchor="end" font-size="11">'
             f"{escape(forecast[-1][0])} (forecast)</text>"
         )
-    last = everything[-1][0] if not forecast else points[-1][0]
     body.append(f'<text x="{left}" y="{height - 8}" font-size="11">{escape(points[0][0])}</text>')
-    body.append(
-        f'<text x="{left + span_x * (len(points) - 1) / n:.1f}" y="{height - 8}" text-anchor="end" '
-        f'font-size="11">{escape(last)}</text>'
-    )
+    if len(points) > 1:
+        body.append(
+            f'<text x="{left + span_x * (len(points) - 1) / n:.1f}" y="{height - 8}" text-anchor="end" '
+            f'font-size="11">{escape(points[-1][0])}</text>'
+        )
     return _svg(height, body, label)

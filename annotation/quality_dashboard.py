@@ -58,7 +58,7 @@ def label_distribution(project: Project) -> dict:
     rows = [(names.get(k, k), n) for k, n in rows]
     return _chart(
         "labels",
-        "Label distribution (documents carrying each label)",
+        "Label distribution (documents with an answer carrying each label)",
         ["label", "documents"],
         rows,
         charts.hbar(rows, label="Documents per label", colors=[charts.color(i) for i in range(len(rows))]),

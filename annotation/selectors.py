@@ -205,8 +205,19 @@ def document_for_review(
         "context": context,
         "metadata": other,
         "my_labels": annotation_label_keys([mine]).get(mine, []) if mine else None,
-        "suggestion": suggestion_for(project, document.pk, label_keys),
+        "suggestion": None
+        if _second_opinion(document, project, reviewer)
+        else suggestion_for(project, document.pk, label_keys),
     }
+
+
+def _second_opinion(document: Document, project: Project, reviewer: AbstractBaseUser) -> bool:
+    """Whether another reviewer already answered this (overlapped) document. The model learned from that answer,
+    so its suggestion would show this reviewer the other's label: it is withheld to keep the answers blind."""
+    if project.overlap_rate == 0:
+        return False
+    others = Annotation.objects.filter(document=document, reviewer__isnull=False, document__gold_answer__isnull=True)
+    return others.exclude(reviewer=reviewer).exists()
 
 
 def queue_state(project: Project, reviewer: AbstractBaseUser) -> str:

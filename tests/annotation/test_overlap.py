@@ -105,3 +105,20 @@ def test_the_second_reviewer_does_not_see_the_first_reviewers_labels(client):
     client.force_login(second)
     body = client.get(f"/projects/{project.pk}/documents/{offer.document.pk}").json()
     assert "third_party" not in str(body.get("document", body).get("my_labels"))
+
+
+def test_the_models_suggestion_is_withheld_from_the_second_reviewer(client):
+    from learning.models import QueuePriority
+
+    project = project_with_labels(overlap_rate=1.0, gold_rate=0.0)
+    document = DocumentFactory(project=project)
+    QueuePriority.objects.create(
+        document=document, project=project, score=0.9, model_version=1, probabilities={"third_party": 0.9}
+    )
+    first, second = _reviewers(project, 2)
+    client.force_login(first)
+    assert client.get(f"/projects/{project.pk}/documents/{document.pk}").json()["document"]["suggestion"]
+    annotation_submit(reviewer=first, document=document, label_keys=["third_party"])
+    next_document_for(reviewer=second, project=project)
+    client.force_login(second)
+    assert client.get(f"/projects/{project.pk}/documents/{document.pk}").json()["document"]["suggestion"] is None
