@@ -5,13 +5,12 @@ from datetime import datetime, timedelta
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import connection, transaction
-from django.db.models import Count, Exists, IntegerField, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Count, Exists, F, IntegerField, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from annotation.models import Annotation, Document, Flag, GoldAnswer, Lease, Project, Skip
 from annotation.services.audit import audit_record
-from learning.selectors import order_by_priority
 
 # How many candidates one request tries before giving up; each miss means another reviewer won that document.
 CLAIM_ATTEMPTS = 8
@@ -37,6 +36,7 @@ def next_document_for(
     expires_at = now + timedelta(seconds=project.lease_ttl_seconds)
     held = Lease.objects.filter(project=project, reviewer=reviewer, expires_at__gt=now)
     with transaction.atomic():
+        _lease_writes_need_no_flush()
         if after_document_id is not None:
             held.filter(document_id=after_document_id).update(expires_at=expires_at)
             held = held.exclude(document_id=after_document_id)
@@ -64,6 +64,18 @@ def next_document_for(
                 return QueueOffer(document=document, expires_at=expires_at, resumed=False)
             tried.append(document.pk)
     return None
+
+
+def _lease_writes_need_no_flush() -> None:
+    """Let this transaction commit without waiting for its WAL to reach the disk (PostgreSQL only).
+
+    It writes only leases. Should the database crash within the next moment and lose them, those documents
+    simply return to the queue, which is what an expired lease does anyway; answers are committed in full
+    elsewhere. Waiting for the flush was the single largest cost of asking for the next document.
+    """
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL synchronous_commit TO OFF")
 
 
 def _available(*, reviewer: AbstractBaseUser, project: Project, now: datetime) -> QuerySet[Document]:
@@ -156,14 +168,17 @@ def _next_overlap_document(
 def _next_unheld_document(
     *, reviewer: AbstractBaseUser, project: Project, now: datetime, exclude_ids: list[int]
 ) -> Document | None:
-    """The highest-priority available document, locked for this transaction; locked rows are skipped.
+    """The highest-priority available document, locked for this transaction; rows others have locked are skipped.
 
-    Scored documents come first in the learning side's order. Unscored ones follow by `random_key`, which
-    is what `order_by_priority` gives them too; asking for them separately lets PostgreSQL walk the
-    queue index instead of sorting every unscored document on each request.
+    This is `learning.selectors.order_by_priority` (scored documents by score, highest first, then unscored
+    ones by `random_key`), asked as two queries so that PostgreSQL walks an index instead of sorting the pool:
+    scored documents along the priority index (project, score DESC), unscored ones along the queue index
+    (project, status, random_key). As one query with `score DESC NULLS LAST` it sorts every queued document
+    on every request: 460 ms at 100,000 documents against about 1 ms this way. Equal scores come in index
+    order rather than by `random_key`, so a large tie (a cold-start score) needs no sort either.
     """
     available = _available(reviewer=reviewer, project=project, now=now).exclude(pk__in=exclude_ids)
-    scored = order_by_priority(available.filter(queue_priority__project=project))
+    scored = available.filter(queue_priority__project=project).order_by(F("queue_priority__score").desc())
     unscored = available.filter(queue_priority__isnull=True).order_by("random_key", "id")
     for candidates in (scored, unscored):
         # of=("self",): lock the document row only; the priority row may be missing (outer join).

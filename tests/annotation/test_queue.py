@@ -8,8 +8,10 @@ from django.utils import timezone
 
 from annotation import selectors
 from annotation.models import AuditEvent, Document, Flag, Lease, Skip
+from annotation.services.labeling import annotation_submit
 from annotation.services.queue import _claim, document_flag, document_skip, next_document_for
 from learning.models import QueuePriority
+from learning.selectors import order_by_priority
 from tests.factories import DocumentFactory, MembershipFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -45,6 +47,18 @@ def test_scored_documents_come_before_unscored_ones(project, reviewer):
     Document.objects.filter(pk=unscored.pk).update(random_key=0.0)
     QueuePriority.objects.create(document=scored, project=project, score=0.01)
     assert next_document_for(reviewer=reviewer, project=project).document == scored
+
+
+def test_the_queue_walks_documents_in_the_learning_sides_order(project, reviewer):
+    documents = docs(project, 8)
+    for score, document in zip((0.3, 0.9, 0.1, 0.6, 0.5), documents[:5], strict=True):
+        QueuePriority.objects.create(document=document, project=project, score=score)
+    expected = list(order_by_priority(Document.objects.filter(project=project)).values_list("id", flat=True))
+    seen = []
+    while (offer := next_document_for(reviewer=reviewer, project=project)) is not None:
+        seen.append(offer.document.pk)
+        annotation_submit(reviewer=reviewer, document=offer.document, label_keys=["first_party"])
+    assert seen == expected
 
 
 def test_taking_a_document_leases_it_for_the_project_ttl(project, reviewer):
