@@ -85,6 +85,7 @@ def labeling_page(request: HttpRequest, project_id: int) -> HttpResponse:
             "conflicts": [label for label in labels if label["shortcut_conflict"]],
             "bootstrap": bootstrap,
             "edit_document": edit_document,
+            "role": permissions.role_in(request.user, project),
         },
     )
 
@@ -108,7 +109,14 @@ def my_work(request: HttpRequest, project_id: int) -> HttpResponse:
     return render(
         request,
         "annotation/my_work.html",
-        {"project": project, "form": form, "query": query, "page": page, "rows": rows},
+        {
+            "project": project,
+            "form": form,
+            "query": query,
+            "page": page,
+            "rows": rows,
+            "role": permissions.role_in(request.user, project),
+        },
     )
 
 

@@ -65,6 +65,13 @@ def test_project_page_shows_progress_and_my_count_today(project, reviewer, revie
     assert b"Start labeling" not in response.content and b"Continue labeling" in response.content
 
 
+def test_project_page_links_admins_to_the_manage_pages(project, project_admin, reviewer_client, client_for):
+    DocumentFactory(project=project)
+    manage = reverse("manage:index", args=[project.pk]).encode()
+    assert manage in client_for(project_admin).get(reverse("annotation:project-detail", args=[project.pk])).content
+    assert manage not in reviewer_client.get(reverse("annotation:project-detail", args=[project.pk])).content
+
+
 def test_project_page_says_when_nothing_is_imported(project, reviewer_client):
     response = reviewer_client.get(reverse("annotation:project-detail", args=[project.pk]))
     assert b"Nothing imported yet" in response.content
