@@ -14,7 +14,9 @@ class QueuePriority(models.Model):
     document = models.OneToOneField(
         "annotation.Document", on_delete=models.CASCADE, primary_key=True, related_name="queue_priority"
     )
-    project = models.ForeignKey("annotation.Project", on_delete=models.CASCADE, related_name="+")
+    # No index of its own: the (project, -score) index below serves every lookup by project, and one index less
+    # is that much less to update when the whole pool is rescored.
+    project = models.ForeignKey("annotation.Project", on_delete=models.CASCADE, related_name="+", db_index=False)
     score = models.FloatField()
     # Number of the model version that produced the score and probabilities (None for a cold-start pick or an
     # evaluation document, which reviewers label without the model's suggestion).

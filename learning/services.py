@@ -93,15 +93,40 @@ def base_model_for(project: Project) -> str | None:
 # --- Embedding cache -----------------------------------------------------------------------------------------
 
 
+# The last bodies' caches read by this process, by (project, body): shard ids and the merged arrays. Shards
+# never change once written, so a memo is valid as long as its shards are still listed; new shards are read
+# and merged in, so a fast run reads a 100,000-document cache from disk once, not once per step.
+_read_caches: OrderedDict[tuple[int, str], tuple[frozenset[int], np.ndarray, np.ndarray]] = OrderedDict()
+READ_CACHES_KEPT = 2
+
+
 def cached_embeddings(*, project_id: int, body_id: str) -> tuple[np.ndarray, np.ndarray]:
-    """Every cached (document ids, float32 vectors) of the project under this body; ids sorted and unique."""
+    """Every cached (document ids, float32 vectors) of the project under this body; ids sorted and unique.
+
+    The arrays may be shared with later callers: read them, never write to them.
+    """
+    key = (project_id, body_id)
     for _attempt in range(3):
-        shards = list(EmbeddingShard.objects.filter(project_id=project_id, body_id=body_id).order_by("id"))
-        ids_parts: list[np.ndarray] = []
-        vector_parts: list[np.ndarray] = []
+        shards = list(
+            EmbeddingShard.objects.filter(project_id=project_id, body_id=body_id)
+            .order_by("id")
+            .values_list("id", "path")
+        )
+        listed = frozenset(pk for pk, _ in shards)
+        memo = _read_caches.get(key)
+        if memo is not None and memo[0] == listed:
+            _read_caches.move_to_end(key)
+            return memo[1], memo[2]
+        base_ids, base_vectors, known = np.empty(0, dtype=np.int64), None, frozenset()
+        if memo is not None and memo[0] <= listed:
+            base_ids, base_vectors, known = memo[1], memo[2], memo[0]
+        ids_parts: list[np.ndarray] = [base_ids] if base_vectors is not None else []
+        vector_parts: list[np.ndarray] = [base_vectors] if base_vectors is not None else []
         try:
-            for shard in shards:
-                with np.load(artifact_root() / shard.path) as data:
+            for pk, path in shards:
+                if pk in known:
+                    continue
+                with np.load(artifact_root() / path) as data:
                     ids_parts.append(data["ids"])
                     vector_parts.append(data["vectors"])
         except FileNotFoundError:
@@ -119,7 +144,14 @@ def cached_embeddings(*, project_id: int, body_id: str) -> tuple[np.ndarray, np.
     ids, vectors = ids[order], vectors[order]
     newest = np.ones(len(ids), dtype=bool)
     newest[:-1] = ids[1:] != ids[:-1]
-    return ids[newest], vectors[newest]
+    ids, vectors = ids[newest], vectors[newest]
+    ids.flags.writeable = False
+    vectors.flags.writeable = False
+    _read_caches[key] = (listed, ids, vectors)
+    _read_caches.move_to_end(key)
+    while len(_read_caches) > READ_CACHES_KEPT:
+        _read_caches.popitem(last=False)
+    return ids, vectors
 
 
 def embeddings_for(

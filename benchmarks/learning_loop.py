@@ -1,0 +1,438 @@
+"""The learning loop's wall times: fast loop on 10,000 and 100,000 queued documents, slow loop at 100 and 400
+labels, and pool-embedding throughput of the chunked cache path against plain SentenceTransformer.encode.
+
+    nice .venv/bin/python benchmarks/learning_loop.py [--write docs/benchmarks-learning-loop.md]
+
+Uses its own database (docket_bench_learning, dropped and recreated) and a temporary ARTIFACT_DIR, and calls
+the services a Celery worker calls (`training_on_labels_changed`, then `training_run_execute`) in this
+process, so the broker hop (milliseconds) is not in the figures. Labelled texts are OPP-115 segments with
+exactly one category (../shared/datasets/opp115, research use only, read at run time and never stored);
+queued pool texts are OPP-115 segments cycled with a distinguishing suffix. The pools' embeddings are seeded
+into the cache as random unit vectors (the labelled documents' are really encoded): encoding 100,000 texts
+takes ~25 minutes on two idle cores, and far longer on shared ones. Real encoding throughput is measured
+separately, through the same cache path, against plain SentenceTransformer.encode on the same texts;
+`--encode-up-to 10000` really encodes pools up to that size when the machine is quiet enough.
+"""
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+DB_NAME = "docket_bench_learning"
+ARTIFACTS = Path(tempfile.mkdtemp(prefix="docket-bench-learning-"))
+SEGMENTS = ROOT.parent / "shared" / "datasets" / "opp115" / "segments.jsonl"
+os.environ.update(
+    {
+        "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{DB_NAME}",
+        "DOCKET_DEVELOPMENT": "1",
+        "DOCKET_ARTIFACT_DIR": str(ARTIFACTS),
+        # Tasks the services enqueue (follow-ups, rescoring) go nowhere: this process runs the work itself.
+        "CELERY_BROKER_URL": "memory://",
+        "CELERY_RESULT_BACKEND": "cache+memory://",
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+    }
+)
+NEW_LABELS_PER_ROUND = 10
+FAST_ROUNDS = 3
+SEED_LABELS = 200
+
+
+def recreate_database() -> None:
+    for sql in (f"DROP DATABASE IF EXISTS {DB_NAME}", f"CREATE DATABASE {DB_NAME}"):
+        subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-q", "-c", sql], check=True)
+
+
+def load_segments() -> tuple[list[dict], list[str]]:
+    rows = [json.loads(line) for line in SEGMENTS.open(encoding="utf-8")]
+    single = [row for row in rows if len(row["labels"]) == 1]
+    return single, [row["text"] for row in rows]
+
+
+def slug(category: str) -> str:
+    from django.utils.text import slugify
+
+    return slugify(category).replace("-", "_")[:64]
+
+
+class Bench:
+    """Builds projects with documents and labels in bulk, and runs the loop's services against them."""
+
+    def __init__(self, labelled: list[dict], texts: list[str]) -> None:
+        from django.contrib.auth import get_user_model
+
+        self.labelled = labelled
+        self.texts = texts
+        self.keys = sorted({slug(row["labels"][0]) for row in labelled})
+        self.reviewer = get_user_model().objects.create_user("bench-reviewer", password="bench-password-1")
+
+    def project(self, name: str, **options):
+        from annotation.models import Label, Project, Taxonomy
+
+        project = Project.objects.create(name=name, promotion_policy="always", **options)
+        taxonomy = Taxonomy.objects.create(project=project)
+        Label.objects.bulk_create([Label(taxonomy=taxonomy, key=k, name=k, order=i) for i, k in enumerate(self.keys)])
+        return project
+
+    def add_pool(self, project, count: int, offset: int = 0) -> None:
+        import hashlib
+
+        from annotation.models import Document
+
+        batch = []
+        for i in range(offset, offset + count):
+            text = f"{self.texts[i % len(self.texts)]} [pool {i}]"
+            batch.append(Document(project=project, text=text, content_hash=hashlib.sha256(text.encode()).hexdigest()))
+            if len(batch) == 5000:
+                Document.objects.bulk_create(batch)
+                batch = []
+        Document.objects.bulk_create(batch)
+
+    def add_labelled(self, project, rows: list[dict]) -> None:
+        """Documents labelled by a reviewer, as the labeling service stores them (annotation, label, revision)."""
+        import hashlib
+
+        from annotation.models import Document, Label
+
+        labels = {label.key: label for label in Label.objects.filter(taxonomy__project=project)}
+        documents = Document.objects.bulk_create(
+            [
+                Document(
+                    project=project,
+                    text=row["text"],
+                    content_hash=hashlib.sha256(f"{row['id']}{row['text']}".encode()).hexdigest(),
+                    status=Document.Status.LABELED,
+                )
+                for row in rows
+            ]
+        )
+        self._annotate(documents, [slug(row["labels"][0]) for row in rows], labels)
+
+    def label_queued(self, project, count: int) -> None:
+        """`count` queued documents get a reviewer's label: the "labels in" of a fast-loop round."""
+        from annotation.models import Document, Label
+
+        labels = {label.key: label for label in Label.objects.filter(taxonomy__project=project)}
+        documents = list(Document.objects.filter(project=project, status="queued").order_by("?")[:count])
+        Document.objects.filter(pk__in=[d.pk for d in documents]).update(status="labeled")
+        keys = [self.keys[i % len(self.keys)] for i in range(len(documents))]
+        self._annotate(documents, keys, labels)
+
+    def _annotate(self, documents, keys, labels) -> None:
+        from annotation.models import Annotation, AnnotationLabel, AnnotationRevision
+
+        annotations = Annotation.objects.bulk_create(
+            [Annotation(document=document, reviewer=self.reviewer) for document in documents]
+        )
+        AnnotationLabel.objects.bulk_create(
+            [AnnotationLabel(annotation=a, label=labels[k]) for a, k in zip(annotations, keys, strict=True)]
+        )
+        AnnotationRevision.objects.bulk_create(
+            [
+                AnnotationRevision(annotation=a, label_keys=[k], label_ids=[labels[k].pk], reason="create")
+                for a, k in zip(annotations, keys, strict=True)
+            ]
+        )
+
+
+def run_loop(project_id: int) -> dict:
+    """What a worker does on `labels_changed`, then on the training task it enqueues; returns the timings."""
+    from learning import services
+    from learning.models import QueuePriority, TrainingRun
+
+    started = time.perf_counter()
+    run = services.training_on_labels_changed(project_id=project_id)
+    if run is None:
+        run = services.training_run_request(project=run_project(project_id), kind="fast", trigger="labels")
+    run = services.training_run_execute(run_id=run.pk)
+    elapsed = time.perf_counter() - started
+    if run.status != TrainingRun.Status.SUCCEEDED:
+        raise SystemExit(f"run {run.pk} ended {run.status}: {run.error}")
+    version = run.model_version
+    scored = QueuePriority.objects.filter(project_id=project_id, model_version=version.number).count()
+    return {"seconds": elapsed, "timings": run.timings, "version": version.number, "scored": scored, "kind": run.kind}
+
+
+def run_project(project_id: int):
+    from annotation.models import Project
+
+    return Project.objects.get(pk=project_id)
+
+
+def fast_loop(bench: Bench, pool: int, *, real_embeddings: bool) -> dict:
+    import numpy as np
+
+    from annotation.models import Document
+    from learning import services
+
+    project = bench.project(
+        f"Fast loop, {pool} documents", fast_retrain_every=NEW_LABELS_PER_ROUND, slow_retrain_every=1_000_000
+    )
+    started = time.perf_counter()
+    bench.add_pool(project, pool)
+    bench.add_labelled(project, bench.labelled[:SEED_LABELS])
+    setup = time.perf_counter() - started
+    base = services._held_classifier(None, project)
+    ids = np.fromiter(
+        Document.objects.filter(project=project).order_by("pk").values_list("pk", flat=True), dtype=np.int64
+    )
+    started = time.perf_counter()
+    if real_embeddings:
+        services.embeddings_for(project_id=project.pk, body_id=base.body_id, document_ids=ids, encode=base.encode)
+        how = "encoded"
+    else:
+        labelled = np.fromiter(
+            Document.objects.filter(project=project, status="labeled").values_list("pk", flat=True), dtype=np.int64
+        )
+        services.embeddings_for(project_id=project.pk, body_id=base.body_id, document_ids=labelled, encode=base.encode)
+        rng = np.random.default_rng(0)
+        pool_ids = np.setdiff1d(ids, labelled)
+        for chunk in np.array_split(pool_ids, max(1, len(pool_ids) // 25_000)):
+            vectors = rng.standard_normal((len(chunk), 384)).astype(np.float32)
+            vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+            services._shard_write(project.pk, base.body_id, chunk, vectors)
+        how = "seeded (random unit vectors; labelled documents encoded)"
+    embedding_seconds = time.perf_counter() - started
+    print(f"pool {pool}: set up in {setup:.1f} s, embeddings {how} in {embedding_seconds:.1f} s", flush=True)
+    rounds = []
+    for round_number in range(FAST_ROUNDS):
+        bench.label_queued(project, NEW_LABELS_PER_ROUND)
+        result = run_loop(project.pk)
+        rounds.append(result)
+        print(f"  round {round_number + 1}: {result['seconds']:.2f} s {result['timings']}", flush=True)
+    return {
+        "pool": pool,
+        "setup_seconds": setup,
+        "embeddings": how,
+        "embedding_seconds": embedding_seconds,
+        "rounds": rounds,
+    }
+
+
+def slow_loop(bench: Bench, labels: int, *, pool: int, steps: int) -> dict:
+    from learning import services
+
+    project = bench.project(f"Slow loop, {labels} labels", slow_retrain_every=labels)
+    bench.add_pool(project, pool, offset=labels)
+    bench.add_labelled(project, bench.labelled[:labels])
+    run = services.training_run_request(project=project, kind="slow", trigger="admin", max_steps=steps)
+    started = time.perf_counter()
+    run = services.training_run_execute(run_id=run.pk)
+    elapsed = time.perf_counter() - started
+    if run.status != "succeeded":
+        raise SystemExit(f"slow run ended {run.status}: {run.error}")
+    print(f"slow loop, {labels} labels: {elapsed:.1f} s {run.timings}", flush=True)
+    version = run.model_version
+    return {
+        "labels": labels,
+        "train_labels": version.train_label_count,
+        "eval_labels": version.eval_label_count,
+        "pool": pool,
+        "steps": steps,
+        "seconds": elapsed,
+        "timings": run.timings,
+        "macro_f1": version.macro_f1,
+    }
+
+
+def throughput(bench: Bench, count: int, rounds: int) -> dict:
+    """Texts per second: the cache path (DB read, chunked encode, shard writes) against plain encode."""
+    import numpy as np
+    from sentence_transformers import SentenceTransformer
+
+    from annotation.models import Document
+    from learning import services
+    from learning.ml.classifier import default_base_model
+
+    project = bench.project("Throughput")
+    bench.add_pool(project, count * rounds, offset=0)
+    ids = np.fromiter(
+        Document.objects.filter(project=project).order_by("pk").values_list("pk", flat=True), dtype=np.int64
+    )
+    texts = dict(Document.objects.filter(project=project).values_list("pk", "text"))
+    base = services._held_classifier(None, project)
+    plain_model = SentenceTransformer(default_base_model(), device="cpu")
+    plain, cached = 0.0, 0.0
+    for r in range(rounds):
+        chunk = ids[r * count : (r + 1) * count]
+        started = time.perf_counter()
+        plain_model.encode([texts[int(i)] for i in chunk], batch_size=32, show_progress_bar=False)
+        plain += time.perf_counter() - started
+        started = time.perf_counter()
+        services.embeddings_for(
+            project_id=project.pk, body_id=f"bench-throughput-{r}", document_ids=chunk, encode=base.encode
+        )
+        cached += time.perf_counter() - started
+    n = count * rounds
+    return {"texts": n, "plain_per_second": n / plain, "cache_per_second": n / cached, "ratio": plain / cached}
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    return f"{os.cpu_count()} cores ({cpu}), shared with other engineers' work; load average at start {load}"
+
+
+def phase(timings: dict, *keys: str) -> float:
+    return sum(timings.get(key, 0.0) for key in keys)
+
+
+def markdown(results: dict) -> str:
+    lines = [
+        "# Benchmark: the learning loop",
+        "",
+        f"Measured {results['date']} on {results['machine']}.",
+        "",
+        "```",
+        results["command"],
+        "```",
+        "",
+        "The script builds its own database (`docket_bench_learning`, dropped and recreated) and a temporary",
+        "ARTIFACT_DIR, and calls the services a Celery worker calls (`training_on_labels_changed`, then",
+        "`training_run_execute`) in one process: the broker hop is not included. Labelled texts are OPP-115",
+        "segments with one category (12 labels, single-label project); queued documents are OPP-115 segments",
+        "cycled with a distinguishing suffix. Promotion policy `always`, so every run rescores the whole pool.",
+        "Python imports of torch/transformers/setfit, paid once per worker process: "
+        f"{results['import_seconds']:.1f} s.",
+        "",
+        "## Fast loop: labels in, pool rescored",
+        "",
+        f"Each round: {NEW_LABELS_PER_ROUND} queued documents get a reviewer's label (starting from {SEED_LABELS}",
+        "labelled ones), then `labels_changed` asks for a fast run and the run refits the head on cached",
+        "embeddings, evaluates, saves the version in SetFit format (body files hard-linked to the previous",
+        "version's), scores every queued document and upserts all their QueuePriority rows in the switching",
+        f"transaction. {FAST_ROUNDS} rounds per pool; the first round of the first pool also loads the base body.",
+        "",
+        "| queued documents | embeddings | median wall time | rounds (s) | read labels | head fit + evaluate |"
+        " save version | score pool (read cache, predict, rank) | switch + upsert priorities |",
+        "| ---: | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for entry in results["fast"]:
+        rounds = entry["rounds"]
+        median = statistics.median(r["seconds"] for r in rounds)
+        last = rounds[-1]["timings"]
+        lines.append(
+            f"| {entry['pool']:,} | {entry['embeddings'].split(' (')[0]} | {median:.2f} s | "
+            + ", ".join(f"{r['seconds']:.2f}" for r in rounds)
+            + f" | {phase(last, 'read_labels'):.2f} | {phase(last, 'fit_head', 'evaluate', 'compare'):.2f} |"
+            f" {phase(last, 'save'):.2f} | {phase(last, 'score_pool'):.2f} | {phase(last, 'switch'):.2f} |"
+        )
+    lines += [
+        "",
+        "Phase columns are the last round's, in seconds. Embeddings were put in the cache before the rounds: "
+        + "; ".join(
+            f"{e['pool']:,} documents {e['embeddings']} in {e['embedding_seconds']:.1f} s" for e in results["fast"]
+        )
+        + ". Random pool vectors (encoding 100,000 texts takes ~25 minutes on two idle cores) change no timing,",
+        "only the model's scores; the cost of encoding is in the throughput table below.",
+        "",
+        "## Slow loop: body fine-tuned, pool re-embedded, switched",
+        "",
+        f"Body fine-tuning capped at {results['slow'][0]['steps']} steps of 16 pairs (`TrainingRun.max_steps`;"
+        " the default cap is 100),",
+        f"then every labelled and queued document ({results['slow'][0]['pool']:,} queued) is re-embedded with the"
+        " new body in",
+        "shards of 2,048, the head is fitted, the version saved and the pool rescored.",
+        "",
+        "| labels | training / evaluation | wall time | fine-tune | re-embed | head + evaluate | save |"
+        " score + switch | macro-F1 (eval) |",
+        "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for entry in results["slow"]:
+        t = entry["timings"]
+        lines.append(
+            f"| {entry['labels']} | {entry['train_labels']} / {entry['eval_labels']} | {entry['seconds']:.1f} s |"
+            f" {phase(t, 'fine_tune'):.1f} | {phase(t, 'embed'):.1f} |"
+            f" {phase(t, 'fit_head', 'evaluate', 'compare'):.1f} | {phase(t, 'save'):.1f} |"
+            f" {phase(t, 'score_pool', 'switch'):.1f} | {entry['macro_f1']:.3f} |"
+        )
+    th = results["throughput"]
+    lines += [
+        "",
+        "## Pool embedding throughput",
+        "",
+        f"{th['texts']:,} OPP-115 texts, in alternating rounds so neighbours' load hits both alike: plain",
+        "`SentenceTransformer.encode(batch_size=32)` against Docket's cache path (`learning.services.embeddings_for`:",
+        "texts read from PostgreSQL, encoded in chunks with progress, each chunk written as an .npz shard and",
+        "indexed in EmbeddingShard).",
+        "",
+        "| path | texts/s |",
+        "| --- | ---: |",
+        f"| plain SentenceTransformer.encode | {th['plain_per_second']:.1f} |",
+        f"| chunked cache path | {th['cache_per_second']:.1f} |",
+        f"| ratio (cache / plain) | {th['ratio']:.2f} |",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pools", default="10000,100000", help="queued documents per fast-loop pool")
+    parser.add_argument("--slow-labels", default="100,400")
+    parser.add_argument(
+        "--encode-up-to",
+        type=int,
+        default=0,
+        help="really encode pools up to this size (others are seeded with random vectors)",
+    )
+    parser.add_argument("--slow-steps", type=int, default=10, help="cap on body fine-tuning steps")
+    parser.add_argument("--slow-pool", type=int, default=100, help="queued documents in the slow-loop projects")
+    parser.add_argument("--throughput-texts", type=int, default=100, help="texts per throughput round")
+    parser.add_argument("--throughput-rounds", type=int, default=2)
+    parser.add_argument("--write", type=Path, help="write the markdown report here")
+    args = parser.parse_args()
+
+    started = time.perf_counter()
+    import setfit  # noqa: F401  (timed: what a fresh worker pays before its first training)
+
+    import_seconds = time.perf_counter() - started
+    recreate_database()
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    labelled, texts = load_segments()
+    bench = Bench(labelled, texts)
+    results = {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": machine(),
+        "command": "nice .venv/bin/python benchmarks/learning_loop.py " + " ".join(sys.argv[1:]),
+        "import_seconds": import_seconds,
+        "fast": [],
+        "slow": [],
+    }
+    for pool in [int(p) for p in args.pools.split(",") if p]:
+        results["fast"].append(fast_loop(bench, pool, real_embeddings=pool <= args.encode_up_to))
+    for labels in [int(n) for n in args.slow_labels.split(",") if n]:
+        results["slow"].append(slow_loop(bench, labels, pool=args.slow_pool, steps=args.slow_steps))
+    results["throughput"] = throughput(bench, args.throughput_texts, args.throughput_rounds)
+    print(json.dumps(results, indent=2, default=str))
+    if args.write:
+        args.write.write_text(markdown(results), encoding="utf-8")
+        print(f"wrote {args.write}")
+
+
+if __name__ == "__main__":
+    main()
