@@ -12,7 +12,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from annotation import permissions
-from annotation.models import Membership
+from annotation.models import Membership, Taxonomy
 from api import services
 from api.exceptions import Conflict
 from api.models import ApiKey, Scope
@@ -64,7 +64,14 @@ def project_keys(request: HttpRequest, project_id: int) -> HttpResponse:
     return render(
         request,
         "api/project_keys.html",
-        {"project": project, "keys": _keys(project), "form": form, "issued": issued},
+        {
+            "project": project,
+            "taxonomy_version": Taxonomy.objects.filter(project=project).values_list("version", flat=True).first(),
+            "tab": "keys",
+            "keys": _keys(project),
+            "form": form,
+            "issued": issued,
+        },
         status=201 if issued else 200,
     )
 
