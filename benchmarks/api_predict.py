@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import socket
 import statistics
 import subprocess
@@ -213,6 +214,7 @@ def main() -> None:
     finally:
         server.terminate()
         server.wait(30)
+        shutil.rmtree(ARTIFACTS, ignore_errors=True)
     report = render(results, rss, rss_after, args.repeats, sum(len(t) for t in texts[:64]) / 64)
     print(report)
     if args.write:
