@@ -52,7 +52,9 @@ def _context(request: HttpRequest, project: Project, tab: str, **extra: Any) -> 
         "project": project,
         "role": permissions.role_in(request.user, project),
         "tab": tab,
-        "adjudication_count": len(quality_selectors.adjudication_queue(project)) if tab != "adjudication" else None,
+        "adjudication_count": len(quality_selectors.adjudication_queue(project))
+        if tab not in ("adjudication", "dashboard")
+        else None,
         **extra,
     }
 
@@ -82,7 +84,9 @@ def dashboard(request: HttpRequest, project: Project) -> HttpResponse:
         writer.writerow(chart["columns"])
         writer.writerows(chart["rows"])
         return response
-    return render(request, "quality/dashboard.html", _context(request, project, "dashboard", **data))
+    context = _context(request, project, "dashboard", **data)
+    context["adjudication_count"] = data["disputed"]
+    return render(request, "quality/dashboard.html", context)
 
 
 @require_POST

@@ -47,7 +47,7 @@ def test_dashboard_tables_download_as_csv(client, project, project_admin, labele
     response = client.get(f"/projects/{project.pk}/quality/?field=product&csv=field")
     assert response["Content-Type"].startswith("text/csv")
     lines = response.content.decode().strip().splitlines()
-    assert lines[0] == "product,label,documents"
+    assert lines[0] == "product,label,answers"
     assert "Mail,First Party,3" in lines
     assert client.get(f"/projects/{project.pk}/quality/?csv=nope").status_code == 404
 
