@@ -161,7 +161,7 @@ def _label_tables(version: ModelVersion, confusion: dict) -> list[dict]:
     return [{"name": _label_name(version, key), **table} for key, table in confusion.items()]
 
 
-def learning_curve_drawing(points: list[dict], *, width: int = 720, height: int = 280) -> str:
+def learning_curve_drawing(points: list[dict], *, width: int = 960, height: int = 300) -> str:
     """An SVG line chart of evaluation macro-F1 (0..1) against the number of training labels per version."""
     left, right, top, bottom = 52, 16, 16, 40
     plot_w, plot_h = width - left - right, height - top - bottom
@@ -206,16 +206,21 @@ def learning_curve_drawing(points: list[dict], *, width: int = 720, height: int 
         return "".join(parts)
     line = " ".join(f"{x(p['train_label_count']):.1f},{y(p['macro_f1']):.1f}" for p in points)
     parts.append(f'<polyline points="{line}" fill="none" stroke="#1f6f8b" stroke-width="2"/>')
+    previous: tuple[float, float] | None = None
     for p in points:
         active = p["status"] == ModelVersion.Status.ACTIVE
         fill = "#2e7d4f" if active else ("#a4492b" if p["kind"] == ModelVersion.Kind.SLOW else "#1f6f8b")
         radius = 6 if active else 4
         cx, cy = x(p["train_label_count"]), y(p["macro_f1"])
+        # A version close to the previous one gets its name below the point, so the two names stay apart.
+        crowded = previous is not None and abs(cx - previous[0]) < 24 and abs(cy - previous[1]) < 24
+        label_y = cy + 18 if crowded else cy - 9
+        previous = (cx, cy)
         parts.append(
             f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="{radius}" fill="{fill}" stroke="#fff" stroke-width="1.5">'
             f"<title>v{p['number']} ({p['kind']}): macro-F1 {p['macro_f1']:.3f} with {p['train_label_count']} "
             f"training labels, {p['eval_label_count']} evaluation labels</title></circle>"
-            f'<text x="{cx:.1f}" y="{cy - 9:.1f}" text-anchor="middle" fill="#5b6b75" font-size="10">'
+            f'<text x="{cx:.1f}" y="{label_y:.1f}" text-anchor="middle" fill="#5b6b75" font-size="10">'
             f"v{p['number']}</text>"
         )
     legend_y = top + 4
