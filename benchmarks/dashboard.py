@@ -8,9 +8,10 @@ reviewers whose answers spread over 60 days with time on screen, 10% of the labe
 (two reviewers each, about one in five disagreeing, half of those adjudicated) and three model versions.
 
 Measures GET /projects/<id>/quality/ through Django's test client in this process (query, aggregation,
-template, SVG: everything but the network), `--runs` times: first with the agreement cache cleared before
-every request (cold: the bootstrap intervals are recomputed), then with it kept (warm: what a reader gets
-until the next label). Prints p50/p95 of each and writes them as JSON next to docs/benchmarks-quality.md.
+template, SVG: everything but the network): `--runs` times with the figures cached (warm: what every reader
+gets until the next change), then a third as often with the cache cleared before every request (cold: every
+aggregate and the agreement bootstrap recomputed). Prints p50/p95 of each and writes them as JSON beside
+docs/benchmarks-quality.md.
 """
 
 import argparse
@@ -243,7 +244,7 @@ def main() -> None:
         "documents": args.documents,
         "annotations": args.annotations,
         "warm": warm,
-        "cold_agreement_cache": cold,
+        "cold_cache_cleared": cold,
         "machine": f"{platform.machine()}, {os.cpu_count()} cores shared, python {platform.python_version()}",
         "cache": settings.CACHES["default"]["BACKEND"].rsplit(".", 1)[-1],
     }
