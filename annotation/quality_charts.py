@@ -25,6 +25,16 @@ def _svg(height: int, body: list[str], label: str, width: int = WIDTH) -> SafeSt
     )
 
 
+def _left_margin(names: Sequence[str]) -> int:
+    """Room for the longest category name (about 6.5 px a character at 12 px), within limits."""
+    return int(min(300, max(90, 6.5 * max((len(str(n)) for n in names), default=0) + 12)))
+
+
+def _clip(name: str, left: int) -> str:
+    limit = int((left - 12) / 6.5)
+    return name if len(name) <= limit else name[: limit - 1] + "…"
+
+
 def _fmt(value: float) -> str:
     return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.2f}"
 
@@ -34,7 +44,7 @@ def hbar(rows: Sequence[tuple[str, float]], *, label: str, colors: Sequence[str]
     if not rows:
         return _svg(30, ['<text x="4" y="20" class="muted">No data yet</text>'], label)
     top = max(v for _, v in rows) or 1
-    left, right = 170, 70
+    left, right = _left_margin([n for n, _ in rows]), 70
     span = WIDTH - left - right
     body = []
     for i, (name, value) in enumerate(rows):
@@ -42,7 +52,8 @@ def hbar(rows: Sequence[tuple[str, float]], *, label: str, colors: Sequence[str]
         w = max(span * value / top, 1 if value else 0)
         fill = colors[i] if colors else color(0)
         body.append(
-            f'<text x="{left - 8}" y="{y + 15}" text-anchor="end" font-size="12">{escape(str(name)[:26])}</text>'
+            f'<text x="{left - 8}" y="{y + 15}" text-anchor="end" font-size="12">'
+            f"{escape(_clip(str(name), left))}</text>"
             f'<rect x="{left}" y="{y}" width="{w:.1f}" height="{BAR_HEIGHT}" rx="3" fill="{fill}">'
             f"<title>{escape(str(name))}: {_fmt(value)}</title></rect>"
             f'<text x="{left + w + 6:.1f}" y="{y + 15}" font-size="12">{_fmt(value)}</text>'
@@ -56,7 +67,7 @@ def stacked(
     """One horizontal bar per category, split into series (shares of the category's total), with a legend."""
     if not categories:
         return _svg(30, ['<text x="4" y="20">No data yet</text>'], label)
-    left, right = 170, 60
+    left, right = _left_margin(categories), 60
     span = WIDTH - left - right
     body = []
     for i, category in enumerate(categories):
@@ -64,7 +75,8 @@ def stacked(
         total = sum(values.get((category, s), 0) for s in series) or 1
         x = float(left)
         body.append(
-            f'<text x="{left - 8}" y="{y + 15}" text-anchor="end" font-size="12">{escape(str(category)[:26])}</text>'
+            f'<text x="{left - 8}" y="{y + 15}" text-anchor="end" font-size="12">'
+            f"{escape(_clip(str(category), left))}</text>"
         )
         for j, name in enumerate(series):
             value = values.get((category, name), 0)
