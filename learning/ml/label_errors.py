@@ -74,6 +74,8 @@ class LabelIssue:
     self_confidence: float  # the model's probability of the given label(s): lower is more suspicious
 
 
+# n_jobs=1 everywhere: cleanlab otherwise forks a process pool, which deadlocks in a process that has
+# already started torch's threads (a web process, a worker, the test run).
 def rank_label_issues(
     targets: np.ndarray | list[list[int]], probabilities: np.ndarray, *, multi_label: bool = False
 ) -> list[LabelIssue]:
@@ -85,6 +87,7 @@ def rank_label_issues(
             pred_probs=probabilities,
             multi_label=True,
             return_indices_ranked_by="self_confidence",
+            n_jobs=1,
         )
         issues = []
         for i in indices:
@@ -94,7 +97,9 @@ def rank_label_issues(
             issues.append(LabelIssue(int(i), [int(g) for g in given], suggested, confidence))
         return issues
     targets = np.asarray(targets)
-    indices = find_label_issues(labels=targets, pred_probs=probabilities, return_indices_ranked_by="self_confidence")
+    indices = find_label_issues(
+        labels=targets, pred_probs=probabilities, return_indices_ranked_by="self_confidence", n_jobs=1
+    )
     return [
         LabelIssue(int(i), [int(targets[i])], [int(np.argmax(probabilities[i]))], float(probabilities[i][targets[i]]))
         for i in indices
