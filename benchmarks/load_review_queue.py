@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/load_review_queue.py [--documents 100000] [--reviewers 1,4,16] [--seconds 15]
         [--scored] [--workers 4] [--threads 4] [--json results.json]
 
-Uses its own database (docket_bench by default; dropped and recreated unless --keep-db) with one project of
+Uses its own database (docket_bench_queue by default; dropped and recreated unless --keep-db) with one project of
 `--documents` documents bulk-inserted, and starts gunicorn on 127.0.0.1. Each simulated reviewer gets a
 logged-in session, opens the labeling page (for its CSRF cookie) and then, in its own process, does exactly
 what the page does: POST /projects/<id>/queue/next with the document on screen as `after` (the prefetch),
@@ -50,7 +50,7 @@ CLAUSES = [
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/docket_bench")
+    parser.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/docket_bench_queue")
     parser.add_argument("--documents", type=int, default=100_000)
     parser.add_argument("--reviewers", default="1,4,16", help="comma-separated concurrency levels")
     parser.add_argument("--seconds", type=float, default=15.0, help="length of each measured level")
