@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from learning.ml.classifier import Classifier, TrainingArgs
+from learning.ml.classifier import THRESHOLD_RULES, Classifier, TrainingArgs
 from learning.ml.coldstart import COLD_STARTS, cold_start
 from learning.ml.embeddings import EmbeddingCache
 from learning.ml.exceptions import NotEnoughLabels
@@ -67,6 +67,8 @@ class SimulationConfig:
     step: int = 20
     budget: int = 400
     seeds: int = 3
+    seed_offset: int = 0
+    """Seeds run are seed_offset .. seed_offset + seeds - 1; an offset gives fresh seeds for a confirmation run."""
     split_field: str = "split"
     group_field: str | None = None
     test_fraction: float = 0.25
@@ -332,7 +334,7 @@ def _run_simulation(config: SimulationConfig, classifier: Classifier | None) -> 
     )
     tick = progress("simulating", len(config.strategies) * config.seeds * len(counts))
     points: list[CurvePoint] = []
-    for seed in range(config.seeds):
+    for seed in range(config.seed_offset, config.seed_offset + config.seeds):
         for name in config.strategies:
             points.extend(
                 simulate_run(
@@ -500,6 +502,7 @@ def summarise(
         "step": config.step,
         "budget": config.budget,
         "seeds": config.seeds,
+        "seed_offset": config.seed_offset,
         "cold_start": config.cold_start,
         "report_at": report_at,
         "training_args": config.training_args.to_dict(),
@@ -526,7 +529,8 @@ def summary_markdown(summary: dict[str, Any]) -> str:
         f"Data: `{summary['data']}` ({summary['n_train']} train / {summary['n_test']} test, {summary['split']}; "
         f"{'multi' if summary['multi_label'] else 'single'}-label, {len(summary['labels'])} labels). "
         f"Seed {summary['seed_size']} ({summary['cold_start']}), step {summary['step']}, "
-        f"budget {summary['budget']}, {summary['seeds']} seeds.",
+        f"budget {summary['budget']}, {summary['seeds']} seeds "
+        f"({summary['seed_offset']}-{summary['seed_offset'] + summary['seeds'] - 1}).",
         "",
         header,
         "|" + " --- |" * (len(report_at) + 2),
@@ -630,6 +634,7 @@ def add_simulation_arguments(parser: Any) -> None:
     parser.add_argument("--step", type=int, default=20)
     parser.add_argument("--budget", type=int, default=400)
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--seed-offset", type=int, default=0, help="first seed (fresh seeds confirm a choice)")
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--split-field", default="split", help="rows whose field is 'test' are held out")
     parser.add_argument("--group-field", default=None, help="keep groups whole in a random split (e.g. policy)")
@@ -642,7 +647,7 @@ def add_simulation_arguments(parser: Any) -> None:
     parser.add_argument("--base-model", default=None, help="local SentenceTransformer directory")
     parser.add_argument("--cache-dir", type=Path, default=Path("var/cache/embeddings"))
     parser.add_argument("--head-c", type=float, default=TrainingArgs.head_c)
-    parser.add_argument("--threshold-rule", choices=("fixed", "cv"), default=TrainingArgs.threshold_rule)
+    parser.add_argument("--threshold-rule", choices=THRESHOLD_RULES, default=TrainingArgs.threshold_rule)
     parser.add_argument("--no-progress", dest="show_progress", action="store_false")
 
 
@@ -660,6 +665,7 @@ def config_from_arguments(options: Any) -> SimulationConfig:
         step=values["step"],
         budget=values["budget"],
         seeds=values["seeds"],
+        seed_offset=values.get("seed_offset", 0),
         split_field=values["split_field"],
         group_field=values["group_field"],
         test_fraction=values["test_fraction"],

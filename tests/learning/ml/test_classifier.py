@@ -98,6 +98,15 @@ def test_cv_thresholds_are_folded_into_the_head(frozen_multi_label_classifier):
     assert [labels for labels in predicted] == [[LABELS[i]] for i in y]
 
 
+def test_auto_thresholds_stay_at_one_half_while_labels_are_few(frozen_multi_label_classifier):
+    embeddings, y = clustered_embeddings(n_per_label=12)
+    targets = np.zeros((36, 3), dtype=int)
+    targets[np.arange(36), y] = 1
+    frozen_multi_label_classifier.fit_head(embeddings, targets)
+    assert frozen_multi_label_classifier.args.threshold_rule == "auto"
+    assert frozen_multi_label_classifier.thresholds == [0.5, 0.5, 0.5]
+
+
 def test_one_class_only_is_refused_with_a_human_message(frozen_classifier):
     embeddings, _ = clustered_embeddings()
     with pytest.raises(NotEnoughLabels, match="same label 'sharing'"):

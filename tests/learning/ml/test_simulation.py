@@ -108,6 +108,16 @@ def test_strategies_start_from_the_same_seed_set(small_corpus):
     assert margin[0].macro_f1 == random[0].macro_f1 or np.isnan(margin[0].macro_f1)
 
 
+def test_single_label_files_run_through_the_same_loop(tmp_path, frozen_body):
+    corpus = load_corpus(write_rows(tmp_path / "d.jsonl", synthetic_rows()))
+    classifier = frozen_body.on_same_body(corpus.labels, corpus.multi_label)
+    embeddings = corpus_embeddings(corpus, classifier, tmp_path / "cache")
+    for strategy in ("least_confident", "batch", "diverse@diverse"):
+        points = simulate_run(corpus, embeddings, classifier, strategy, 1, [6, 12, 18])
+        assert [p.n_labels for p in points] == [6, 12, 18]
+        assert 0 <= points[-1].macro_f1 <= 1
+
+
 def test_run_writes_curves_plot_and_summary_with_paired_tests(small_corpus, tmp_path):
     path, corpus, classifier, _ = small_corpus
     config = SimulationConfig(

@@ -90,6 +90,16 @@ def test_multi_label_margin_and_entropy_prefer_rows_uncertain_on_many_labels():
         assert get_strategy(name, multi_label=True).select(probabilities, 1, rng=0).tolist() == [1]
 
 
+def test_rare_margin_prefers_uncertainty_about_a_label_the_model_seldom_predicts():
+    common = np.tile([0.9, 0.1], (8, 1))  # label 0 predicted for most of the pool, label 1 for none
+    probabilities = np.vstack([common, [[0.5, 0.1], [0.9, 0.5]]])
+    scores = get_strategy("rare_margin", multi_label=True).scores(probabilities)
+    assert scores[9] > scores[8]  # unsure about the rare label beats unsure about the common one
+    assert get_strategy("margin", multi_label=True).scores(probabilities)[8] == pytest.approx(
+        get_strategy("margin", multi_label=True).scores(probabilities)[9]
+    )
+
+
 def test_scores_cover_the_whole_pool_in_one_pass():
     probabilities = np.random.default_rng(1).dirichlet(np.ones(4), size=1000)
     for name in STRATEGIES:
