@@ -243,18 +243,12 @@ def reviewer_counts(project: Project, reviewer: AbstractBaseUser) -> dict[str, i
 
 
 def current_model(project: Project) -> dict | None:
-    """The project's active model as {"number", "score"} (score may be None); None before the first model.
-
-    Asks `learning.selectors.active_model(project)` (an object with `number` and `score`) once the learning
-    side provides it.
-    """
-    active_model = getattr(learning_selectors, "active_model", None)
-    if active_model is None:
-        return None
-    model = active_model(project)
+    """The project's serving model as {"number", "score"}: score is its evaluation macro-F1, None until it has
+    been evaluated. None before the first model."""
+    model = learning_selectors.active_model(project)
     if model is None:
         return None
-    return {"number": model.number, "score": getattr(model, "score", None)}
+    return {"number": model.number, "score": model.score}
 
 
 def my_annotations(project: Project, reviewer: AbstractBaseUser, *, query: str = "") -> QuerySet[Annotation]:

@@ -8,7 +8,7 @@ from django.test import Client
 from django.urls import reverse
 
 from annotation.models import Annotation, AnnotationRevision, Document, Flag, Label, Lease, Skip
-from learning.models import QueuePriority
+from learning.models import ModelVersion, QueuePriority
 from tests.factories import (
     AnnotationFactory,
     DocumentFactory,
@@ -63,6 +63,22 @@ def test_project_page_shows_progress_and_my_count_today(project, reviewer, revie
     assert response.context["model"] is None
     assert b"None yet" in response.content
     assert b"Start labeling" not in response.content and b"Continue labeling" in response.content
+
+
+def test_project_page_shows_the_serving_model_and_its_score(project, reviewer_client):
+    DocumentFactory(project=project)
+    ModelVersion.objects.create(
+        project=project,
+        number=3,
+        status=ModelVersion.Status.ACTIVE,
+        kind=ModelVersion.Kind.FAST,
+        taxonomy_version=1,
+        artifact_path="models/v3",
+        macro_f1=0.74,
+    )
+    response = reviewer_client.get(reverse("annotation:project-detail", args=[project.pk]))
+    assert response.context["model"] == {"number": 3, "score": 0.74}
+    assert b"v3" in response.content and b"score 0.740" in response.content
 
 
 def test_project_page_links_admins_to_the_manage_pages(project, project_admin, reviewer_client, client_for):

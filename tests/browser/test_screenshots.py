@@ -11,8 +11,7 @@ from django.utils import timezone
 
 from annotation.models import Annotation, Document
 from annotation.services.labeling import annotation_submit
-from learning import models as learning_models
-from learning.models import QueuePriority
+from learning.models import ModelVersion, QueuePriority
 from tests.browser.conftest import ARTIFACTS, ROOT, log_in
 from tests.factories import PASSWORD, LabelFactory, MembershipFactory, ProjectFactory, TaxonomyFactory, UserFactory
 
@@ -239,18 +238,16 @@ def realistic_project():
             model_version=4,
             probabilities={key: 0.1 for key, *_ in LABELS},
         )
-    model_version = getattr(learning_models, "ModelVersion", None)
-    if model_version is not None:
-        model_version.objects.create(
-            project=project,
-            number=4,
-            status="active",
-            kind="fast",
-            taxonomy_version=1,
-            label_keys=[key for key, *_ in LABELS],
-            artifact_path="models/screenshot/v4",
-            macro_f1=0.812,
-        )
+    ModelVersion.objects.create(
+        project=project,
+        number=4,
+        status=ModelVersion.Status.ACTIVE,
+        kind=ModelVersion.Kind.FAST,
+        taxonomy_version=1,
+        label_keys=[key for key, *_ in LABELS],
+        artifact_path="models/screenshot/v4",
+        macro_f1=0.812,
+    )
     return project, reviewer
 
 
