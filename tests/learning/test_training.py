@@ -63,6 +63,9 @@ def test_queue_order_follows_the_models_uncertainty(artifact_dir):
 
 def test_evaluation_documents_are_held_out_and_interleaved_without_suggestions(artifact_dir):
     project, _ = build_labelled_project(eval_fraction=0.3)
+    # The draw is random; two queued documents are set aside by hand so the queue surely holds some.
+    for document in queued(project)[:2]:
+        EvaluationReservation.objects.create(document=document, project=project)
     run = train(project)
     version = run.model_version
     reserved = set(EvaluationReservation.objects.filter(project=project).values_list("document_id", flat=True))
