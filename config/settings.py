@@ -119,6 +119,10 @@ DOCKET_MAX_TEXT_CHARS = env.int("DOCKET_MAX_TEXT_CHARS", default=20_000)
 DOCKET_IMPORT_CHUNK = env.int("DOCKET_IMPORT_CHUNK", default=2_000)
 # Directory or name of the default SentenceTransformer body; empty means the packaged all-MiniLM-L6-v2.
 DOCKET_BASE_MODEL = env.str("DOCKET_BASE_MODEL", default="")
+# Cap on body fine-tuning steps in a slow run (~3 s a step on 2 CPU cores).
+DOCKET_FINE_TUNE_MAX_STEPS = env.int("DOCKET_FINE_TUNE_MAX_STEPS", default=100)
+# A running training whose worker has sent no heartbeat for this long is marked failed, so the next can start.
+DOCKET_TRAINING_STALE_SECONDS = env.int("DOCKET_TRAINING_STALE_SECONDS", default=600)
 
 # --- Celery ---------------------------------------------------------------------------------------
 # Default: Celery's file-system broker under var/, so `make run` runs a real worker with no server.
@@ -146,6 +150,9 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_TRACK_STARTED = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Body fine-tunes take minutes; give them their own queue (and worker) in production so imports and fast
+# head refits never wait behind one. The default keeps everything on one queue for `make run`.
+CELERY_TASK_ROUTES = {"learning.tasks.train_slow": {"queue": env.str("DOCKET_SLOW_TRAINING_QUEUE", default="celery")}}
 
 # --- REST framework -------------------------------------------------------------------------------
 # Throttle counters live in this cache: local memory serves one process; several processes need Redis.
