@@ -12,6 +12,7 @@ import csv
 import hashlib
 import io
 import json
+import logging
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -41,6 +42,7 @@ EXPORT_ONLY_FIELDS = frozenset({"annotations", "prediction", "status", "docket_i
 CSV_LABEL_SEPARATORS = ("|", ";")
 # csv refuses fields over 128 KiB by default; the text limit is enforced per row with a clear message instead.
 csv.field_size_limit(64 * 1024 * 1024)
+logger = logging.getLogger(__name__)
 FIRST_ERRORS_KEPT = 100
 
 ProgressCallback = Callable[[int], None]
@@ -418,6 +420,9 @@ def import_batch_run(*, batch: ImportBatch, stream: IO[bytes], progress: Progres
                 target=batch,
                 after=_summary(batch),
             )
+            if batch.created_count:
+                project_id = batch.project_id
+                transaction.on_commit(lambda: _request_rescore(project_id))
     except ImportRejected as error:
         _fail(batch, str(error), builder.first_errors)
         raise
@@ -488,6 +493,20 @@ class _ByteCounter(io.RawIOBase):
         if self._progress and n:
             self._progress(self.consumed)
         return n
+
+
+def _request_rescore(project_id: int) -> None:
+    """New documents need a place in the queue: cold-start picks, or scores under the active model.
+
+    The documents are committed by now; a broker outage is logged, and the next label or the models page's
+    rescore button lays the queue out instead.
+    """
+    from learning.tasks import rescore_pool
+
+    try:
+        rescore_pool.delay(project_id)
+    except Exception:  # the broker is down: the import itself has succeeded
+        logger.exception("Could not ask a worker to rescore project %s after an import", project_id)
 
 
 def _summary(batch: ImportBatch) -> dict[str, Any]:

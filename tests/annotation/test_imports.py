@@ -195,3 +195,15 @@ def test_hundred_thousand_rows_import_with_bounded_memory(project, tmp_path):
     assert Document.objects.get(project=project, external_id="r99999").metadata == {"n": 99999}
     # The file is ~6 MB and its documents would take far more as objects; a stream stays well below.
     assert peak < 60 * 1024 * 1024, f"peak traced memory {peak / 1e6:.1f} MB"
+
+
+def test_a_completed_import_asks_the_learning_loop_to_place_the_new_documents(
+    project, django_capture_on_commit_callbacks, monkeypatch
+):
+    from learning import tasks
+
+    asked = []
+    monkeypatch.setattr(tasks.rescore_pool, "delay", asked.append)
+    with django_capture_on_commit_callbacks(execute=True):
+        run_import(project, "text\nA new clause.\n", "one.csv")
+    assert asked == [project.pk]
