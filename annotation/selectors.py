@@ -158,18 +158,26 @@ def review_labels(project: Project) -> list[dict]:
 
 
 def label_groups(labels: list[dict]) -> list[dict]:
-    """Labels grouped under their parent, groups in the order their first label appears.
+    """Labels grouped under their parent, in taxonomy order.
 
-    A parent that is itself a label leads its own group, so a hierarchy reads top-down.
+    A parent that is itself a label leads its own group, and its children join that group wherever their
+    own order puts them, so a hierarchy reads top-down. Labels outside any hierarchy keep their place.
     """
     parents_with_children = {label["parent_key"] for label in labels if label["parent_key"]}
-    groups: dict[str, dict] = {}
+    groups: list[dict] = []
+    named: dict[str, dict] = {}
     for label in labels:
         group_key = label["parent_key"] or (label["key"] if label["key"] in parents_with_children else "")
-        title = label["parent"] or (label["name"] if group_key else "")
-        group = groups.setdefault(group_key, {"title": title, "labels": []})
-        group["labels"].append(label)
-    return list(groups.values())
+        if group_key:
+            if group_key not in named:
+                named[group_key] = {"title": label["parent"] or label["name"], "labels": []}
+                groups.append(named[group_key])
+            named[group_key]["labels"].append(label)
+        elif groups and not groups[-1]["title"]:
+            groups[-1]["labels"].append(label)
+        else:
+            groups.append({"title": "", "labels": [label]})
+    return groups
 
 
 def suggestion_for(project: Project, document_id: int, label_keys: list[str]) -> dict | None:

@@ -7,6 +7,7 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
+from annotation import selectors
 from annotation.models import Annotation, AnnotationRevision, Document, Flag, Label, Lease, Skip
 from learning.models import ModelVersion, QueuePriority
 from tests.factories import (
@@ -107,6 +108,17 @@ def test_labeling_page_hides_deprecated_labels_and_groups_by_parent(project, rev
     assert groups["Third Party"] == ["third_party", "advertising"]
     assert b'data-key="old_label"' not in response.content
     assert b'id="labeling-bootstrap"' in response.content
+
+
+def test_label_groups_keep_the_taxonomy_order_around_a_hierarchy(project):
+    sharing = Label.objects.get(taxonomy=project.taxonomy, key="third_party")
+    LabelFactory(taxonomy=project.taxonomy, key="advertising", name="Advertising", parent=sharing, order=10)
+    groups = selectors.label_groups(selectors.review_labels(project))
+    assert [(g["title"], [label["key"] for label in g["labels"]]) for g in groups] == [
+        ("", ["first_party"]),
+        ("Third Party", ["third_party", "advertising"]),
+        ("", ["data_security"]),
+    ]
 
 
 def test_labeling_page_says_when_nothing_is_imported(project, reviewer_client):

@@ -1,8 +1,10 @@
-"""A reviewer labels with the keyboard only, and two reviewers at once never see the same document."""
+"""A reviewer labels with the keyboard only, two reviewers at once never see the same document, and an earlier
+answer is found and changed from My work."""
 
 import pytest
 
 from annotation.models import Annotation, AnnotationRevision, Document, Flag, Lease, Skip
+from annotation.services.labeling import annotation_submit
 from learning.models import QueuePriority
 from tests.browser.conftest import log_in
 from tests.factories import PASSWORD, DocumentFactory, MembershipFactory, UserFactory, project_with_labels
@@ -204,3 +206,37 @@ def test_two_reviewers_at_once_never_see_the_same_document(new_page):
     assert Annotation.objects.count() == len(documents)
     assert set(Annotation.objects.values_list("reviewer__username", flat=True)) == {"alice", "bob"}
     assert not Document.objects.filter(status=Document.Status.QUEUED).exists()
+
+
+def test_reviewer_finds_an_earlier_answer_in_my_work_and_changes_it(new_page):
+    project = project_with_labels()
+    reviewer = UserFactory()
+    MembershipFactory(project=project, user=reviewer)
+    target = DocumentFactory(project=project, text="Call recordings are deleted after 90 days.")
+    other = DocumentFactory(project=project, text="We collect your delivery address.")
+    for document in (target, other):
+        annotation_submit(reviewer=reviewer, document=document, label_keys=["first_party"])
+
+    page = new_page()
+    log_in(page, reviewer.username, PASSWORD)
+    page.goto(f"/projects/{project.pk}/my-work/")
+    page.fill("input[name=q]", "recordings")
+    page.keyboard.press("Enter")
+    page.wait_for_url(lambda url: "q=recordings" in url)
+    assert page.locator("table.work tbody tr").count() == 1
+    page.click("table.work a.btn")
+    page.wait_for_selector("#workspace[data-mode=edit]")
+    assert current_id(page) == target.pk
+    assert page.get_attribute(".label-choice[data-key=first_party]", "aria-pressed") == "true"
+    page.keyboard.press("3")
+    page.keyboard.press("Enter")
+    page.wait_for_url(lambda url: url.endswith("/my-work/"))
+    assert "Data Security" in page.inner_text("table.work")
+    assert page.errors == [] and page.external_requests == []
+
+    annotation = Annotation.objects.get(document=target, reviewer=reviewer)
+    assert list(annotation.labels.values_list("key", flat=True)) == ["data_security"]
+    assert list(AnnotationRevision.objects.filter(annotation=annotation).values_list("reason", flat=True)) == [
+        "create",
+        "edit",
+    ]
