@@ -123,6 +123,10 @@ def my_work(request: HttpRequest, project_id: int) -> HttpResponse:
 # --- JSON calls of the labeling page -------------------------------------------------------------------------
 
 
+class BadRequest(Exception):
+    """The body of a JSON call could not be read."""
+
+
 def json_call(view: Callable[..., dict]) -> Callable[..., JsonResponse]:
     """A session-authenticated, CSRF-protected JSON call: the view returns a dict, errors become messages.
 
@@ -148,10 +152,6 @@ def json_call(view: Callable[..., dict]) -> Callable[..., JsonResponse]:
             return JsonResponse({"error": str(error)}, status=400)
 
     return wrapper
-
-
-class BadRequest(Exception):
-    """The body of a JSON call could not be read."""
 
 
 def _json_body(request: HttpRequest) -> dict:

@@ -51,10 +51,13 @@
     try {
       data = await response.json();
     } catch (error) {
-      data = { error: `The server answered ${response.status} ${response.statusText}.` };
-    }
-    if (response.status === 403 && !(data && data.error)) {
-      data = { error: "The server refused the request (403). Reload the page to continue." };
+      // Not JSON: a CSRF failure (403) or a proxy's error page.
+      data = {
+        error:
+          response.status === 403
+            ? "The server refused the request (403). Reload the page to continue."
+            : `The server answered ${response.status} ${response.statusText}.`,
+      };
     }
     return { ok: response.ok, status: response.status, data: data || {} };
   }
