@@ -202,9 +202,9 @@ def gold_remove_view(request: HttpRequest, project: Project, document_id: int) -
 
 @quality_page("manage_gold")
 def label_errors_page(request: HttpRequest, project: Project) -> HttpResponse:
-    from learning.quality import likely_label_errors  # the model side, asked only by this page
+    from learning.quality import likely_label_errors_cached  # the model side, asked only by this page
 
-    report = likely_label_errors(project)
+    report = likely_label_errors_cached(project)
     return render(request, "quality/label_errors.html", _context(request, project, "label-errors", report=report))
 
 

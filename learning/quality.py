@@ -10,14 +10,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from django.core.cache import cache
+from django.db.models import Count, Max
 
-from annotation.models import Document, Label, Project
+from annotation.models import Adjudication, Annotation, Document, GoldAnswer, Label, Project
 from annotation.selectors import final_labels_for
 from learning.ml.classifier import base_body_id, default_base_model
 from learning.ml.label_errors import out_of_fold_probabilities, rank_label_issues
 from learning.selectors import active_model_version
 from learning.services import base_model_for, cached_embeddings
 
+CACHE_SECONDS = 24 * 3600
 MIN_DOCUMENTS = 30
 """Fewer labeled documents than this give out-of-fold heads too weak to judge anyone's labels."""
 
@@ -36,6 +39,32 @@ def project_body_id(project: Project) -> str:
     if version is not None and version.body_id:
         return version.body_id
     return base_body_id(base_model_for(project) or default_base_model())
+
+
+def likely_label_errors_cached(project: Project, *, limit: int = 100) -> LabelErrorReport:
+    """`likely_label_errors`, recomputed only when answers, decisions, gold answers or the model body change.
+
+    Five head fits take seconds on a large project; a document sent back for re-review since leaves the list
+    at once (one query), without a recomputation.
+    """
+    stamp = Annotation.objects.filter(document__project=project).aggregate(n=Count("id"), at=Max("updated_at"))
+    decided = Adjudication.objects.filter(project=project).count()
+    gold = GoldAnswer.objects.filter(project=project).count()
+    changed = stamp["at"].timestamp() if stamp["at"] else 0
+    key = (
+        f"quality:label-errors:{project.pk}:{project_body_id(project)}:{stamp['n']}:{changed}:{decided}:{gold}:{limit}"
+    )
+    report = cache.get(key)
+    if report is None:
+        report = likely_label_errors(project, limit=limit)
+        cache.set(key, report, CACHE_SECONDS)
+    still_labeled = set(
+        Document.objects.filter(
+            pk__in=[i["document_id"] for i in report.issues], status=Document.Status.LABELED
+        ).values_list("pk", flat=True)
+    )
+    report.issues = [i for i in report.issues if i["document_id"] in still_labeled]
+    return report
 
 
 def likely_label_errors(project: Project, *, limit: int = 100) -> LabelErrorReport:

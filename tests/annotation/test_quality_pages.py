@@ -97,3 +97,5 @@ def test_label_error_page_ranks_a_flipped_label_first_and_sends_it_back(client, 
     documents[7].refresh_from_db()
     assert documents[7].status == Document.Status.QUEUED
     assert AuditEvent.objects.filter(action="document.send_back").count() == 1
+    html = client.get(f"/projects/{project.pk}/quality/label-errors/").content.decode()
+    assert f'data-document-id="{documents[7].pk}"' not in html  # gone from the (cached) list at once
