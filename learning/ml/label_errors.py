@@ -79,7 +79,11 @@ class LabelIssue:
 def rank_label_issues(
     targets: np.ndarray | list[list[int]], probabilities: np.ndarray, *, multi_label: bool = False
 ) -> list[LabelIssue]:
-    """Likely label errors, most likely first (cleanlab's find_label_issues ranked by self-confidence)."""
+    """Likely label errors, most likely first (cleanlab's find_label_issues ranked by self-confidence).
+
+    n_jobs=1: cleanlab's default process pool forks, and a fork of a process that runs threads (a web server,
+    a Celery worker, pytest with a database) can hang forever; one process is fast enough at this size.
+    """
     if multi_label:
         given_lists = [list(np.flatnonzero(row)) for row in np.asarray(targets)]
         indices = find_label_issues(
