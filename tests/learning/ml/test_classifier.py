@@ -7,6 +7,7 @@ import pytest
 
 from learning.ml.classifier import Classifier, TrainingArgs, base_body_id
 from learning.ml.exceptions import ModelNotTrained, NotEnoughLabels, UnknownLabel
+from tests.learning.ml.frozen import frozen_body
 
 LABELS = ["collection", "sharing", "retention"]
 
@@ -36,9 +37,9 @@ def clustered_embeddings(n_per_label: int = 10, dim: int = 16, seed: int = 0):
 
 
 @pytest.fixture(scope="module")
-def frozen_classifier(frozen_body):
+def frozen_classifier():
     """The fast-path tests only refit heads, so they share one body load."""
-    return frozen_body.on_same_body(LABELS, multi_label=False)
+    return frozen_body().on_same_body(LABELS, multi_label=False)
 
 
 @pytest.fixture(scope="module")

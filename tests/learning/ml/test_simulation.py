@@ -17,6 +17,7 @@ from learning.ml.simulation import (
     run_simulation,
     simulate_run,
 )
+from tests.learning.ml.frozen import frozen_body
 
 TOPICS = {
     "collection": ["We collect your {}.", "Your {} is recorded when you sign up.", "We gather the {} you provide."],
@@ -84,10 +85,10 @@ def test_a_single_label_run_refuses_rows_with_several_labels(tmp_path):
 
 
 @pytest.fixture
-def small_corpus(tmp_path, frozen_body):
+def small_corpus(tmp_path):
     path = write_rows(tmp_path / "d.jsonl", synthetic_rows(multi_label=True))
     corpus = load_corpus(path)
-    classifier = frozen_body.on_same_body(corpus.labels, corpus.multi_label)
+    classifier = frozen_body().on_same_body(corpus.labels, corpus.multi_label)
     embeddings = corpus_embeddings(corpus, classifier, tmp_path / "cache")
     return path, corpus, classifier, embeddings
 
@@ -108,9 +109,9 @@ def test_strategies_start_from_the_same_seed_set(small_corpus):
     assert margin[0].macro_f1 == random[0].macro_f1 or np.isnan(margin[0].macro_f1)
 
 
-def test_single_label_files_run_through_the_same_loop(tmp_path, frozen_body):
+def test_single_label_files_run_through_the_same_loop(tmp_path):
     corpus = load_corpus(write_rows(tmp_path / "d.jsonl", synthetic_rows()))
-    classifier = frozen_body.on_same_body(corpus.labels, corpus.multi_label)
+    classifier = frozen_body().on_same_body(corpus.labels, corpus.multi_label)
     embeddings = corpus_embeddings(corpus, classifier, tmp_path / "cache")
     for strategy in ("least_confident", "batch", "diverse@diverse"):
         points = simulate_run(corpus, embeddings, classifier, strategy, 1, [6, 12, 18])
