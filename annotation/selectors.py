@@ -84,12 +84,15 @@ def final_labels_for(document_ids: Iterable[int]) -> dict[int, FinalLabel]:
     """Each document's final label with adjudications and gold answers taken into account, in four queries."""
     document_ids = list(document_ids)
     by_document = annotations_by_document(document_ids)
-    adjudicated = dict(
+    # The newest decision per document wins. Picked here rather than with DISTINCT ON, which SQLite (the
+    # embedded `make run` database) lacks; a document has few decisions, so this reads little.
+    adjudicated: dict[int, list[str]] = {}
+    for document_id, label_keys in (
         Adjudication.objects.filter(document_id__in=document_ids)
         .order_by("document_id", "-created_at", "-id")
-        .distinct("document_id")
         .values_list("document_id", "label_keys")
-    )
+    ):
+        adjudicated.setdefault(document_id, label_keys)
     gold = dict(GoldAnswer.objects.filter(document_id__in=document_ids).values_list("document_id", "label_keys"))
     return {
         document_id: final_label(

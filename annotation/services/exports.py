@@ -34,13 +34,14 @@ def export_records(project: Project, *, chunk: int = CHUNK) -> Iterator[dict[str
             return
         ids = [d["pk"] for d in documents]
         annotations = selectors.annotations_by_document(ids)
+        finals = selectors.final_labels_for(ids)
         predictions = predictions_for(ids)
         for d in documents:
             doc_annotations = annotations.get(d["pk"], [])
             record = {
                 "id": d["external_id"],
                 "text": d["text"],
-                "labels": selectors.final_labels(doc_annotations),
+                "labels": finals[d["pk"]].labels,
                 "metadata": d["metadata"],
                 "status": d["status"],
                 "docket_id": d["pk"],

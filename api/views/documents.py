@@ -25,14 +25,17 @@ class DocumentOutput(serializers.Serializer):
     text = serializers.CharField()
     metadata = serializers.DictField()
     status = serializers.ChoiceField(choices=Document.Status.choices)
-    labels = serializers.ListField(child=serializers.CharField(), help_text="Final labels from its annotations.")
+    labels = serializers.ListField(
+        child=serializers.CharField(),
+        help_text="Final labels: adjudicated, gold, unanimous or a single reviewer's; empty while disputed.",
+    )
     created_at = serializers.DateTimeField()
 
 
 def _with_labels(documents: list[Document]) -> list[Document]:
-    annotations = selectors.annotations_by_document(d.pk for d in documents)
+    finals = selectors.final_labels_for(d.pk for d in documents)
     for document in documents:
-        document.labels = selectors.final_labels(annotations.get(document.pk, []))
+        document.labels = finals[document.pk].labels
     return documents
 
 
