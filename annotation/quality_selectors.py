@@ -12,7 +12,7 @@ from django.db.models import Count, Max, Q
 
 from annotation import agreement
 from annotation.models import Adjudication, Annotation, AnnotationLabel, Document, GoldAnswer, Project
-from annotation.selectors import annotations_by_document, final_labels_for
+from annotation.selectors import annotations_by_document, final_labels_for, latest_adjudications
 
 
 @dataclass
@@ -51,12 +51,7 @@ def overlapped_units(project: Project) -> list[OverlapUnit]:
     answers: dict[int, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
     for document_id, username, key in rows:
         answers[document_id][username].append(key)
-    adjudicated = dict(
-        Adjudication.objects.filter(document_id__in=list(last_by_document))
-        .order_by("document_id", "-created_at", "-id")
-        .distinct("document_id")
-        .values_list("document_id", "label_keys")
-    )
+    adjudicated = latest_adjudications(last_by_document)
     units = []
     for document_id in sorted(answers):
         by_reviewer = {name: tuple(keys) for name, keys in answers[document_id].items()}

@@ -80,19 +80,27 @@ def final_labels(annotations: list[dict]) -> list[str]:
     return final_label(annotations).labels
 
 
-def final_labels_for(document_ids: Iterable[int]) -> dict[int, FinalLabel]:
-    """Each document's final label with adjudications and gold answers taken into account, in four queries."""
-    document_ids = list(document_ids)
-    by_document = annotations_by_document(document_ids)
-    # The newest decision per document wins. Picked here rather than with DISTINCT ON, which SQLite (the
-    # embedded `make run` database) lacks; a document has few decisions, so this reads little.
+def latest_adjudications(document_ids: Iterable[int]) -> dict[int, list[str]]:
+    """The newest decision's label keys per adjudicated document.
+
+    Picked in Python rather than with DISTINCT ON, which SQLite (the embedded `make run` database) lacks;
+    a document has few decisions, so this reads little.
+    """
     adjudicated: dict[int, list[str]] = {}
     for document_id, label_keys in (
-        Adjudication.objects.filter(document_id__in=document_ids)
+        Adjudication.objects.filter(document_id__in=list(document_ids))
         .order_by("document_id", "-created_at", "-id")
         .values_list("document_id", "label_keys")
     ):
         adjudicated.setdefault(document_id, label_keys)
+    return adjudicated
+
+
+def final_labels_for(document_ids: Iterable[int]) -> dict[int, FinalLabel]:
+    """Each document's final label with adjudications and gold answers taken into account, in four queries."""
+    document_ids = list(document_ids)
+    by_document = annotations_by_document(document_ids)
+    adjudicated = latest_adjudications(document_ids)
     gold = dict(GoldAnswer.objects.filter(document_id__in=document_ids).values_list("document_id", "label_keys"))
     return {
         document_id: final_label(
