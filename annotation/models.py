@@ -18,7 +18,9 @@ class Project(models.Model):
         LEAST_CONFIDENT = "least_confident", "Least confident"
         MARGIN = "margin", "Margin"
         ENTROPY = "entropy", "Entropy"
-        BATCH = "batch", "Ranked batch (uncertainty + diversity)"
+        BATCH = "batch", "Ranked batch (modAL)"
+        DIVERSE = "diverse", "Diverse uncertainty (best on OPP-115)"
+        RARE_MARGIN = "rare_margin", "Margin, favouring rare labels"
         RANDOM = "random", "Random (baseline)"
 
     class PromotionPolicy(models.TextChoices):

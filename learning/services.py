@@ -518,7 +518,8 @@ def learner_order(
     strategy = get_strategy(project.query_strategy, multi_label=project.multi_label)
     scores = np.asarray(strategy.scores(probabilities, rng=rng), dtype=np.float64)
     batch = min(n, max(1, project.fast_retrain_every))
-    candidates = top_k(scores, min(n, max(SELECT_CANDIDATES, 20 * batch)), rng)
+    # The diverse strategy clusters 40 candidates per pick; the others need far fewer.
+    candidates = top_k(scores, min(n, max(SELECT_CANDIDATES, 40 * batch)), rng)
     picked = strategy.select(
         probabilities[candidates],
         batch,

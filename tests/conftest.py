@@ -51,11 +51,13 @@ def _worker_env() -> dict[str, str]:
     return env
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def celery_worker_process(django_db_setup, django_db_blocker, tmp_path_factory):
     """A real `celery worker` process on the suite's broker (Redis), writing results to PostgreSQL.
 
-    Tests that use it must use `transaction=True` so the worker sees their rows.
+    Tests that use it must use `transaction=True` so the worker sees their rows. It lives for one module
+    only: a worker left running would pick up the tasks later tests enqueue (every label asks for a
+    retraining) and train models behind their backs.
     """
     if settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
         pytest.fail("Worker tests need PostgreSQL: run them through `make test`.")

@@ -41,6 +41,16 @@ def test_fast_run_trains_activates_and_scores_every_queued_document(artifact_dir
     assert set(run.timings) >= {"read_labels", "embed_labeled", "fit_head", "save", "score_pool", "switch"}
 
 
+@pytest.mark.parametrize("strategy", ["diverse", "rare_margin", "entropy", "batch", "random"])
+def test_every_project_strategy_orders_the_whole_queue(artifact_dir, strategy):
+    project, _ = build_labelled_project(query_strategy=strategy)
+    run = train(project)
+    assert run.status == "succeeded", run.error
+    ordered = list(order_by_priority(queued(project)).values_list("pk", flat=True))
+    assert sorted(ordered) == sorted(queued(project).values_list("pk", flat=True))
+    assert QueuePriority.objects.filter(document__in=queued(project), model_version=1).count() == 12
+
+
 def test_saved_version_loads_in_plain_setfit_and_predicts_the_taxonomy_labels(artifact_dir):
     from setfit import SetFitModel
 
