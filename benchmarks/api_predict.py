@@ -1,6 +1,6 @@
 """Predict over HTTP against in-process SetFit: what the API adds, at batches of 1, 16 and 64.
 
-    .venv/bin/python benchmarks/api_predict.py [--repeats 30] [--write docs/benchmarks-api.md] [--sqlite]
+    .venv/bin/python benchmarks/api_predict.py [--repeats 30] [--write var/bench/api.md] [--sqlite]
 
 Uses its own database (PostgreSQL docket_bench_api, dropped and recreated; or, with --sqlite, a temporary
 SQLite file as `make run` uses) and a temporary artifact directory. It trains

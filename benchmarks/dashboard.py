@@ -11,7 +11,7 @@ Measures GET /projects/<id>/quality/ through Django's test client in this proces
 template, SVG: everything but the network): `--runs` times with the figures cached (warm: what every reader
 gets until the next change), then a third as often with the cache cleared before every request (cold: every
 aggregate and the agreement bootstrap recomputed). Prints p50/p95 of each and writes them as JSON beside
-docs/benchmarks-quality.md.
+docs/benchmarks.md.
 """
 
 import argparse

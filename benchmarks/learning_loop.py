@@ -1,7 +1,7 @@
 """The learning loop's wall times: fast loop on 10,000 and 100,000 queued documents, slow loop at 100 and 400
 labels, and pool-embedding throughput of the chunked cache path against plain SentenceTransformer.encode.
 
-    nice .venv/bin/python benchmarks/learning_loop.py [--write docs/benchmarks-learning-loop.md]
+    nice .venv/bin/python benchmarks/learning_loop.py [--write var/bench/learning-loop.md]
 
 Uses its own database (docket_bench_learning, dropped and recreated) and a temporary ARTIFACT_DIR, and calls
 the services a Celery worker calls (`training_on_labels_changed`, then `training_run_execute`) in this

@@ -9,7 +9,7 @@ Per-label thresholds (multi-label) are folded into each head's intercept, so tha
 in the saved model as well: SetFit's own `predict` then agrees with ours, and uncertainty is always "distance
 from 0.5". Below 600 labelled documents the rule is the fixed 0.5 of a class-balanced head; from there on
 each label's threshold is tuned on out-of-fold predictions of the training data (`_tune_thresholds`),
-which measured better only once there is enough data to tune on (docs/benchmarks-learning.md).
+which measured better only once there is enough data to tune on (docs/benchmarks.md).
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ mean binary entropy.
 Beyond modAL's: "rare_margin" weights each label's uncertainty by how rarely the model predicts that label,
 and "diverse" spreads a batch over k-means clusters of the most uncertain candidates. Together (the
 "diverse" default) they beat random and plain uncertainty on OPP-115 from the first rounds on; plain
-uncertainty alone does not (docs/benchmarks-learning.md).
+uncertainty alone does not (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -221,7 +221,7 @@ class DiverseUncertainty(QueryStrategy):
     into `k` groups with k-means weighted by uncertainty, and the candidate nearest each centre is chosen.
     Plain top-k uncertainty on a fresh model picks many near-identical paragraphs (the same boilerplate
     from many policies); this keeps the batch informative and spread out. The defaults (rare-label margin,
-    40 candidates per pick) won on OPP-115 over 10 seeds, see docs/benchmarks-learning.md; fewer candidates
+    40 candidates per pick) won on OPP-115 over 10 seeds, see docs/benchmarks.md; fewer candidates
     approach plain uncertainty, the whole pool approaches plain clustering, and both did worse.
     """
 
