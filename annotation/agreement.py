@@ -15,6 +15,7 @@ from itertools import combinations
 
 import krippendorff
 import numpy as np
+from scipy import sparse
 
 Unit = dict[Hashable, Hashable]
 """One document: reviewer -> value."""
@@ -90,46 +91,135 @@ def krippendorff_alpha(units: Sequence[Unit]) -> float:
     )
 
 
-def bootstrap(
-    statistic: Callable[[Sequence], float],
-    items: Sequence,
-    *,
-    resamples: int = 500,
-    confidence: float = 0.95,
-    seed: int = 0,
-) -> tuple[float | None, float | None]:
-    """Percentile interval of `statistic` over documents resampled with replacement.
+RESAMPLES = 500
+BLOCK_CELLS = 2_000_000
+"""Resample counts are drawn in blocks of at most this many cells (resamples x documents), bounding memory."""
 
-    Resamples on which the statistic is undefined (e.g. only one value present) are skipped.
+
+@dataclass(frozen=True)
+class Additive:
+    """A statistic computed from sums over documents, which is what makes its bootstrap cheap.
+
+    `columns` holds one row per document (sparse, documents x d); `combine` turns column sums (r x d, one row
+    per resample) into the statistic (r values, NaN where it is undefined). A bootstrap resample is then one
+    sparse-dense product of the documents' columns with how often each document was drawn: 500 resamples of
+    thousands of documents take milliseconds, where recomputing the statistic per resample took seconds.
     """
-    rng = np.random.default_rng(seed)
-    n = len(items)
-    results = []
-    for _ in range(resamples):
-        sample = [items[i] for i in rng.integers(0, n, n)]
-        try:
-            value = statistic(sample)
-        except (ValueError, ZeroDivisionError):
-            continue
-        if not np.isnan(value):
-            results.append(value)
-    if not results:
-        return None, None
-    tail = (1 - confidence) / 2 * 100
-    low, high = np.percentile(results, [tail, 100 - tail])
-    return float(low), float(high)
+
+    columns: sparse.csr_matrix
+    combine: Callable[[np.ndarray], np.ndarray]
+
+    @property
+    def n_units(self) -> int:
+        return self.columns.shape[0]
+
+    def value(self) -> float:
+        return float(self.combine(np.asarray(self.columns.sum(axis=0)))[0])
+
+    def interval(
+        self, *, resamples: int = RESAMPLES, confidence: float = 0.95, seed: int = 0
+    ) -> tuple[float | None, float | None]:
+        """Percentile interval over documents resampled with replacement; undefined resamples are skipped."""
+        n = self.n_units
+        rng = np.random.default_rng(seed)
+        block = max(1, BLOCK_CELLS // max(n, 1))
+        values = []
+        for first in range(0, resamples, block):
+            size = min(block, resamples - first)
+            drawn = rng.integers(0, n, (size, n)) + (np.arange(size) * n)[:, None]
+            counts = np.bincount(drawn.ravel(), minlength=size * n).reshape(size, n).astype(np.float64)
+            values.append(self.combine(np.asarray((self.columns.T @ counts.T).T)))
+        results = np.concatenate(values)
+        results = results[~np.isnan(results)]
+        if not results.size:
+            return None, None
+        tail = (1 - confidence) / 2 * 100
+        low, high = np.percentile(results, [tail, 100 - tail])
+        return float(low), float(high)
+
+
+def _columns(*blocks: np.ndarray) -> sparse.csr_matrix:
+    return sparse.csr_matrix(np.column_stack([b if b.ndim == 2 else b[:, None] for b in blocks]).astype(np.float64))
+
+
+def _one_hot(values: Sequence[Hashable], index: dict[Hashable, int]) -> np.ndarray:
+    matrix = np.zeros((len(values), len(index)))
+    matrix[np.arange(len(values)), [index[v] for v in values]] = 1.0
+    return matrix
+
+
+def _divide(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(denominator > 0, numerator / np.where(denominator > 0, denominator, 1), np.nan)
+
+
+def mean_statistic(values: Sequence[float]) -> Additive:
+    """The mean of one number per document (a share of agreeing pairs, a hit or miss)."""
+    values = np.asarray(values, dtype=np.float64)
+    return Additive(_columns(values, np.ones(len(values))), lambda s: _divide(s[:, 0], s[:, 1]))
+
+
+def kappa_statistic(first: Sequence[Hashable], second: Sequence[Hashable]) -> Additive:
+    """Cohen's kappa from sums: agreeing documents, each reviewer's value counts and the number of documents."""
+    index = {v: i for i, v in enumerate(sorted(set(first) | set(second), key=str))}
+    k = len(index)
+    equal = np.array([a == b for a, b in zip(first, second, strict=True)], dtype=np.float64)
+    columns = _columns(equal, _one_hot(first, index), _one_hot(second, index), np.ones(len(equal)))
+
+    def combine(s: np.ndarray) -> np.ndarray:
+        n = s[:, -1]
+        observed = _divide(s[:, 0], n)
+        expected = _divide((s[:, 1 : 1 + k] * s[:, 1 + k : 1 + 2 * k]).sum(axis=1), n * n)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            kappa = (observed - expected) / (1 - expected)
+        return np.where(expected >= 1.0, np.where(observed >= 1.0, 1.0, 0.0), kappa)
+
+    return Additive(columns, combine)
+
+
+def alpha_statistic(units: Sequence[Unit]) -> Additive:
+    """Krippendorff's alpha (nominal) from each document's coincidences: the same figure as
+    `krippendorff_alpha`, written as sums over documents so that it resamples as a matrix product.
+
+    For a document with m values, n_c of them value c: it adds n_c(n_c - 1)/(m - 1) agreeing coincidences of
+    value c, and n_c to the value's total. Alpha = 1 - (n - 1)(n - agreeing) / (n^2 - sum of totals squared).
+    """
+    units = _pairable(units)
+    index = {v: i for i, v in enumerate(sorted({v for u in units for v in u.values()}, key=str))}
+    totals = np.zeros((len(units), len(index)))
+    for row, unit in enumerate(units):
+        for value in unit.values():
+            totals[row, index[value]] += 1
+    m = totals.sum(axis=1, keepdims=True)
+    agreeing = totals * (totals - 1) / np.maximum(m - 1, 1)
+    k = len(index)
+
+    def combine(s: np.ndarray) -> np.ndarray:
+        agree, per_value = s[:, :k].sum(axis=1), s[:, k:]
+        n = per_value.sum(axis=1)
+        denominator = n * n - (per_value**2).sum(axis=1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            alpha = 1 - (n - 1) * (n - agree) / denominator
+        # One value only (everyone always agreed): perfect, though uninformative, agreement, as krippendorff_alpha.
+        return np.where(n < 2, np.nan, np.where(denominator > 0, alpha, 1.0))
+
+    return Additive(_columns(agreeing, totals), combine)
 
 
 def estimate(
-    statistic: Callable[[Sequence], float], items: Sequence, *, min_units: int = MIN_UNITS, seed: int = 0
+    statistic: Additive,
+    *,
+    exact: Callable[[], float] | None = None,
+    min_units: int = MIN_UNITS,
+    seed: int = 0,
 ) -> Estimate:
-    """The statistic with its interval, or a note saying why it is withheld."""
-    n = len(items)
+    """The statistic with its interval, or a note saying why it is withheld. `exact` computes the value
+    another way (the krippendorff package for alpha); the interval always comes from the sums."""
+    n = statistic.n_units
     if n < min_units:
         return Estimate(None, None, None, n, f"needs at least {min_units} overlapped documents, has {n}")
-    value = statistic(items)
-    low, high = bootstrap(statistic, items, seed=seed)
-    return Estimate(value, low, high, n)
+    low, high = statistic.interval(seed=seed)
+    return Estimate(statistic.value() if exact is None else exact(), low, high, n)
 
 
 def pairwise_kappa(units: Sequence[Unit], *, min_units: int = MIN_UNITS) -> dict[tuple, Estimate]:
@@ -138,11 +228,7 @@ def pairwise_kappa(units: Sequence[Unit], *, min_units: int = MIN_UNITS) -> dict
     result = {}
     for a, b in combinations(coders, 2):
         shared = [(u[a], u[b]) for u in units if a in u and b in u]
-
-        def kappa(pairs: Sequence[tuple]) -> float:
-            return cohen_kappa([p[0] for p in pairs], [p[1] for p in pairs])
-
-        result[(a, b)] = estimate(kappa, shared, min_units=min_units)
+        result[(a, b)] = estimate(kappa_statistic([p[0] for p in shared], [p[1] for p in shared]), min_units=min_units)
     return result
 
 
@@ -151,15 +237,13 @@ def against_consensus(
 ) -> dict[Hashable, Estimate]:
     """Each reviewer's agreement (share equal) with the documents' final labels."""
     coders = sorted({c for u in units for c in u}, key=str)
-    result = {}
-    for coder in coders:
-        pairs = [(u[coder], final) for u, final in zip(units, consensus, strict=True) if coder in u]
-
-        def accuracy(sample: Sequence[tuple]) -> float:
-            return sum(a == b for a, b in sample) / len(sample)
-
-        result[coder] = estimate(accuracy, pairs, min_units=min_units)
-    return result
+    return {
+        coder: estimate(
+            mean_statistic([u[coder] == final for u, final in zip(units, consensus, strict=True) if coder in u]),
+            min_units=min_units,
+        )
+        for coder in coders
+    }
 
 
 def binary_units(units: Sequence[dict[Hashable, frozenset]], label: Hashable) -> list[Unit]:

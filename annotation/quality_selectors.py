@@ -4,7 +4,7 @@ The statistics themselves live in `annotation.agreement` (plain Python); this mo
 """
 
 from collections import defaultdict
-from collections.abc import Callable, Hashable
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -78,29 +78,13 @@ class AgreementReport:
     min_units: int = agreement.MIN_UNITS
 
 
-BOOTSTRAP_RESAMPLES = 500
-BOOTSTRAP_BUDGET = 100_000
-"""Documents evaluated per interval at most: a large project gets fewer resamples (never under 50), so its
-intervals take seconds, not minutes; with thousands of documents they are narrow either way."""
-MIN_RESAMPLES = 50
+def _observed(units: list[agreement.Unit]) -> agreement.Estimate:
+    # The mean of each document's share of agreeing pairs: the same figure as agreement.observed_agreement.
+    return agreement.estimate(agreement.mean_statistic([agreement.observed_agreement([u]) for u in units]))
 
 
-def _estimate(statistic: Callable[[list], float], items: list) -> agreement.Estimate:
-    """`agreement.estimate` with as many bootstrap resamples as the budget allows for this many documents."""
-    n = len(items)
-    if n < agreement.MIN_UNITS:
-        return agreement.estimate(statistic, items)  # withheld, with the note saying why
-    resamples = (
-        BOOTSTRAP_RESAMPLES
-        if n * BOOTSTRAP_RESAMPLES <= BOOTSTRAP_BUDGET
-        else max(MIN_RESAMPLES, BOOTSTRAP_BUDGET // n)
-    )
-    low, high = agreement.bootstrap(statistic, items, resamples=resamples)
-    return agreement.Estimate(statistic(items), low, high, n)
-
-
-def _mean(values: list[float]) -> float:
-    return sum(values) / len(values)
+def _alpha(units: list[agreement.Unit]) -> agreement.Estimate:
+    return agreement.estimate(agreement.alpha_statistic(units), exact=lambda: agreement.krippendorff_alpha(units))
 
 
 def _value(labels: tuple[str, ...], multi_label: bool) -> Hashable:
@@ -113,13 +97,11 @@ def project_agreement(project: Project, *, units: list[OverlapUnit] | None = Non
     units = overlapped_units(project) if units is None else units
     multi = project.multi_label
     nominal = [{r: _value(labels, multi) for r, labels in u.answers.items()} for u in units]
-    # Observed agreement is the mean of each document's share of agreeing pairs: computed once per document,
-    # the bootstrap then only averages (the same figure as agreement.observed_agreement, far cheaper).
     report = AgreementReport(
         n_units=len(units),
         multi_label=multi,
-        observed=_estimate(_mean, [agreement.observed_agreement([u]) for u in nominal]),
-        alpha=_estimate(agreement.krippendorff_alpha, nominal),
+        observed=_observed(nominal),
+        alpha=_alpha(nominal),
     )
     for (a, b), kappa in agreement.pairwise_kappa(nominal).items():
         report.pairs.append({"a": a, "b": b, "kappa": kappa})
@@ -130,8 +112,8 @@ def project_agreement(project: Project, *, units: list[OverlapUnit] | None = Non
         report.per_label.append(
             {
                 "key": key,
-                "observed": _estimate(_mean, [agreement.observed_agreement([u]) for u in binary]),
-                "alpha": _estimate(agreement.krippendorff_alpha, binary),
+                "observed": _observed(binary),
+                "alpha": _alpha(binary),
             }
         )
     decided = [(n, u) for n, u in zip(nominal, units, strict=True) if u.final is not None]

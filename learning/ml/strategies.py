@@ -24,11 +24,12 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
-from modAL.batch import uncertainty_batch_sampling
-from modAL.uncertainty import _proba_entropy, _proba_margin, _proba_uncertainty
 from sklearn.cluster import KMeans
 
 from learning.ml.exceptions import UnknownStrategy
+
+# modAL is imported where a pool is scored, not with this module: modAL.utils imports torch (for its optional
+# tensor input), seconds and hundreds of MB that every web process would otherwise pay when the URLs load.
 
 Rng = np.random.Generator | int | None
 
@@ -101,6 +102,8 @@ class LeastConfident(QueryStrategy):
     def scores(self, probabilities: np.ndarray, *, rng: Rng = None) -> np.ndarray:
         if self.multi_label:
             return label_uncertainty(probabilities).max(axis=1)
+        from modAL.uncertainty import _proba_uncertainty  # modAL loads torch: imported where used
+
         return _proba_uncertainty(probabilities)
 
 
@@ -112,6 +115,8 @@ class Margin(QueryStrategy):
     def scores(self, probabilities: np.ndarray, *, rng: Rng = None) -> np.ndarray:
         if self.multi_label:
             return label_uncertainty(probabilities).mean(axis=1)
+        from modAL.uncertainty import _proba_margin  # modAL loads torch: imported where used
+
         return 1.0 - _proba_margin(probabilities)
 
 
@@ -123,6 +128,8 @@ class Entropy(QueryStrategy):
     def scores(self, probabilities: np.ndarray, *, rng: Rng = None) -> np.ndarray:
         if self.multi_label:
             return binary_entropy(probabilities).mean(axis=1)
+        from modAL.uncertainty import _proba_entropy  # modAL loads torch: imported where used
+
         return _proba_entropy(probabilities)
 
 
@@ -209,6 +216,8 @@ class RankedBatch(QueryStrategy):
             labelled_embeddings = embeddings[first]
         learner = _PrecomputedLearner(pool_probabilities, np.asarray(labelled_embeddings))
         # That first document is still in modAL's pool, so ask for k and drop it if modAL takes it again.
+        from modAL.batch import uncertainty_batch_sampling  # modAL loads torch: imported where used
+
         picked, _ = uncertainty_batch_sampling(learner, np.asarray(embeddings), n_instances=k)
         rest = [int(i) for i in picked if int(i) not in first]
         return np.asarray((first + rest)[:k], dtype=np.int64)

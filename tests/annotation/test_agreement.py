@@ -1,13 +1,18 @@
 """Agreement statistics equal values computed by hand on small fixtures (no database)."""
 
+import numpy as np
 import pytest
 
+from annotation import agreement
 from annotation.agreement import (
     against_consensus,
+    alpha_statistic,
     binary_units,
     cohen_kappa,
     estimate,
+    kappa_statistic,
     krippendorff_alpha,
+    mean_statistic,
     observed_agreement,
     pairwise_kappa,
 )
@@ -56,7 +61,7 @@ def test_observed_agreement_weights_each_document_equally():
 
 
 def test_figures_are_withheld_below_the_minimum_and_say_why():
-    result = estimate(lambda items: 1.0, [1, 2, 3], min_units=10)
+    result = estimate(mean_statistic([1.0, 1.0, 1.0]), min_units=10)
     assert not result.enough
     assert result.note == "needs at least 10 overlapped documents, has 3"
 
@@ -83,3 +88,66 @@ def test_multi_label_units_become_one_binary_variable_per_label():
     units = [{"r1": frozenset({"x", "y"}), "r2": frozenset({"x"})}]
     assert binary_units(units, "x") == [{"r1": 1, "r2": 1}]
     assert binary_units(units, "y") == [{"r1": 1, "r2": 0}]
+
+
+def random_units(seed: int, n: int = 200, coders: int = 4, values: str = "abc") -> list[dict]:
+    rng = np.random.default_rng(seed)
+    units = []
+    for _ in range(n):
+        chosen = rng.choice(coders, size=rng.integers(1, coders + 1), replace=False)
+        # Reviewers agree more often than chance, as real ones do.
+        truth = values[rng.integers(len(values))]
+        units.append({f"r{c}": truth if rng.random() < 0.7 else values[rng.integers(len(values))] for c in chosen})
+    return units
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_alpha_from_sums_equals_the_krippendorff_package(seed):
+    units = random_units(seed)
+    assert alpha_statistic(units).value() == pytest.approx(krippendorff_alpha(units))
+
+
+def test_alpha_from_sums_on_the_hand_computed_fixture_and_a_single_value():
+    units = [{"r1": "a", "r2": "a"}, {"r1": "a", "r2": "b"}, {"r1": "b", "r2": "b"}, {"r1": "b", "r2": "b"}]
+    assert alpha_statistic(units).value() == pytest.approx(8 / 15)
+    assert alpha_statistic([{"r1": "a", "r2": "a"}] * 3).value() == krippendorff_alpha([{"r1": "a", "r2": "a"}])
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_kappa_from_sums_equals_cohen_kappa(seed):
+    rng = np.random.default_rng(seed)
+    first = list(rng.choice(list("xyz"), 80))
+    second = [a if rng.random() < 0.6 else rng.choice(list("xyz")) for a in first]
+    assert kappa_statistic(first, second).value() == pytest.approx(cohen_kappa(first, second))
+    assert kappa_statistic(list("aaa"), list("aaa")).value() == cohen_kappa(list("aaa"), list("aaa"))
+
+
+def test_interval_is_reproducible_and_independent_of_the_block_size(monkeypatch):
+    statistic = alpha_statistic(random_units(7, n=300))
+    whole = statistic.interval(seed=3)
+    assert whole == statistic.interval(seed=3)
+    low, high = whole
+    assert low < statistic.value() < high
+    # Drawing resamples a few at a time (as for a project with very many documents) changes nothing but memory.
+    monkeypatch.setattr(agreement, "BLOCK_CELLS", 300 * 7)
+    assert statistic.interval(seed=3) == pytest.approx(whole)
+
+
+def test_interval_narrows_with_more_documents():
+    small = alpha_statistic(random_units(1, n=40)).interval()
+    large = alpha_statistic(random_units(1, n=2000)).interval()
+    assert (large[1] - large[0]) < (small[1] - small[0]) / 3
+
+
+def test_mean_interval_matches_the_textbook_bootstrap_of_a_proportion():
+    # 0.8 agreement over 400 documents: the normal approximation gives 0.8 +- 1.96 * sqrt(0.8 * 0.2 / 400).
+    low, high = mean_statistic([1.0] * 320 + [0.0] * 80).interval(resamples=2000)
+    assert low == pytest.approx(0.8 - 0.0392, abs=0.01)
+    assert high == pytest.approx(0.8 + 0.0392, abs=0.01)
+
+
+def test_no_overlapped_documents_withholds_every_figure():
+    for statistic in (alpha_statistic([]), kappa_statistic([], []), mean_statistic([])):
+        result = estimate(statistic)
+        assert not result.enough
+        assert result.n_units == 0
