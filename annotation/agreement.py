@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 from itertools import combinations
 
 import krippendorff
@@ -56,6 +57,24 @@ def observed_agreement(units: Sequence[Unit]) -> float:
     if not per_unit:
         raise ValueError("no document has two or more reviewers")
     return float(np.mean(per_unit))
+
+
+def pair_shares(units: Sequence[Unit]) -> np.ndarray:
+    """Each pairable document's share of agreeing reviewer pairs (what `observed_agreement` averages),
+    from value counts: sum of n_c(n_c - 1) over m(m - 1) for a document with m values, n_c of them c."""
+    totals = _value_counts(_pairable(units))
+    m = totals.sum(axis=1)
+    return (totals * (totals - 1)).sum(axis=1) / np.maximum(m * (m - 1), 1)
+
+
+def _value_counts(units: Sequence[Unit]) -> np.ndarray:
+    """documents x values: how many reviewers gave each value to each document."""
+    index = {v: i for i, v in enumerate(sorted({v for u in units for v in u.values()}, key=str))}
+    totals = np.zeros((len(units), len(index)))
+    for row, unit in enumerate(units):
+        for value in unit.values():
+            totals[row, index[value]] += 1
+    return totals
 
 
 def cohen_kappa(first: Sequence[Hashable], second: Sequence[Hashable]) -> float:
@@ -120,15 +139,10 @@ class Additive:
         self, *, resamples: int = RESAMPLES, confidence: float = 0.95, seed: int = 0
     ) -> tuple[float | None, float | None]:
         """Percentile interval over documents resampled with replacement; undefined resamples are skipped."""
-        n = self.n_units
-        rng = np.random.default_rng(seed)
-        block = max(1, BLOCK_CELLS // max(n, 1))
-        values = []
-        for first in range(0, resamples, block):
-            size = min(block, resamples - first)
-            drawn = rng.integers(0, n, (size, n)) + (np.arange(size) * n)[:, None]
-            counts = np.bincount(drawn.ravel(), minlength=size * n).reshape(size, n).astype(np.float64)
-            values.append(self.combine(np.asarray((self.columns.T @ counts.T).T)))
+        values = [
+            self.combine(np.asarray((self.columns.T @ counts.T).T))
+            for counts in _resample_counts(self.n_units, resamples, seed)
+        ]
         results = np.concatenate(values)
         results = results[~np.isnan(results)]
         if not results.size:
@@ -136,6 +150,25 @@ class Additive:
         tail = (1 - confidence) / 2 * 100
         low, high = np.percentile(results, [tail, 100 - tail])
         return float(low), float(high)
+
+
+@lru_cache(maxsize=2)
+def _resample_counts(n: int, resamples: int, seed: int) -> tuple[np.ndarray, ...]:
+    """How often each of n documents is drawn in each resample, in blocks of at most BLOCK_CELLS cells.
+
+    Every statistic over the same documents (overall, each label, each reviewer) resamples them the same way,
+    so the draws are made once per page and shared.
+    """
+    rng = np.random.default_rng(seed)
+    block = max(1, BLOCK_CELLS // max(n, 1))
+    blocks = []
+    for first in range(0, resamples, block):
+        size = min(block, resamples - first)
+        drawn = rng.integers(0, n, (size, n)) + (np.arange(size) * n)[:, None]
+        counts = np.bincount(drawn.ravel(), minlength=size * n).reshape(size, n).astype(np.float32)
+        counts.flags.writeable = False
+        blocks.append(counts)
+    return tuple(blocks)
 
 
 def _columns(*blocks: np.ndarray) -> sparse.csr_matrix:
@@ -184,15 +217,10 @@ def alpha_statistic(units: Sequence[Unit]) -> Additive:
     For a document with m values, n_c of them value c: it adds n_c(n_c - 1)/(m - 1) agreeing coincidences of
     value c, and n_c to the value's total. Alpha = 1 - (n - 1)(n - agreeing) / (n^2 - sum of totals squared).
     """
-    units = _pairable(units)
-    index = {v: i for i, v in enumerate(sorted({v for u in units for v in u.values()}, key=str))}
-    totals = np.zeros((len(units), len(index)))
-    for row, unit in enumerate(units):
-        for value in unit.values():
-            totals[row, index[value]] += 1
+    totals = _value_counts(_pairable(units))
     m = totals.sum(axis=1, keepdims=True)
     agreeing = totals * (totals - 1) / np.maximum(m - 1, 1)
-    k = len(index)
+    k = totals.shape[1]
 
     def combine(s: np.ndarray) -> np.ndarray:
         agree, per_value = s[:, :k].sum(axis=1), s[:, k:]

@@ -80,7 +80,7 @@ class AgreementReport:
 
 def _observed(units: list[agreement.Unit]) -> agreement.Estimate:
     # The mean of each document's share of agreeing pairs: the same figure as agreement.observed_agreement.
-    return agreement.estimate(agreement.mean_statistic([agreement.observed_agreement([u]) for u in units]))
+    return agreement.estimate(agreement.mean_statistic(agreement.pair_shares(units)))
 
 
 def _alpha(units: list[agreement.Unit]) -> agreement.Estimate:

@@ -130,7 +130,10 @@ def test_interval_is_reproducible_and_independent_of_the_block_size(monkeypatch)
     assert low < statistic.value() < high
     # Drawing resamples a few at a time (as for a project with very many documents) changes nothing but memory.
     monkeypatch.setattr(agreement, "BLOCK_CELLS", 300 * 7)
+    agreement._resample_counts.cache_clear()
+    assert len(agreement._resample_counts(300, 500, 3)) == 72  # blocks of 7 resamples
     assert statistic.interval(seed=3) == pytest.approx(whole)
+    agreement._resample_counts.cache_clear()
 
 
 def test_interval_narrows_with_more_documents():
@@ -151,3 +154,9 @@ def test_no_overlapped_documents_withholds_every_figure():
         result = estimate(statistic)
         assert not result.enough
         assert result.n_units == 0
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_pair_shares_average_to_observed_agreement(seed):
+    units = random_units(seed)
+    assert float(np.mean(agreement.pair_shares(units))) == pytest.approx(observed_agreement(units))
