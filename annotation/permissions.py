@@ -1,7 +1,7 @@
 """Who may do what. The one place the pages, the admin upload and the API ask before touching a project."""
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.db.models import QuerySet
+from django.db.models import F, QuerySet
 
 from annotation.exceptions import NotAllowed, ProjectNotFound
 from annotation.models import Document, Membership, Project
@@ -24,6 +24,9 @@ def role_in(user: AbstractBaseUser | AnonymousUser, project: Project) -> str | N
         return None
     if user.is_superuser:
         return Role.ADMIN
+    known = getattr(project, "_role_for", None)  # read with the project by access_project_by_id
+    if known is not None and known[0] == user.pk:
+        return known[1]
     return Membership.objects.filter(project=project, user=user).values_list("role", flat=True).first()
 
 
@@ -52,9 +55,15 @@ def access_project_by_id(user: AbstractBaseUser | AnonymousUser, project_id: int
     A non-member gets ProjectNotFound, exactly as for a project that does not exist, so ids cannot be probed.
     A member whose role lacks the action gets NotAllowed.
     """
-    project = projects_for(user).filter(pk=project_id).first()
+    projects = projects_for(user).filter(pk=project_id)
+    if user.is_authenticated and not user.is_superuser:
+        # The role comes with the project, over the membership join that already limits it to the user's.
+        projects = projects.annotate(member_role=F("memberships__role"))
+    project = projects.first()
     if project is None:
         raise ProjectNotFound("No such project, or you are not a member of it.")
+    if hasattr(project, "member_role"):
+        project._role_for = (user.pk, project.member_role)
     if not can(user, project, action):
         raise NotAllowed(f"Your role in {project.name} does not allow this ({action}).")
     return project
@@ -65,7 +74,8 @@ def access_document_by_id(
 ) -> Document:
     """A document of a project the user may act in; another project's document id is simply not found."""
     project = access_project_by_id(user, project_id, action=action)
-    document = Document.objects.filter(project=project, pk=document_id).select_related("project").first()
+    document = Document.objects.filter(project=project, pk=document_id).first()
     if document is None:
         raise ProjectNotFound("No such document in this project.")
+    document.project = project  # the instance that already knows the user's role
     return document

@@ -30,7 +30,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from annotation.models import AnnotationRevision, Document, Label, Project, Taxonomy
+from annotation.models import Adjudication, AnnotationRevision, Document, Label, Project, Taxonomy
 from annotation.selectors import final_labels_for
 from annotation.services.audit import audit_record
 from learning.exceptions import ModelSwitchRefused, RunAbandoned, TrainingRefused
@@ -347,8 +347,12 @@ class LabelSnapshot:
 
 
 def label_event_count(project: Project) -> int:
-    """Label events so far (every stored or changed answer makes one revision): the retraining clock."""
-    return AnnotationRevision.objects.filter(annotation__document__project=project).count()
+    """Label events so far, the retraining clock: every stored or changed answer (one revision each) and
+    every adjudication (which changes a disputed document's final label without touching any answer)."""
+    return (
+        AnnotationRevision.objects.filter(annotation__document__project=project).count()
+        + Adjudication.objects.filter(document__project=project).count()
+    )
 
 
 def label_snapshot(project: Project) -> LabelSnapshot:

@@ -35,6 +35,7 @@ from annotation.models import (
     Project,
 )
 from annotation.services.audit import audit_record
+from annotation.services.labeling import notify_learning
 
 # Keys an export writes that describe Docket's state rather than the document; an import ignores them, so
 # an export re-imports unchanged.
@@ -420,7 +421,12 @@ def import_batch_run(*, batch: ImportBatch, stream: IO[bytes], progress: Progres
                 target=batch,
                 after=_summary(batch),
             )
-            if batch.created_count:
+            if batch.annotation_count:
+                # Imported labels count like reviewers' labels: the learning loop trains when they are enough
+                # (and lays out the queue either way).
+                project_id = batch.project_id
+                transaction.on_commit(lambda: notify_learning(project_id))
+            elif batch.created_count:
                 project_id = batch.project_id
                 transaction.on_commit(lambda: _request_rescore(project_id))
     except ImportRejected as error:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from annotation.exceptions import DocketError, InvalidLabels
@@ -75,15 +76,17 @@ def annotation_submit(
     with transaction.atomic():
         # One submission per document at a time: a double submit waits here, then finds the first one's row.
         document = Document.objects.select_for_update().get(pk=document.pk)
-        if submission_id is not None:
-            replay = Annotation.objects.filter(submission_id=submission_id).first()
-            if replay is not None:
-                if replay.document_id != document.pk or replay.reviewer_id != reviewer.pk:
-                    raise DocketError("This submission id belongs to another answer; reload the page and try again.")
-                stored = sorted(replay.labels.values_list("key", flat=True))
-                return SubmissionResult(replay, stored, created=False, changed=False, replayed=True, lease_lost=False)
+        # The reviewer's earlier answer to this document and a replay of this very submission, in one query.
+        mine = Q(document=document, reviewer=reviewer)
+        found = list(Annotation.objects.filter(mine | Q(submission_id=submission_id) if submission_id else mine))
+        replay = next((a for a in found if submission_id is not None and a.submission_id == submission_id), None)
+        if replay is not None:
+            if replay.document_id != document.pk or replay.reviewer_id != reviewer.pk:
+                raise DocketError("This submission id belongs to another answer; reload the page and try again.")
+            stored = sorted(replay.labels.values_list("key", flat=True))
+            return SubmissionResult(replay, stored, created=False, changed=False, replayed=True, lease_lost=False)
 
-        annotation = Annotation.objects.filter(document=document, reviewer=reviewer).first()
+        annotation = next((a for a in found if a.document_id == document.pk and a.reviewer_id == reviewer.pk), None)
         if annotation is None:
             lease = Lease.objects.filter(document=document).first()
             lease_lost = lease is None or lease.reviewer_id != reviewer.pk or lease.expires_at <= timezone.now()

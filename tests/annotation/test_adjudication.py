@@ -103,3 +103,16 @@ def test_admin_adjudicates_through_the_page_and_a_reviewer_may_not(disputed, cli
     )
     assert response.status_code == 302
     assert final_labels_for([document.pk])[document.pk].labels == ["first_party"]
+
+
+def test_a_decision_moves_the_retraining_clock_so_enough_of_them_retrain(disputed):
+    from learning.services import label_event_count, training_due
+
+    project, document, alice, bob, admin = disputed
+    project.fast_retrain_every = 3
+    project.save()
+    assert label_event_count(project) == 2  # the two answers
+    assert training_due(project, label_event_count(project)) is None
+    adjudication_decide(actor=admin, document=document, label_keys=["third_party"])
+    assert label_event_count(project) == 3
+    assert training_due(project, label_event_count(project)) == "fast"

@@ -17,7 +17,8 @@ from learning import services, tasks
 from learning.ml.strategies import get_strategy
 from learning.models import EvaluationReservation, ModelVersion, QueuePriority, TrainingRun
 from learning.selectors import order_by_priority
-from tests.learning.conftest import KEYS, build_labelled_project
+from tests.factories import project_with_labels
+from tests.learning.conftest import KEYS, LABELLED, POOL, build_labelled_project
 
 pytestmark = [pytest.mark.worker, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -73,6 +74,36 @@ def test_a_worker_trains_from_annotations_and_the_reviewers_queue_follows_the_ne
     probabilities = np.array([[rows[pk].probabilities[key] for key in KEYS] for pk in learner])
     uncertainty = get_strategy("margin").scores(probabilities)
     assert np.all(np.diff(uncertainty) <= 2e-3), "the reviewers' queue asks the most uncertain document first"
+
+
+def test_labels_that_arrive_by_import_train_a_model_like_reviewers_labels(celery_worker_process, tmp_path):
+    """An office that brings its earlier decisions gets a model without labeling ten more documents first."""
+    import json
+
+    from annotation.services.imports import ImportOptions, documents_import
+
+    project = project_with_labels(KEYS, eval_fraction=0.0, fast_retrain_every=5, slow_retrain_every=1000)
+    rows = [
+        {"id": f"old-{key}-{i}", "text": text, "labels": [key]} for key in KEYS for i, text in enumerate(LABELLED[key])
+    ]
+    rows += [{"id": f"new-{i}", "text": text} for i, text in enumerate(POOL)]
+    path = tmp_path / "decisions.jsonl"
+    path.write_text("\n".join(json.dumps(row) for row in rows) + "\n")
+
+    batch = documents_import(project=project, path=path, options=ImportOptions(label_field="labels"))
+    assert (batch.created_count, batch.annotation_count) == (30, 18)
+
+    version = wait_for(
+        lambda: ModelVersion.objects.filter(project=project, status="active").first(),
+        timeout=120,
+        what="a model trained on the imported labels",
+    )
+    assert version.train_label_count == 18
+    wait_for(
+        lambda: QueuePriority.objects.filter(project=project, model_version=version.number).count() == 12,
+        timeout=60,
+        what="the queue scored by that model",
+    )
 
 
 def start_worker(queue: str, log: Path) -> subprocess.Popen:
