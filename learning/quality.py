@@ -7,20 +7,30 @@ encoding on a page request would take minutes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import json
+import logging
+import os
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
 
 import numpy as np
 from django.core.cache import cache
 from django.db.models import Count, Max
+from django.utils import timezone
 
 from annotation.models import Adjudication, Annotation, Document, GoldAnswer, Label, Project
 from annotation.selectors import final_labels_for
 from learning.ml.classifier import base_body_id, default_base_model
 from learning.ml.label_errors import out_of_fold_probabilities, rank_label_issues
 from learning.selectors import active_model_version
-from learning.services import base_model_for, cached_embeddings
+from learning.services import artifact_root, base_model_for, cached_embeddings
+from learning.tasks import refresh_label_errors
 
-CACHE_SECONDS = 24 * 3600
+logger = logging.getLogger(__name__)
+
+INLINE_ANSWERS = 500
+REFRESH_ASK_SECONDS = 600
 MIN_DOCUMENTS = 30
 """Fewer labeled documents than this give out-of-fold heads too weak to judge anyone's labels."""
 
@@ -32,6 +42,12 @@ class LabelErrorReport:
     measured: int = 0
     missing_embeddings: int = 0
     note: str = ""
+    computed_at: str = ""  # ISO time the ranking was computed
+    state: str = "current"  # or "stale" (an update is being computed) or "computing" (none yet)
+
+    @property
+    def computed_time(self) -> datetime | None:
+        return datetime.fromisoformat(self.computed_at) if self.computed_at else None
 
 
 def project_body_id(project: Project) -> str:
@@ -41,23 +57,71 @@ def project_body_id(project: Project) -> str:
     return base_body_id(base_model_for(project) or default_base_model())
 
 
-def likely_label_errors_cached(project: Project, *, limit: int = 100) -> LabelErrorReport:
-    """`likely_label_errors`, recomputed only when answers, decisions, gold answers or the model body change.
-
-    Five head fits take seconds on a large project; a document sent back for re-review since leaves the list
-    at once (one query), without a recomputation.
-    """
+def label_error_stamp(project: Project, limit: int) -> str:
+    """What a ranking was computed from: answers, decisions, gold answers and the model body. Any change of
+    these makes a new stamp; a document sent back for re-review does not (it is filtered out on reading)."""
     stamp = Annotation.objects.filter(document__project=project).aggregate(n=Count("id"), at=Max("updated_at"))
     decided = Adjudication.objects.filter(project=project).count()
     gold = GoldAnswer.objects.filter(project=project).count()
     changed = stamp["at"].timestamp() if stamp["at"] else 0
-    key = (
-        f"quality:label-errors:{project.pk}:{project_body_id(project)}:{stamp['n']}:{changed}:{decided}:{gold}:{limit}"
-    )
-    report = cache.get(key)
-    if report is None:
+    created = project.created_at.timestamp() if project.created_at else 0
+    return f"{project.pk}:{created}:{project_body_id(project)}:{stamp['n']}:{changed}:{decided}:{gold}:{limit}"
+
+
+def _report_path(project_id: int) -> Path:
+    return artifact_root() / "quality" / f"project-{project_id}-label-errors.json"
+
+
+def _report_read(project_id: int) -> tuple[str, LabelErrorReport] | None:
+    try:
+        stored = json.loads(_report_path(project_id).read_text())
+    except (OSError, ValueError):
+        return None
+    return stored["stamp"], LabelErrorReport(**stored["report"])
+
+
+def _report_write(project_id: int, stamp: str, report: LabelErrorReport) -> None:
+    """Written aside, then renamed: a reader sees the old ranking or the new one, never half of one."""
+    path = _report_path(project_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    report.computed_at = timezone.now().isoformat()
+    aside = path.with_suffix(f".{os.getpid()}.tmp")
+    aside.write_text(json.dumps({"stamp": stamp, "report": asdict(report)}, default=float))
+    os.replace(aside, path)
+
+
+def label_errors_refresh(*, project_id: int, limit: int = 100) -> bool:
+    """Compute and store the project's ranking unless the stored one is current (what the worker runs)."""
+    project = Project.objects.filter(pk=project_id).first()
+    if project is None:
+        return False
+    stamp = label_error_stamp(project, limit)
+    stored = _report_read(project_id)
+    if stored is not None and stored[0] == stamp:
+        return False
+    _report_write(project_id, stamp, likely_label_errors(project, limit=limit))
+    return True
+
+
+def likely_label_errors_cached(project: Project, *, limit: int = 100) -> LabelErrorReport:
+    """The ranking for the page, never recomputed while it is current.
+
+    Up to INLINE_ANSWERS answers the request computes a missing or outdated ranking itself (well under a
+    second). Above, five head fits take tens of seconds, so a worker computes it: the page shows the last
+    ranking, marked with its time ("stale"), or says one is being computed ("computing"). Documents sent back
+    for re-review since leave the list at once (one query).
+    """
+    stamp = label_error_stamp(project, limit)
+    stored = _report_read(project.pk)
+    if stored is not None and stored[0] == stamp:
+        report = stored[1]
+    elif Annotation.objects.filter(document__project=project).count() <= INLINE_ANSWERS:
         report = likely_label_errors(project, limit=limit)
-        cache.set(key, report, CACHE_SECONDS)
+        _report_write(project.pk, stamp, report)
+    else:
+        _request_refresh(project.pk, stamp, limit)
+        report = stored[1] if stored is not None else LabelErrorReport()
+        report.state = "stale" if stored is not None else "computing"
     still_labeled = set(
         Document.objects.filter(
             pk__in=[i["document_id"] for i in report.issues], status=Document.Status.LABELED
@@ -65,6 +129,17 @@ def likely_label_errors_cached(project: Project, *, limit: int = 100) -> LabelEr
     )
     report.issues = [i for i in report.issues if i["document_id"] in still_labeled]
     return report
+
+
+def _request_refresh(project_id: int, stamp: str, limit: int) -> None:
+    """Ask a worker once per stamp (per web process); a broker outage leaves the last ranking on the page."""
+    if not cache.add(f"quality:label-errors-asked:{stamp}", True, REFRESH_ASK_SECONDS):
+        return
+    try:
+        refresh_label_errors.delay(project_id, limit)
+    except Exception:
+        cache.delete(f"quality:label-errors-asked:{stamp}")
+        logger.exception("Could not ask a worker to rank likely label errors of project %s", project_id)
 
 
 def likely_label_errors(project: Project, *, limit: int = 100) -> LabelErrorReport:

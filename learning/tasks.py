@@ -35,6 +35,14 @@ def rescore_pool(project_id: int) -> dict:
     return {"project": project_id, "written": services.pool_rescore(project_id=project_id)}
 
 
+@shared_task(acks_late=True, reject_on_worker_lost=True)
+def refresh_label_errors(project_id: int, limit: int = 100) -> dict:
+    """Rank the likely label errors of a project too large to rank inside a page request."""
+    from learning.quality import label_errors_refresh
+
+    return {"project": project_id, "computed": label_errors_refresh(project_id=project_id, limit=limit)}
+
+
 def _train(run_id: int, task_id: str) -> dict:
     # One body for both speeds: the run row says which kind it is (a queued fast run may have become slow).
     run = services.training_run_execute(run_id=run_id, task_id=task_id)

@@ -99,3 +99,51 @@ def test_label_error_page_ranks_a_flipped_label_first_and_sends_it_back(client, 
     assert AuditEvent.objects.filter(action="document.send_back").count() == 1
     html = client.get(f"/projects/{project.pk}/quality/label-errors/").content.decode()
     assert f'data-document-id="{documents[7].pk}"' not in html  # gone from the (cached) list at once
+
+
+def test_a_large_projects_ranking_comes_from_a_worker_and_the_last_one_shows_meanwhile(
+    client, project, project_admin, monkeypatch
+):
+    """Above the inline limit the page never fits heads itself: it asks the worker task and shows what it has."""
+    from learning import quality as label_error_quality
+    from learning.tasks import refresh_label_errors
+
+    reviewer = UserFactory()
+    MembershipFactory(project=project, user=reviewer)
+    rng = np.random.default_rng(1)
+    keys = ["first_party", "third_party"]
+    documents, vectors = [], []
+    for i in range(41):
+        true = i % 2
+        document = DocumentFactory(project=project)
+        documents.append(document)
+        vectors.append(np.eye(8)[true] * 4 + rng.normal(0, 0.5, 8))
+        if i < 40:
+            annotation_submit(
+                reviewer=reviewer, document=document, label_keys=[keys[1 - true] if i == 3 else keys[true]]
+            )
+    _shard_write(
+        project.pk,
+        project_body_id(project),
+        np.asarray([d.pk for d in documents], dtype=np.int64),
+        np.asarray(vectors, dtype=np.float32),
+    )
+    monkeypatch.setattr(label_error_quality, "INLINE_ANSWERS", 10)
+    client.force_login(project_admin)
+
+    html = client.get(f"/projects/{project.pk}/quality/label-errors/").content.decode()
+    assert 'id="label-errors-computing"' in html and "data-document-id" not in html
+
+    assert refresh_label_errors(project.pk) == {"project": project.pk, "computed": True}  # the worker's body
+    assert refresh_label_errors(project.pk) == {"project": project.pk, "computed": False}  # current: no refit
+    html = client.get(f"/projects/{project.pk}/quality/label-errors/").content.decode()
+    assert f'data-document-id="{documents[3].pk}" class="selected"' in html
+    assert "label-errors-computing" not in html and "label-errors-stale" not in html
+
+    # A new answer outdates the ranking: the page keeps showing it, says so, and asks for a new one.
+    annotation_submit(reviewer=reviewer, document=documents[40], label_keys=["first_party"])
+    html = client.get(f"/projects/{project.pk}/quality/label-errors/").content.decode()
+    assert 'id="label-errors-stale"' in html
+    assert f'data-document-id="{documents[3].pk}" class="selected"' in html
+    assert refresh_label_errors(project.pk)["computed"] is True
+    assert "label-errors-stale" not in client.get(f"/projects/{project.pk}/quality/label-errors/").content.decode()
