@@ -9,13 +9,20 @@ from annotation.models import Document, Membership, Project
 Role = Membership.Role
 
 # What each role may do. Admins can do everything reviewers can.
-REVIEWER_ACTIONS = frozenset({"view", "label", "export_own"})
+REVIEWER_ACTIONS = frozenset({"view", "label", "export_own", "own_token"})
 ADMIN_ACTIONS = REVIEWER_ACTIONS | frozenset(
     {"manage_members", "manage_taxonomy", "import", "export", "manage_models", "manage_keys", "view_audit"}
     # Review quality: the dashboard, adjudicating disputes, gold answers, sending documents back.
     | {"view_quality", "adjudicate", "manage_gold"}
 )
 ACTIONS_BY_ROLE = {Role.REVIEWER: REVIEWER_ACTIONS, Role.ADMIN: ADMIN_ACTIONS}
+
+# API scopes a member may put on a personal token of their own, by role. A token never does more than its
+# owner's role allows either way; this keeps a reviewer from holding a token that only looks like more.
+PERSONAL_TOKEN_SCOPES = {
+    Role.REVIEWER: frozenset({"predict", "read"}),
+    Role.ADMIN: frozenset({"predict", "read", "write", "admin"}),
+}
 
 
 def role_in(user: AbstractBaseUser | AnonymousUser, project: Project) -> str | None:
@@ -33,6 +40,12 @@ def role_in(user: AbstractBaseUser | AnonymousUser, project: Project) -> str | N
 def can(user: AbstractBaseUser | AnonymousUser, project: Project, action: str) -> bool:
     role = role_in(user, project)
     return role is not None and action in ACTIONS_BY_ROLE[role]
+
+
+def personal_token_scopes(user: AbstractBaseUser | AnonymousUser, project: Project) -> frozenset[str]:
+    """Scopes the user may give a personal token for the project (none for a non-member)."""
+    role = role_in(user, project)
+    return PERSONAL_TOKEN_SCOPES[role] if role is not None and can(user, project, "own_token") else frozenset()
 
 
 def can_create_projects(user: AbstractBaseUser | AnonymousUser) -> bool:

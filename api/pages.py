@@ -1,4 +1,5 @@
-"""The project's Keys page: project admins issue and revoke API keys; a new key's secret is shown once."""
+"""Key pages: project admins issue and revoke a project's API keys; every user manages their own personal
+tokens on "My API tokens". A new key's secret is shown once, in the response that issued it."""
 
 from datetime import timedelta
 
@@ -90,3 +91,77 @@ def project_key_revoke(request: HttpRequest, project_id: int, key_id: int) -> Ht
     else:
         messages.success(request, f"Revoked {key.name} ({key.prefix}). It no longer works.")
     return redirect("api-pages:keys", project_id=project.pk)
+
+
+class PersonalTokenForm(forms.Form):
+    name = forms.CharField(max_length=100, help_text="What you use it for, e.g. notebook or spreadsheet.")
+    projects = forms.ModelMultipleChoiceField(
+        queryset=None, widget=forms.CheckboxSelectMultiple, help_text="The token reaches these projects only."
+    )
+    scopes = forms.MultipleChoiceField(
+        choices=Scope.choices,
+        initial=[Scope.PREDICT, Scope.READ],
+        widget=forms.CheckboxSelectMultiple,
+        help_text="Reviewers may choose predict and read; write and admin need the admin role in every project.",
+    )
+    expires_in_days = forms.IntegerField(
+        min_value=1,
+        max_value=3650,
+        initial=90,
+        required=False,
+        help_text="Leave empty for a token that does not expire.",
+    )
+
+    def __init__(self, *args, user, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["projects"].queryset = permissions.projects_for(user).order_by("name")
+
+
+def _personal_tokens(user):
+    return (
+        ApiKey.objects.filter(user=user, kind=ApiKey.Kind.PERSONAL).prefetch_related("projects").order_by("-created_at")
+    )
+
+
+@login_required
+def my_tokens(request: HttpRequest) -> HttpResponse:
+    """Every user's own personal tokens: issue one for projects they belong to, see where it is used, revoke."""
+    issued = None
+    form = PersonalTokenForm(request.POST or None, user=request.user)
+    if request.method == "POST" and form.is_valid():
+        days = form.cleaned_data["expires_in_days"]
+        try:
+            issued = services.api_key_create(
+                actor=request.user,
+                projects=list(form.cleaned_data["projects"]),
+                name=form.cleaned_data["name"],
+                scopes=form.cleaned_data["scopes"],
+                kind=ApiKey.Kind.PERSONAL,
+                expires_at=timezone.now() + timedelta(days=days) if days else None,
+            )
+        except ValidationError as error:
+            for field, problems in error.message_dict.items():
+                form.add_error(field if field in form.fields else None, problems)
+        else:
+            form = PersonalTokenForm(user=request.user)
+    return render(
+        request,
+        "api/my_tokens.html",
+        {"keys": _personal_tokens(request.user), "form": form, "issued": issued},
+        status=201 if issued else 200,
+    )
+
+
+@login_required
+@require_POST
+def my_token_revoke(request: HttpRequest, key_id: int) -> HttpResponse:
+    key = _personal_tokens(request.user).filter(pk=key_id).first()
+    if key is None:
+        raise Http404("You have no such token.")
+    try:
+        services.api_key_revoke(key=key, actor=request.user)
+    except Conflict as error:
+        messages.warning(request, str(error))
+    else:
+        messages.success(request, f"Revoked {key.name} ({key.prefix}). It no longer works.")
+    return redirect("my-tokens")

@@ -103,20 +103,30 @@ def api_key_create(
 ) -> IssuedKey:
     """Issue a key limited to `projects` and `scopes`.
 
-    A personal token acts as `actor`; a service key acts as the named service account, which becomes a member
-    of each project with `role` if it is not one already. The actor must manage keys in every project, and
-    a key created with a key (`scopes_allowed`) can never hold more scopes than the key that made it.
+    A personal token acts as `actor`, who must be a member of every project, with scopes their role allows
+    there (reviewers: predict and read). A service key acts as the named service account, which becomes a
+    member of each project with `role` if it is not one already; issuing one takes a project admin. A key
+    created with a key (`scopes_allowed`) can never hold more scopes than the key that made it.
     """
     projects = list(projects)
     scopes = sorted(set(scopes))
     if not projects:
         raise ValidationError({"projects": "A key must be limited to at least one project."})
-    for project in projects:
-        if not permissions.can(actor, project, "manage_keys"):
-            raise NotAllowed(f"Only a project admin may issue keys for {project.name}.")
     unknown = set(scopes) - ALL_SCOPES
     if not scopes or unknown:
         raise ValidationError({"scopes": f"Choose one or more of: {', '.join(sorted(ALL_SCOPES))}."})
+    for project in projects:
+        if kind == ApiKey.Kind.PERSONAL:
+            # Any member may hold a personal token, with the scopes their role allows.
+            allowed = permissions.personal_token_scopes(actor, project)
+            if not allowed:
+                raise NotAllowed(f"You are not a member of {project.name}.")
+            if not set(scopes) <= allowed:
+                raise ValidationError(
+                    {"scopes": f"Your role in {project.name} allows only: {', '.join(sorted(allowed))}."}
+                )
+        elif not permissions.can(actor, project, "manage_keys"):
+            raise NotAllowed(f"Only a project admin may issue keys for {project.name}.")
     if scopes_allowed is not None and not set(scopes) <= set(scopes_allowed):
         raise NotAllowed("A key cannot issue a key with scopes it does not hold itself.")
     if expires_at is not None and expires_at <= timezone.now():

@@ -2,10 +2,14 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
+from api import pages as api_pages
+
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("accounts/tokens/", api_pages.my_tokens, name="my-tokens"),
+    path("accounts/tokens/<int:key_id>/revoke/", api_pages.my_token_revoke, name="my-token-revoke"),
     path("api/", include("api.urls")),
     path("projects/<int:project_id>/keys/", include("api.page_urls")),
     path("projects/<int:project_id>/models/", include("learning.urls")),
