@@ -18,6 +18,7 @@ from django.db.models import Count, Q
 from django.utils import timezone
 
 from annotation import quality_charts as charts
+from annotation import quality_dashboard_portable as _portable
 from annotation import quality_selectors
 from annotation.models import Annotation, AnnotationLabel, AuditEvent, Document, ImportBatch, Label, Project
 
@@ -56,6 +57,8 @@ def label_counts(project: Project, field: str) -> dict[str, list[tuple]]:
     GROUPING SETS let PostgreSQL join the answers to their documents and labels once for all four
     breakdowns. Counts are answers (an overlapped document counts once per reviewer who gave the label).
     """
+    if connection.vendor != "postgresql":
+        return _portable.label_counts(project, field)
     # Without a field the fourth breakdown groups by the project itself: one value, ignored below.
     value_sql = "COALESCE(d.metadata ->> %s, '(none)')" if field else "d.project_id::text"
     week_sql = "date_trunc('week', a.created_at)::date"
@@ -134,6 +137,9 @@ def labels_by_week(project: Project, counts: dict[str, list[tuple]]) -> dict:
 
 
 def metadata_fields(project: Project) -> list[str]:
+    """The metadata keys of the project's newest METADATA_SAMPLE documents."""
+    if connection.vendor != "postgresql":
+        return _portable.metadata_fields(project)
     rows = _rows(
         f"SELECT DISTINCT jsonb_object_keys(metadata) FROM (SELECT metadata FROM {T_DOC} WHERE project_id = %s "
         "AND jsonb_typeof(metadata) = 'object' ORDER BY id DESC LIMIT %s) s",
@@ -148,12 +154,7 @@ def labels_by_field(project: Project, field: str, counts: dict[str, list[tuple]]
 
 def burn_down(project: Project) -> dict:
     """Documents still to label after each day, and when the queue empties at the last 7 days' pace."""
-    per_day = _rows(
-        f"SELECT first::date, COUNT(*) FROM (SELECT MIN(a.created_at) AS first FROM {T_ANN} a "
-        f"JOIN {T_DOC} d ON d.id = a.document_id WHERE d.project_id = %s GROUP BY a.document_id) f "
-        "GROUP BY 1 ORDER BY 1",
-        [project.pk],
-    )
+    per_day = labeled_per_day(project)
     counts = Document.objects.filter(project=project).aggregate(
         total=Count("id"), queued=Count("id", filter=Q(status="queued"))
     )
@@ -190,15 +191,33 @@ def burn_down(project: Project) -> dict:
     return chart
 
 
-def throughput(project: Project) -> dict:
-    rows = _rows(
+def labeled_per_day(project: Project) -> list[tuple[date, int]]:
+    """(day, documents that got their first answer that day), oldest first."""
+    if connection.vendor != "postgresql":
+        return _portable.labeled_per_day(project)
+    return _rows(
+        f"SELECT first::date, COUNT(*) FROM (SELECT MIN(a.created_at) AS first FROM {T_ANN} a "
+        f"JOIN {T_DOC} d ON d.id = a.document_id WHERE d.project_id = %s GROUP BY a.document_id) f "
+        "GROUP BY 1 ORDER BY 1",
+        [project.pk],
+    )
+
+
+def reviewer_times(project: Project) -> list[tuple[str, int, float | None, float | None]]:
+    """(reviewer, answers, median seconds on screen, total seconds on screen), most answers first."""
+    if connection.vendor != "postgresql":
+        return _portable.reviewer_times(project)
+    return _rows(
         "SELECT u.username, COUNT(*), percentile_cont(0.5) WITHIN GROUP (ORDER BY a.seconds_spent), "
         f"SUM(a.seconds_spent) FROM {T_ANN} a JOIN {T_DOC} d ON d.id = a.document_id "
         "JOIN auth_user u ON u.id = a.reviewer_id WHERE d.project_id = %s GROUP BY u.username ORDER BY 2 DESC",
         [project.pk],
     )
+
+
+def throughput(project: Project) -> dict:
     table = []
-    for name, n, median, total in rows:
+    for name, n, median, total in reviewer_times(project):
         per_hour = round(n / (total / 3600), 1) if total else None
         table.append((name, n, round(median, 1) if median is not None else None, per_hour))
     return _chart(
