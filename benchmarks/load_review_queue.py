@@ -9,7 +9,8 @@ logged-in session, opens the labeling page (for its CSRF cookie) and then, in it
 what the page does: POST /projects/<id>/queue/next with the document on screen as `after` (the prefetch),
 then POST /projects/<id>/documents/<doc>/annotate with a fresh submission id, session cookie and CSRF header.
 With --think 0 every reviewer submits the moment a document arrives: a stress test of throughput. With
---think N each one spends N seconds on a document first, as people do (they take several), which measures
+--think N each one spends N seconds on a document first on average (0.5-1.5 N, each reviewer starting at
+its own moment; --lockstep makes it exactly N, all together), as people do (they take several), which measures
 the latency a reviewer actually waits for while 1, 4 or 16 colleagues work at the same time.
 
 Each level is bounded by --seconds and --max-loops. The baseline, measured in the same run at the same
@@ -32,6 +33,7 @@ import subprocess
 import sys
 import time
 import uuid
+from dataclasses import dataclass
 from http.cookies import SimpleCookie
 from pathlib import Path
 
@@ -63,6 +65,11 @@ def parse_args() -> argparse.Namespace:
         type=float,
         default=0.0,
         help="seconds each reviewer spends on a document before submitting (0: a stress test)",
+    )
+    parser.add_argument(
+        "--lockstep",
+        action="store_true",
+        help="every reviewer reads for exactly --think seconds, all starting together (a thundering herd)",
     )
     # 2 x 4 answered best on the two shared cores this was written on (tried 2x1, 4x1, 4x4).
     parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
@@ -307,8 +314,28 @@ class Client:
             raise RuntimeError(f"the labeling page answered {status}")
 
 
-def reviewer_loop(port, project_id, username, session_key, max_loops, think, *, start_at, seconds, results) -> None:
+@dataclass(frozen=True)
+class Pace:
+    """How long a simulated reviewer reads each document.
+
+    People are not in step. Unless `lockstep`, each reading time is drawn from 0.5-1.5 x `mean` and each
+    reviewer starts at a random moment within the first `mean` seconds, so sixteen reviewers do not all submit
+    in the same millisecond every `mean` seconds (which measures a thundering herd, not a review team).
+    """
+
+    mean: float
+    lockstep: bool = False
+
+    def start_delay(self, rng: random.Random) -> float:
+        return 0.0 if self.lockstep else rng.uniform(0.0, self.mean)
+
+    def reading_time(self, rng: random.Random) -> float:
+        return self.mean if self.lockstep else rng.uniform(0.5 * self.mean, 1.5 * self.mean)
+
+
+def reviewer_loop(port, project_id, username, session_key, max_loops, pace, *, start_at, seconds, results) -> None:
     """Label until time or loops run out, like the page: show, prefetch the next, submit the current."""
+    rng = random.Random(username)
     client = Client(port)
     client.open_page(session_key, project_id)
     next_path = f"/projects/{project_id}/queue/next"
@@ -331,11 +358,12 @@ def reviewer_loop(port, project_id, username, session_key, max_loops, think, *, 
 
     time.sleep(max(0.0, start_at - time.time()))
     deadline = time.monotonic() + seconds
+    time.sleep(pace.start_delay(rng))
     current = ask(None)
     upcoming = ask(current) if current else None
     loops = 0
     while current is not None and time.monotonic() < deadline and loops < max_loops:
-        time.sleep(think)  # reading the document; the page has already prefetched the next one
+        time.sleep(pace.reading_time(rng))  # reading the document; the page has already prefetched the next one
         body = {"labels": [random.choice(LABEL_KEYS)], "submission_id": str(uuid.uuid4()), "seconds_spent": 3.0}
         status, data, elapsed = client.request("POST", f"/projects/{project_id}/documents/{current}/annotate", body)
         timings["annotate"].append(elapsed)
@@ -351,13 +379,16 @@ def reviewer_loop(port, project_id, username, session_key, max_loops, think, *, 
     )
 
 
-def baseline_loop(port, max_loops, think, *, start_at, seconds, results) -> None:
+def baseline_loop(port, max_loops, pace, index, *, start_at, seconds, results) -> None:
+    rng = random.Random(f"baseline-{index}")
+    half = Pace(pace.mean / 2, pace.lockstep)  # two requests per document in the reviewers' loop, one here
     client = Client(port)
     timings = []
     time.sleep(max(0.0, start_at - time.time()))
     deadline = time.monotonic() + seconds
+    time.sleep(half.start_delay(rng))
     while time.monotonic() < deadline and len(timings) < max_loops:
-        time.sleep(think / 2)  # two requests per document in the reviewers' loop, one here
+        time.sleep(half.reading_time(rng))
         status, _, elapsed = client.request("GET", "/accounts/login/")
         if status == 200:
             timings.append(elapsed)
@@ -419,6 +450,7 @@ def main() -> None:
 
     connections.close_all()  # the forked reviewers must not share this process's connection
 
+    pace = Pace(args.think, lockstep=args.lockstep)
     port = args.port or free_port()
     server = start_server(args, port)
     rows = []
@@ -430,7 +462,7 @@ def main() -> None:
             reviewer_loop,
             max(levels),
             args.warmup_seconds,
-            lambda i: (port, project_id, *reviewers[i], args.max_loops, 0.0),
+            lambda i: (port, project_id, *reviewers[i], args.max_loops, Pace(0.0, lockstep=True)),
         )
         warmup_acknowledged = sum(len(out["acknowledged"]) for out in outputs)
         cold_submit = max((t for out in outputs for t in out["timings"]["annotate"]), default=float("nan"))
@@ -438,7 +470,7 @@ def main() -> None:
         for count in levels:
             print(f"Baseline, {count} concurrent client(s)", flush=True)
             outputs, _ = run_level(
-                baseline_loop, count, args.baseline_seconds, lambda i: (port, args.max_loops, args.think)
+                baseline_loop, count, args.baseline_seconds, lambda i: (port, args.max_loops, pace, i)
             )
             base = [t for out in outputs for t in out["timings"]]
             print(
@@ -448,7 +480,7 @@ def main() -> None:
                 reviewer_loop,
                 count,
                 args.seconds,
-                lambda i: (port, project_id, *reviewers[i], args.max_loops, args.think),
+                lambda i: (port, project_id, *reviewers[i], args.max_loops, pace),
             )
             next_times = [t for out in outputs for t in out["timings"]["next"]]
             annotate_times = [t for out in outputs for t in out["timings"]["annotate"]]
@@ -517,7 +549,7 @@ def report(args: argparse.Namespace, rows: list[dict], check: dict) -> None:
     print(
         f"Machine: {platform.platform()}, {os.cpu_count()} CPUs; gunicorn {args.workers} workers x "
         f"{args.threads} threads; {args.documents} documents; {'scored' if args.scored else 'unscored'} queue; "
-        f"think time {args.think:g} s"
+        f"think time {args.think:g} s" + (" (lockstep)" if args.lockstep else " (0.5-1.5x, staggered)")
     )
     print()
     print(
