@@ -93,6 +93,8 @@ def configure_django(database_url: str) -> None:
             "DOCKET_VAR_DIR": str(ROOT / "var" / "bench"),
             # Submissions knock on learning.tasks.labels_changed; that publish goes to a broker of its own.
             "CELERY_BROKER_URL": os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/13"),
+            # What docs/deploy.md asks of several web processes: a shared cache (sessions, throttle counts).
+            "DOCKET_CACHE_URL": os.environ.get("BENCH_CACHE_URL", "redis://127.0.0.1:6379/14"),
         }
     )
     import django

@@ -157,9 +157,15 @@ CELERY_TASK_ROUTES = {"learning.tasks.train_slow": {"queue": env.str("DOCKET_SLO
 # --- REST framework -------------------------------------------------------------------------------
 # Throttle counters live in this cache: local memory serves one process; several processes need Redis.
 CACHES = {"default": env.cache_url("DOCKET_CACHE_URL", default="locmemcache://")}
-# Sessions are written through to the database and read from the cache: one query less on every request of
-# a reviewer's get-next + submit loop, and still valid after a restart or in another process (read from the db).
-SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
+# With a cache the web processes share (DOCKET_CACHE_URL=redis://...), sessions are read from it and written
+# through to the database: one query less on every request of a reviewer's get-next + submit loop. A
+# per-process memory cache would keep a logged-out session alive in the other processes, so without a shared
+# cache sessions are read from the database.
+SESSION_ENGINE = (
+    "django.contrib.sessions.backends.db"
+    if CACHES["default"]["BACKEND"].endswith("LocMemCache")
+    else "django.contrib.sessions.backends.cached_db"
+)
 
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
