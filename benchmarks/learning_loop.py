@@ -289,7 +289,7 @@ def machine() -> str:
     except OSError:
         pass
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    return f"{os.cpu_count()} cores ({cpu}), shared with other engineers' work; load average at start {load}"
+    return f"{os.cpu_count()} cores ({cpu}), load average at start {load} (other work slows every figure)"
 
 
 def phase(timings: dict, *keys: str) -> float:
@@ -392,8 +392,8 @@ def markdown(results: dict) -> str:
         "  queued document at the encoding rate. On a real 100,000-document pool the re-embedding dominates",
         "  (100,000 / texts per second), which is why it runs in shards of 2,048 with progress and resumes from",
         "  the last finished shard if its worker dies.",
-        "- Encoding rates on this shared machine are far below the 60-80 texts/s of two idle cores (see the",
-        "  load average above); the ratio between the two paths, measured side by side, is the comparison.",
+        "- Encoding rates fall far below the 60-80 texts/s of two idle cores when other work shares the machine",
+        "  (see the load average above); the ratio between the two paths, measured side by side, is the comparison.",
         "",
     ]
     return "\n".join(lines)
