@@ -69,6 +69,10 @@ def main() -> None:
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
+    # A finished import asks the learning loop to lay out the queue, which imports learning.tasks (and with it
+    # scikit-learn) once per process. Web and worker processes have it loaded already; load it here too, so
+    # the figure below is the import's own memory.
+    import learning.tasks  # noqa: F401
     from annotation.services.imports import documents_import
     from annotation.services.projects import project_create
 
