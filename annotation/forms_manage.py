@@ -3,7 +3,7 @@
 from django import forms
 
 from annotation.models import Label, Membership, Project
-from annotation.services.projects import TAXONOMY_TEMPLATES
+from annotation.services.projects import PROJECT_SETTINGS, TAXONOMY_TEMPLATES
 from annotation.services.taxonomy import DEFAULT_COLOR, label_depths, tree_order
 
 TEMPLATE_NAMES = {"opp115": "OPP-115 top-level data practices (10 labels with guidelines)"}
@@ -163,3 +163,26 @@ class ProjectCreateForm(forms.Form):
         if data.get("start") == "file" and not data.get("file"):
             self.add_error("file", "Choose the taxonomy file.")
         return data
+
+
+class ProjectSettingsForm(forms.ModelForm):
+    """The settings a project admin changes after creation; the service validates and audits the change."""
+
+    class Meta:
+        model = Project
+        fields = PROJECT_SETTINGS
+        labels = {
+            "lease_ttl_seconds": "Lease time (seconds)",
+            "query_strategy": "Which document comes next",
+            "fast_retrain_every": "Refit the model head every … new labels",
+            "slow_retrain_every": "Fine-tune the model body every … new labels",
+            "eval_fraction": "Share of documents reserved for evaluation",
+            "promotion_policy": "When a new model serves",
+        }
+        help_texts = {
+            "query_strategy": "Diverse uncertainty beat random picking on OPP-115 (docs/benchmarks.md); "
+            "a change lays the queue out again at once.",
+            "eval_fraction": "0 to 0.5. Reserved documents are drawn at random, labeled like any other, never "
+            "trained on; they are what model versions are compared on.",
+        }
+        widgets = {"description": forms.Textarea(attrs={"rows": 3})}

@@ -12,6 +12,7 @@ urlpatterns = [
     path("projects/new/", views.project_new, name="project-create"),
     path("accounts/set-password/<uidb64>/<token>/", views.SetPasswordView.as_view(), name="set-password"),
     path(project, views.manage_index, name="index"),
+    path(f"{project}settings/", views.project_settings, name="settings"),
     path(f"{project}taxonomy/", views.taxonomy_page, name="taxonomy"),
     path(f"{project}taxonomy/mode/", views.taxonomy_mode, name="taxonomy-mode"),
     path(f"{project}taxonomy/labels/new/", views.label_add, name="label-add"),

@@ -29,13 +29,14 @@ from annotation.forms_manage import (
     MemberAddForm,
     MergeForm,
     ProjectCreateForm,
+    ProjectSettingsForm,
     RoleForm,
     SplitPartFormSet,
     TaxonomyImportForm,
 )
 from annotation.models import AuditEvent, Document, Label, Membership, Project, TaxonomyVersion
 from annotation.services import audit, members, taxonomy
-from annotation.services.projects import project_create
+from annotation.services.projects import project_create, project_settings_update
 
 # Guidelines are Markdown written by admins; raw HTML in them is shown as text, never run.
 MARKDOWN = MarkdownIt("commonmark", {"html": False})
@@ -94,6 +95,25 @@ def manage_index(request: HttpRequest, project_id: int) -> HttpResponse:
         recent=AuditEvent.objects.filter(project=project).order_by("-created_at", "-id")[:8],
     )
     return render(request, "manage/index.html", context)
+
+
+@login_required
+def project_settings(request: HttpRequest, project_id: int) -> HttpResponse:
+    """Name, description, lease time and the learning loop's settings; every change is audited."""
+    project = permissions.access_project_by_id(request.user, project_id, action="manage_settings")
+    # The form validates a copy: a rejected change must not show up on the page's own project.
+    form = ProjectSettingsForm(request.POST or None, instance=Project.objects.get(pk=project.pk))
+    if request.method == "POST" and form.is_valid():
+        try:
+            project = project_settings_update(
+                actor=request.user, project=project, **{f: form.cleaned_data[f] for f in form.Meta.fields}
+            )
+        except ValidationError as error:
+            form.add_error(None, error)
+        else:
+            messages.success(request, "Settings saved.")
+            return redirect("manage:settings", project.pk)
+    return render(request, "manage/settings.html", _context(request, project, "settings", form=form))
 
 
 # --- Taxonomy ---------------------------------------------------------------------------------------------------

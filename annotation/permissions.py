@@ -11,7 +11,8 @@ Role = Membership.Role
 # What each role may do. Admins can do everything reviewers can.
 REVIEWER_ACTIONS = frozenset({"view", "label", "export_own", "own_token"})
 ADMIN_ACTIONS = REVIEWER_ACTIONS | frozenset(
-    {"manage_members", "manage_taxonomy", "import", "export", "manage_models", "manage_keys", "view_audit"}
+    {"manage_settings", "manage_members", "manage_taxonomy", "import", "export", "manage_models", "manage_keys"}
+    | {"view_audit"}
     # Review quality: the dashboard, adjudicating disputes, gold answers, sending documents back.
     | {"view_quality", "adjudicate", "manage_gold"}
 )

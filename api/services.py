@@ -1,7 +1,4 @@
-"""Writes the API needs: keys and service accounts, and thin adapters onto the annotation services.
-
-`project_update` is a stand-in until annotation/services/projects.py offers a settings change.
-"""
+"""Writes the API needs: keys and service accounts, and thin adapters onto the annotation services."""
 
 import hashlib
 import hmac
@@ -204,35 +201,6 @@ def api_key_authenticate(*, token: str) -> ApiKey:
 
 
 # --- Projects, documents, annotations ------------------------------------------------------------------------
-
-PROJECT_SETTINGS = (
-    "description",
-    "lease_ttl_seconds",
-    "query_strategy",
-    "fast_retrain_every",
-    "slow_retrain_every",
-    "eval_fraction",
-    "promotion_policy",
-)
-
-
-@transaction.atomic
-def project_update(*, actor: AbstractBaseUser, project: Project, **changes: Any) -> Project:
-    before = {field: getattr(project, field) for field in changes if field in PROJECT_SETTINGS}
-    for field, value in changes.items():
-        if field in PROJECT_SETTINGS:
-            setattr(project, field, value)
-    project.full_clean()
-    project.save(update_fields=list(before) or None)
-    audit_record(
-        action="project.updated",
-        actor=actor,
-        project=project,
-        target=project,
-        before=before,
-        after={field: getattr(project, field) for field in before},
-    )
-    return project
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ from annotation.models import (
     Project,
 )
 from annotation.services.audit import audit_record
-from annotation.services.labeling import notify_learning
+from annotation.services.labeling import notify_learning, request_queue_rescore
 
 # Keys an export writes that describe Docket's state rather than the document; an import ignores them, so
 # an export re-imports unchanged.
@@ -428,7 +428,7 @@ def import_batch_run(*, batch: ImportBatch, stream: IO[bytes], progress: Progres
                 transaction.on_commit(lambda: notify_learning(project_id))
             elif batch.created_count:
                 project_id = batch.project_id
-                transaction.on_commit(lambda: _request_rescore(project_id))
+                transaction.on_commit(lambda: request_queue_rescore(project_id))
     except ImportRejected as error:
         _fail(batch, str(error), builder.first_errors)
         raise
@@ -499,20 +499,6 @@ class _ByteCounter(io.RawIOBase):
         if self._progress and n:
             self._progress(self.consumed)
         return n
-
-
-def _request_rescore(project_id: int) -> None:
-    """New documents need a place in the queue: cold-start picks, or scores under the active model.
-
-    The documents are committed by now; a broker outage is logged, and the next label or the models page's
-    rescore button lays the queue out instead.
-    """
-    from learning.tasks import rescore_pool
-
-    try:
-        rescore_pool.delay(project_id)
-    except Exception:  # the broker is down: the import itself has succeeded
-        logger.exception("Could not ask a worker to rescore project %s after an import", project_id)
 
 
 def _summary(batch: ImportBatch) -> dict[str, Any]:

@@ -216,3 +216,15 @@ def notify_learning(project_id: int) -> None:
         labels_changed.delay(project_id)
     except Exception:  # the broker is down or refuses: labeling goes on
         logger.exception("Could not tell the learning loop that project %s has new labels", project_id)
+
+
+def request_queue_rescore(project_id: int) -> None:
+    """Ask a worker to lay out the project's queue again: after an import (new documents need a place) or a
+    change of query strategy. Call it once the change is committed; a broker outage is logged, and the next
+    label or the models page's "Rescore the queue" lays the queue out instead."""
+    from learning.tasks import rescore_pool
+
+    try:
+        rescore_pool.delay(project_id)
+    except Exception:  # the broker is down: the change itself has succeeded
+        logger.exception("Could not ask a worker to rescore the queue of project %s", project_id)

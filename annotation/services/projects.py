@@ -1,4 +1,4 @@
-"""Creating projects with their taxonomy and first admin."""
+"""Creating projects with their taxonomy and first admin, and changing their settings."""
 
 import json
 from pathlib import Path
@@ -9,10 +9,24 @@ from django.db import transaction
 
 from annotation.models import Label, Membership, Project, Taxonomy
 from annotation.services.audit import audit_record
+from annotation.services.labeling import request_queue_rescore
 
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "demo"
 # Taxonomy templates offered when a project starts; the file holds labels with guidelines and shortcuts.
 TAXONOMY_TEMPLATES = {"opp115": TEMPLATES_DIR / "taxonomy.json"}
+
+# What a project admin may change after creation (the settings page and PATCH /api/v1/projects/{id}).
+# Single- or multi-label is the taxonomy's mode (the taxonomy page); overlap and gold are the quality page's.
+PROJECT_SETTINGS = (
+    "name",
+    "description",
+    "lease_ttl_seconds",
+    "query_strategy",
+    "fast_retrain_every",
+    "slow_retrain_every",
+    "eval_fraction",
+    "promotion_policy",
+)
 
 
 def taxonomy_template(name: str) -> dict[str, Any]:
@@ -57,3 +71,33 @@ def project_create(
         after={"name": name, "multi_label": multi_label, "labels": [spec["key"] for spec in labels or []]},
     )
     return project
+
+
+@transaction.atomic
+def project_settings_update(*, actor: AbstractBaseUser, project: Project, **changes: Any) -> Project:
+    """Change some of PROJECT_SETTINGS: validated together, one audit event with before and after, and a
+    queue laid out again when the query strategy changes. Invalid values raise ValidationError and change
+    nothing (the instance passed in is left as it was)."""
+    unknown = set(changes) - set(PROJECT_SETTINGS)
+    if unknown:
+        raise ValueError(f"Not a project setting: {', '.join(sorted(unknown))}")
+    current = Project.objects.select_for_update().get(pk=project.pk)
+    before = {field: getattr(current, field) for field, value in changes.items() if getattr(current, field) != value}
+    if not before:
+        return current
+    for field in before:
+        setattr(current, field, changes[field])
+    current.full_clean()
+    current.save(update_fields=list(before))
+    audit_record(
+        action="project.updated",
+        actor=actor,
+        project=current,
+        target=current,
+        before=before,
+        after={field: getattr(current, field) for field in before},
+    )
+    if "query_strategy" in before:
+        project_id = current.pk
+        transaction.on_commit(lambda: request_queue_rescore(project_id))
+    return current

@@ -9,8 +9,7 @@ from rest_framework.views import APIView
 from annotation import permissions, selectors
 from annotation.exceptions import NotAllowed
 from annotation.models import Project
-from annotation.services.projects import project_create
-from api import services
+from annotation.services.projects import project_create, project_settings_update
 from api.auth import access_project, api_key_of, projects_visible, require_scope
 from api.exceptions import Conflict
 from api.models import Scope
@@ -141,8 +140,8 @@ class ProjectUpdateApi(APIView):
         examples=[OpenApiExample("Retrain less often", value={"fast_retrain_every": 25}, request_only=True)],
     )
     def patch(self, request: Request, project_id: int) -> Response:
-        project = access_project(request, project_id, scope=Scope.ADMIN, action="manage_members")
+        project = access_project(request, project_id, scope=Scope.ADMIN, action="manage_settings")
         serializer = SettingsInput(data=request.data, partial=True)
         serializer.is_valid(raise_exception=True)
-        project = services.project_update(actor=request.user, project=project, **serializer.validated_data)
+        project = project_settings_update(actor=request.user, project=project, **serializer.validated_data)
         return Response(ProjectDetailOutput(project, context={"request": request}).data)

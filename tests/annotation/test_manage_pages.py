@@ -25,6 +25,7 @@ PAGES = [
     ("manage:versions", {}),
     ("manage:version", {"number": 2}),
     ("manage:members", {}),
+    ("manage:settings", {}),
     ("manage:audit", {}),
     ("manage:audit-export", {"fmt": "csv"}),
 ]
@@ -41,6 +42,7 @@ ACTIONS = [
         {"sources": ["first_party", "third_party"], "into": "existing", "target": "first_party", "apply": "1"},
     ),
     ("manage:members", {}, {"identifier": "someone@example.org", "role": "admin"}),
+    ("manage:settings", {}, {"name": "Taken over", "lease_ttl_seconds": "60", "query_strategy": "random"}),
 ]
 
 
@@ -339,3 +341,67 @@ def test_a_member_without_a_password_can_get_a_new_link_and_only_from_an_admin(c
     has_password = Membership.objects.get(project=project, user=reviewer)
     page = client.post(url(project, "manage:member-password-link", {"membership_id": has_password.pk}), follow=True)
     assert "has set a password already" in page.content.decode()
+
+
+def settings_form(project, **changes):
+    data = {
+        "name": project.name,
+        "description": project.description,
+        "lease_ttl_seconds": project.lease_ttl_seconds,
+        "query_strategy": project.query_strategy,
+        "fast_retrain_every": project.fast_retrain_every,
+        "slow_retrain_every": project.slow_retrain_every,
+        "eval_fraction": project.eval_fraction,
+        "promotion_policy": project.promotion_policy,
+    }
+    return {**data, **changes}
+
+
+def test_admin_changes_settings_audited_and_a_new_strategy_lays_out_the_queue(
+    client, project, admin, django_capture_on_commit_callbacks
+):
+    login(client, admin)
+    with django_capture_on_commit_callbacks() as callbacks:
+        response = client.post(
+            url(project, "manage:settings", {}),
+            settings_form(project, lease_ttl_seconds="300", query_strategy="diverse", fast_retrain_every="25"),
+            follow=True,
+        )
+    assert "Settings saved." in response.content.decode()
+    project.refresh_from_db()
+    assert (project.lease_ttl_seconds, project.query_strategy, project.fast_retrain_every) == (300, "diverse", 25)
+    event = AuditEvent.objects.get(action="project.updated", project=project)
+    assert event.before == {"lease_ttl_seconds": 600, "query_strategy": "margin", "fast_retrain_every": 10}
+    assert event.after == {"lease_ttl_seconds": 300, "query_strategy": "diverse", "fast_retrain_every": 25}
+    assert len(callbacks) == 1  # the queue is rescored under the new strategy once the change commits
+
+    with django_capture_on_commit_callbacks() as callbacks:
+        client.post(url(project, "manage:settings", {}), settings_form(project, fast_retrain_every="30"))
+    assert callbacks == [] and AuditEvent.objects.filter(action="project.updated").count() == 2
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"eval_fraction": "0.9"}, "less than or equal to 0.5"),
+        ({"lease_ttl_seconds": "5"}, "greater than or equal to 30"),
+        ({"query_strategy": "clairvoyant"}, "Select a valid choice"),
+        ({"name": "Someone else's"}, "already exists"),
+    ],
+)
+def test_invalid_settings_say_why_and_change_nothing(client, project, admin, changes, message):
+    Project.objects.create(name="Someone else's")
+    login(client, admin)
+    before = Project.objects.filter(pk=project.pk).values().get()
+    response = client.post(url(project, "manage:settings", {}), settings_form(project, **changes))
+    assert response.status_code == 200
+    assert message in response.content.decode()
+    assert Project.objects.filter(pk=project.pk).values().get() == before
+    assert not AuditEvent.objects.filter(action="project.updated").exists()
+
+
+def test_a_reviewer_cannot_change_settings(client, project, admin, reviewer):
+    login(client, reviewer)
+    before = Project.objects.filter(pk=project.pk).values().get()
+    assert client.post(url(project, "manage:settings", {}), settings_form(project, name="Mine")).status_code == 403
+    assert Project.objects.filter(pk=project.pk).values().get() == before
