@@ -2,6 +2,7 @@
 tokens on "My API tokens". A new key's secret is shown once, in the response that issued it."""
 
 from datetime import timedelta
+from typing import Any
 
 from django import forms
 from django.contrib import messages
@@ -17,6 +18,7 @@ from annotation.models import Membership, Taxonomy
 from api import services
 from api.exceptions import Conflict
 from api.models import ApiKey, Scope
+from api.services import IssuedKey
 
 
 class KeyForm(forms.Form):
@@ -39,27 +41,42 @@ def _keys(project):
     return ApiKey.objects.filter(projects=project).select_related("user").order_by("-created_at")
 
 
+def _issue(request: HttpRequest, form: forms.Form, **key: Any) -> IssuedKey | None:
+    """Issue a key from a valid form (name, scopes, expires_in_days); the service's refusals become form errors."""
+    days = form.cleaned_data["expires_in_days"]
+    try:
+        return services.api_key_create(
+            actor=request.user,
+            name=form.cleaned_data["name"],
+            scopes=form.cleaned_data["scopes"],
+            expires_at=timezone.now() + timedelta(days=days) if days else None,
+            **key,
+        )
+    except ValidationError as error:
+        for field, problems in error.message_dict.items():
+            form.add_error(field if field in form.fields else None, problems)
+        return None
+
+
+def _revoke(request: HttpRequest, key: ApiKey) -> None:
+    try:
+        services.api_key_revoke(key=key, actor=request.user)
+    except Conflict as error:
+        messages.warning(request, str(error))
+    else:
+        messages.success(request, f"Revoked {key.name} ({key.prefix}). It no longer works.")
+
+
 @login_required
 def project_keys(request: HttpRequest, project_id: int) -> HttpResponse:
     project = permissions.access_project_by_id(request.user, project_id, action="manage_keys")
     issued = None
     form = KeyForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        days = form.cleaned_data["expires_in_days"]
-        try:
-            issued = services.api_key_create(
-                actor=request.user,
-                projects=[project],
-                name=form.cleaned_data["name"],
-                scopes=form.cleaned_data["scopes"],
-                kind=form.cleaned_data["kind"],
-                role=form.cleaned_data["role"],
-                expires_at=timezone.now() + timedelta(days=days) if days else None,
-            )
-        except ValidationError as error:
-            for field, problems in error.message_dict.items():
-                form.add_error(field if field in form.fields else None, problems)
-        else:
+        issued = _issue(
+            request, form, projects=[project], kind=form.cleaned_data["kind"], role=form.cleaned_data["role"]
+        )
+        if issued is not None:
             form = KeyForm()
     # The secret is rendered into this one response and never stored: no redirect, no message, no session.
     return render(
@@ -84,12 +101,7 @@ def project_key_revoke(request: HttpRequest, project_id: int, key_id: int) -> Ht
     key = _keys(project).filter(pk=key_id).first()
     if key is None:
         raise Http404("No such key in this project.")
-    try:
-        services.api_key_revoke(key=key, actor=request.user)
-    except Conflict as error:
-        messages.warning(request, str(error))
-    else:
-        messages.success(request, f"Revoked {key.name} ({key.prefix}). It no longer works.")
+    _revoke(request, key)
     return redirect("api-pages:keys", project_id=project.pk)
 
 
@@ -129,20 +141,8 @@ def my_tokens(request: HttpRequest) -> HttpResponse:
     issued = None
     form = PersonalTokenForm(request.POST or None, user=request.user)
     if request.method == "POST" and form.is_valid():
-        days = form.cleaned_data["expires_in_days"]
-        try:
-            issued = services.api_key_create(
-                actor=request.user,
-                projects=list(form.cleaned_data["projects"]),
-                name=form.cleaned_data["name"],
-                scopes=form.cleaned_data["scopes"],
-                kind=ApiKey.Kind.PERSONAL,
-                expires_at=timezone.now() + timedelta(days=days) if days else None,
-            )
-        except ValidationError as error:
-            for field, problems in error.message_dict.items():
-                form.add_error(field if field in form.fields else None, problems)
-        else:
+        issued = _issue(request, form, projects=list(form.cleaned_data["projects"]), kind=ApiKey.Kind.PERSONAL)
+        if issued is not None:
             form = PersonalTokenForm(user=request.user)
     return render(
         request,
@@ -158,10 +158,5 @@ def my_token_revoke(request: HttpRequest, key_id: int) -> HttpResponse:
     key = _personal_tokens(request.user).filter(pk=key_id).first()
     if key is None:
         raise Http404("You have no such token.")
-    try:
-        services.api_key_revoke(key=key, actor=request.user)
-    except Conflict as error:
-        messages.warning(request, str(error))
-    else:
-        messages.success(request, f"Revoked {key.name} ({key.prefix}). It no longer works.")
+    _revoke(request, key)
     return redirect("my-tokens")

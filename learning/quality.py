@@ -57,6 +57,11 @@ def project_body_id(project: Project) -> str:
     return base_body_id(base_model_for(project) or default_base_model())
 
 
+def _project_stamp(project: Project) -> str:
+    """Which project, and which incarnation of it: a database restored or recreated reuses ids."""
+    return f"{project.pk}:{project.created_at.timestamp() if project.created_at else 0}:"
+
+
 def label_error_stamp(project: Project, limit: int) -> str:
     """What a ranking was computed from: answers, decisions, gold answers and the model body. Any change of
     these makes a new stamp; a document sent back for re-review does not (it is filtered out on reading)."""
@@ -64,18 +69,21 @@ def label_error_stamp(project: Project, limit: int) -> str:
     decided = Adjudication.objects.filter(project=project).count()
     gold = GoldAnswer.objects.filter(project=project).count()
     changed = stamp["at"].timestamp() if stamp["at"] else 0
-    created = project.created_at.timestamp() if project.created_at else 0
-    return f"{project.pk}:{created}:{project_body_id(project)}:{stamp['n']}:{changed}:{decided}:{gold}:{limit}"
+    return f"{_project_stamp(project)}{project_body_id(project)}:{stamp['n']}:{changed}:{decided}:{gold}:{limit}"
 
 
 def _report_path(project_id: int) -> Path:
     return artifact_root() / "quality" / f"project-{project_id}-label-errors.json"
 
 
-def _report_read(project_id: int) -> tuple[str, LabelErrorReport] | None:
+def _report_read(project: Project) -> tuple[str, LabelErrorReport] | None:
+    """The stored ranking and its stamp; None when there is none, or it belongs to another project that once
+    had this id."""
     try:
-        stored = json.loads(_report_path(project_id).read_text())
+        stored = json.loads(_report_path(project.pk).read_text())
     except (OSError, ValueError):
+        return None
+    if not stored["stamp"].startswith(_project_stamp(project)):
         return None
     return stored["stamp"], LabelErrorReport(**stored["report"])
 
@@ -96,7 +104,7 @@ def label_errors_refresh(*, project_id: int, limit: int = 100) -> bool:
     if project is None:
         return False
     stamp = label_error_stamp(project, limit)
-    stored = _report_read(project_id)
+    stored = _report_read(project)
     if stored is not None and stored[0] == stamp:
         return False
     _report_write(project_id, stamp, likely_label_errors(project, limit=limit))
@@ -112,7 +120,7 @@ def likely_label_errors_cached(project: Project, *, limit: int = 100) -> LabelEr
     for re-review since leave the list at once (one query).
     """
     stamp = label_error_stamp(project, limit)
-    stored = _report_read(project.pk)
+    stored = _report_read(project)
     if stored is not None and stored[0] == stamp:
         report = stored[1]
     elif Annotation.objects.filter(document__project=project).count() <= INLINE_ANSWERS:

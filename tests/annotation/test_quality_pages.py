@@ -11,6 +11,13 @@ from tests.factories import DocumentFactory, MembershipFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
+
+@pytest.fixture(autouse=True)
+def _own_artifact_dir(settings, tmp_path):
+    # Embedding shards and stored rankings of one test never meet another's.
+    settings.ARTIFACT_DIR = tmp_path / "artifacts"
+
+
 PAGES = ["", "adjudication/", "gold/", "label-errors/"]
 
 
@@ -71,25 +78,33 @@ def test_admin_marks_a_gold_document_and_changes_the_settings(client, project, p
     assert "Not saved" in response.content.decode()
 
 
-def test_label_error_page_ranks_a_flipped_label_first_and_sends_it_back(client, project, project_admin):
+def labeled_with_one_flip(project, *, flipped: int, unlabeled: int = 0, seed: int = 0) -> tuple[object, list]:
+    """40 labeled documents in two well-separated clusters with cached embeddings; document `flipped` carries
+    the other cluster's label. `unlabeled` more documents follow, embedded but not answered."""
     reviewer = UserFactory()
     MembershipFactory(project=project, user=reviewer)
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
     keys = ["first_party", "third_party"]
     documents, vectors = [], []
-    for i in range(40):
+    for i in range(40 + unlabeled):
         true = i % 2
         document = DocumentFactory(project=project)
-        given = keys[1 - true] if i == 7 else keys[true]  # document 7 carries the wrong label
-        annotation_submit(reviewer=reviewer, document=document, label_keys=[given])
         documents.append(document)
         vectors.append(np.eye(8)[true] * 4 + rng.normal(0, 0.5, 8))
+        if i < 40:
+            given = keys[1 - true] if i == flipped else keys[true]
+            annotation_submit(reviewer=reviewer, document=document, label_keys=[given])
     _shard_write(
         project.pk,
         project_body_id(project),
         np.asarray([d.pk for d in documents], dtype=np.int64),
         np.asarray(vectors, dtype=np.float32),
     )
+    return reviewer, documents
+
+
+def test_label_error_page_ranks_a_flipped_label_first_and_sends_it_back(client, project, project_admin):
+    _, documents = labeled_with_one_flip(project, flipped=7)
     client.force_login(project_admin)
     html = client.get(f"/projects/{project.pk}/quality/label-errors/").content.decode()
     assert f'data-document-id="{documents[7].pk}" class="selected"' in html
@@ -108,26 +123,7 @@ def test_a_large_projects_ranking_comes_from_a_worker_and_the_last_one_shows_mea
     from learning import quality as label_error_quality
     from learning.tasks import refresh_label_errors
 
-    reviewer = UserFactory()
-    MembershipFactory(project=project, user=reviewer)
-    rng = np.random.default_rng(1)
-    keys = ["first_party", "third_party"]
-    documents, vectors = [], []
-    for i in range(41):
-        true = i % 2
-        document = DocumentFactory(project=project)
-        documents.append(document)
-        vectors.append(np.eye(8)[true] * 4 + rng.normal(0, 0.5, 8))
-        if i < 40:
-            annotation_submit(
-                reviewer=reviewer, document=document, label_keys=[keys[1 - true] if i == 3 else keys[true]]
-            )
-    _shard_write(
-        project.pk,
-        project_body_id(project),
-        np.asarray([d.pk for d in documents], dtype=np.int64),
-        np.asarray(vectors, dtype=np.float32),
-    )
+    reviewer, documents = labeled_with_one_flip(project, flipped=3, unlabeled=1, seed=1)
     monkeypatch.setattr(label_error_quality, "INLINE_ANSWERS", 10)
     client.force_login(project_admin)
 
@@ -147,3 +143,15 @@ def test_a_large_projects_ranking_comes_from_a_worker_and_the_last_one_shows_mea
     assert f'data-document-id="{documents[3].pk}" class="selected"' in html
     assert refresh_label_errors(project.pk)["computed"] is True
     assert "label-errors-stale" not in client.get(f"/projects/{project.pk}/quality/label-errors/").content.decode()
+
+
+def test_a_stored_ranking_of_another_project_that_had_the_same_id_is_never_shown(client, project, project_admin):
+    """A database restored or recreated reuses ids; the artifact directory may still hold the old rankings."""
+    from learning import quality as label_error_quality
+
+    labeled_with_one_flip(project, flipped=5)
+    report = label_error_quality.LabelErrorReport(issues=[{"document_id": 1, "text": "not ours"}])
+    label_error_quality._report_write(project.pk, f"{project.pk}:0.0:body:1:0:0:0:100", report)
+    assert label_error_quality._report_read(project) is None
+    client.force_login(project_admin)
+    assert "not ours" not in client.get(f"/projects/{project.pk}/quality/label-errors/").content.decode()
