@@ -97,6 +97,8 @@ class ModelVersion(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     activated_at = models.DateTimeField(null=True, blank=True)
+    # When `prune_artifacts` deleted its files: the row (metrics, labels seen) stays, it can no longer serve.
+    pruned_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["project", "-number"]

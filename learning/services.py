@@ -1386,6 +1386,11 @@ def model_version_promote(*, version: ModelVersion, actor: AbstractBaseUser) -> 
         version = ModelVersion.objects.select_for_update().select_related("project").get(pk=version.pk)
         if version.status == VersionStatus.ACTIVE:
             return version
+        if version.pruned_at is not None:
+            raise ModelSwitchRefused(
+                f"The files of version {version.number} were pruned on {version.pruned_at:%Y-%m-%d}; "
+                "it can no longer serve. Train a new version instead."
+            )
         if version.status not in (VersionStatus.READY, VersionStatus.RETIRED):
             raise ModelSwitchRefused(
                 f"Version {version.number} is {version.get_status_display().lower()}; only a ready or retired "
@@ -1405,7 +1410,7 @@ def model_version_rollback(*, project: Project, actor: AbstractBaseUser) -> Mode
             raise ModelSwitchRefused("No model is active, so there is nothing to roll back from.")
         target = (
             ModelVersion.objects.select_for_update()
-            .filter(project=project, status=VersionStatus.RETIRED, number__lt=active.number)
+            .filter(project=project, status=VersionStatus.RETIRED, number__lt=active.number, pruned_at__isnull=True)
             .order_by("-number")
             .first()
         )

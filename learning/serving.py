@@ -116,6 +116,8 @@ class ModelCache:
         version = selectors.model_version_by_number(project, number)
         if version is None:
             raise UnknownModelVersion(f"{project} has no model version {number}.")
+        if version.pruned_at is not None:
+            raise NoModelReady(f"The files of model version {number} were pruned on {version.pruned_at:%Y-%m-%d}.")
         if version.status not in SERVABLE or not version.artifact_path:
             raise NoModelReady(f"Model version {number} is {version.get_status_display().lower()}; it cannot predict.")
         if version.status == ModelVersion.Status.ACTIVE:
