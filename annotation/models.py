@@ -113,6 +113,7 @@ class Project(models.Model):
 class Membership(models.Model):
     class Role(models.TextChoices):
         ADMIN = "admin", "Project admin"
+        LEAD = "lead", "Lead reviewer"
         REVIEWER = "reviewer", "Reviewer"
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="memberships")
@@ -123,7 +124,7 @@ class Membership(models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["project", "user"], name="membership_unique_user"),
-            models.CheckConstraint(condition=Q(role__in=["admin", "reviewer"]), name="membership_role_valid"),
+            models.CheckConstraint(condition=Q(role__in=["admin", "lead", "reviewer"]), name="membership_role_valid"),
         ]
 
     def __str__(self) -> str:

@@ -16,12 +16,16 @@ ADMIN_ACTIONS = REVIEWER_ACTIONS | frozenset(
     # Review quality: the dashboard, adjudicating disputes, gold answers, sending documents back.
     | {"view_quality", "adjudicate", "manage_gold"}
 )
-ACTIONS_BY_ROLE = {Role.REVIEWER: REVIEWER_ACTIONS, Role.ADMIN: ADMIN_ACTIONS}
+# Lead reviewers label, read the quality figures and settle disputes; the taxonomy, people, imports, models,
+# keys and gold answers stay with admins.
+LEAD_ACTIONS = REVIEWER_ACTIONS | frozenset({"view_quality", "adjudicate"})
+ACTIONS_BY_ROLE = {Role.REVIEWER: REVIEWER_ACTIONS, Role.LEAD: LEAD_ACTIONS, Role.ADMIN: ADMIN_ACTIONS}
 
 # API scopes a member may put on a personal token of their own, by role. A token never does more than its
 # owner's role allows either way; this keeps a reviewer from holding a token that only looks like more.
 PERSONAL_TOKEN_SCOPES = {
     Role.REVIEWER: frozenset({"predict", "read"}),
+    Role.LEAD: frozenset({"predict", "read"}),
     Role.ADMIN: frozenset({"predict", "read", "write", "admin"}),
 }
 
@@ -38,9 +42,13 @@ def role_in(user: AbstractBaseUser | AnonymousUser, project: Project) -> str | N
     return Membership.objects.filter(project=project, user=user).values_list("role", flat=True).first()
 
 
+def role_allows(role: str | None, action: str) -> bool:
+    """Whether a role may do `action`; templates ask it as `role|allows:"action"` to show only what works."""
+    return role is not None and action in ACTIONS_BY_ROLE.get(role, frozenset())
+
+
 def can(user: AbstractBaseUser | AnonymousUser, project: Project, action: str) -> bool:
-    role = role_in(user, project)
-    return role is not None and action in ACTIONS_BY_ROLE[role]
+    return role_allows(role_in(user, project), action)
 
 
 def personal_token_scopes(user: AbstractBaseUser | AnonymousUser, project: Project) -> frozenset[str]:

@@ -116,3 +116,35 @@ def test_a_decision_moves_the_retraining_clock_so_enough_of_them_retrain(dispute
     adjudication_decide(actor=admin, document=document, label_keys=["third_party"])
     assert label_event_count(project) == 3
     assert training_due(project, label_event_count(project)) == "fast"
+
+
+def test_a_lead_reviewer_adjudicates_and_reads_the_figures_but_manages_nothing(disputed, client):
+    project, document, alice, bob, admin = disputed
+    lead = UserFactory()
+    MembershipFactory(project=project, user=lead, role="lead")
+    client.force_login(lead)
+    base = f"/projects/{project.pk}"
+    assert client.get(f"{base}/quality/").status_code == 200
+    page = client.get(f"{base}/quality/adjudication/")
+    assert page.status_code == 200
+    html = page.content.decode()
+    # The tabs offer only the pages a lead opens.
+    assert f'href="{base}/quality/gold/"' not in html and f'href="{base}/quality/label-errors/"' not in html
+    for refused in ("/quality/gold/", "/quality/label-errors/", "/manage/", "/manage/members/", "/models/train/"):
+        method = client.post if refused.endswith("train/") else client.get
+        assert method(f"{base}{refused}").status_code == 403, refused
+    response = client.post(f"{base}/quality/adjudication/{document.pk}/", {"labels": ["third_party"], "note": "lead"})
+    assert response.status_code == 302
+    assert final_labels_for([document.pk])[document.pk].labels == ["third_party"]
+    assert Adjudication.objects.get(document=document).decided_by == lead
+
+
+def test_reviewers_do_not_see_the_quality_link_and_leads_do(disputed, client):
+    project, document, alice, bob, admin = disputed
+    lead = UserFactory()
+    MembershipFactory(project=project, user=lead, role="lead")
+    quality = f'href="/projects/{project.pk}/quality/"'
+    client.force_login(alice)
+    assert quality not in client.get(f"/projects/{project.pk}/").content.decode()
+    client.force_login(lead)
+    assert quality in client.get(f"/projects/{project.pk}/").content.decode()
