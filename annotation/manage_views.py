@@ -475,7 +475,8 @@ def member_role(request: HttpRequest, project_id: int, membership_id: int) -> Ht
         except (LastAdmin, ValidationError) as error:
             _error(request, error)
         else:
-            messages.success(request, f"{membership.user.get_username()} is now {form.cleaned_data['role']}.")
+            role = Membership.Role(form.cleaned_data["role"]).label.lower()
+            messages.success(request, f"{membership.user.get_username()} is now {role}.")
     return redirect("manage:members", project.pk)
 
 
