@@ -84,6 +84,7 @@ def project_keys(request: HttpRequest, project_id: int) -> HttpResponse:
         "api/project_keys.html",
         {
             "project": project,
+            "role": permissions.role_in(request.user, project),
             "taxonomy_version": Taxonomy.objects.filter(project=project).values_list("version", flat=True).first(),
             "tab": "keys",
             "keys": _keys(project),
