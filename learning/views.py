@@ -25,6 +25,7 @@ def models_page(request: HttpRequest, project_id: int) -> HttpResponse:
         "learning/models.html",
         {
             "project": project,
+            "role": permissions.role_in(request.user, project),
             "can_manage": permissions.can(request.user, project, MANAGE),
             "versions": versions,
             "active": next((v for v in versions if v.status == ModelVersion.Status.ACTIVE), None),
@@ -54,6 +55,7 @@ def version_detail(request: HttpRequest, project_id: int, number: int) -> HttpRe
         "learning/version_detail.html",
         {
             "project": project,
+            "role": permissions.role_in(request.user, project),
             "version": version,
             "can_manage": permissions.can(request.user, project, MANAGE),
             "per_label": per_label,
@@ -142,7 +144,7 @@ def rescore_now(request: HttpRequest, project_id: int) -> HttpResponse:
 def _can_roll_back(versions: list[ModelVersion]) -> bool:
     active = next((v for v in versions if v.status == ModelVersion.Status.ACTIVE), None)
     return active is not None and any(
-        v.status == ModelVersion.Status.RETIRED and v.number < active.number for v in versions
+        v.status == ModelVersion.Status.RETIRED and v.number < active.number and v.pruned_at is None for v in versions
     )
 
 

@@ -116,3 +116,20 @@ def test_the_command_reports_per_project_and_refuses_to_keep_nothing(history, ca
         call_command("prune_artifacts", "--keep", "0")
     with pytest.raises(CommandError, match="No project"):
         call_command("prune_artifacts", "no such project")
+
+
+def test_the_models_page_offers_no_rollback_to_pruned_files_and_marks_them(artifact_dir, client):
+    from tests.factories import MembershipFactory
+
+    project = project_with_labels()
+    old = version(project, 1, "retired", "b1", kind="slow")
+    version(project, 2, "active", "b1", link_to=old)
+    admin = UserFactory()
+    MembershipFactory(project=project, user=admin, role="admin")
+    client.force_login(admin)
+    assert 'id="rollback"' in client.get(f"/projects/{project.pk}/models/").content.decode()
+    ModelVersion.objects.filter(pk=old.pk).update(pruned_at="2026-11-20T00:00:00Z")
+    html = client.get(f"/projects/{project.pk}/models/").content.decode()
+    assert 'id="rollback"' not in html and "files pruned" in html
+    # The page's navigation is the project's, with the admin's Quality and Manage links.
+    assert f'href="/projects/{project.pk}/quality/"' in html and f'href="/projects/{project.pk}/manage/"' in html
