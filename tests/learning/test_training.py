@@ -6,7 +6,7 @@ import pytest
 from annotation.models import AnnotationLabel, Document, Label
 from learning import services
 from learning.ml.strategies import get_strategy
-from learning.models import EmbeddingShard, EvaluationReservation, QueuePriority, TrainingRun
+from learning.models import EmbeddingShard, EvaluationReservation, LearningState, QueuePriority, TrainingRun
 from learning.selectors import order_by_priority
 from tests.learning.conftest import KEYS, build_labelled_project
 
@@ -134,10 +134,24 @@ def test_embeddings_are_cached_per_body_and_read_back_without_encoding(artifact_
     assert vectors.shape == (12, 384) and vectors.dtype == np.float32
 
 
+def reserve_two_per_label(project) -> None:
+    """A fixed evaluation set, two labeled documents of each label, instead of a random draw: a draw of one
+    or two documents can leave both versions at the same score, and then neither is worse."""
+    documents = []
+    for key in KEYS:
+        documents += list(Document.objects.filter(project=project, annotations__labels__key=key).order_by("pk")[:2])
+    EvaluationReservation.objects.bulk_create(
+        [EvaluationReservation(document=document, project=project) for document in documents]
+    )
+    last = Document.objects.filter(project=project).order_by("-pk").values_list("pk", flat=True).first()
+    LearningState.objects.update_or_create(project=project, defaults={"reserved_through_document_id": last})
+
+
 def test_a_worse_version_stays_ready_and_the_active_one_keeps_serving(artifact_dir):
     project, _ = build_labelled_project(eval_fraction=0.3, promotion_policy="not_worse")
+    reserve_two_per_label(project)
     first = train(project).model_version
-    assert first.status == "active" and first.eval_label_count > 0
+    assert first.status == "active" and first.eval_label_count == 6
     # The next version learns from training labels rotated to the wrong label, so it does worse on the same
     # (unchanged) evaluation documents than the active version does.
     reserved = EvaluationReservation.objects.filter(project=project).values_list("document_id", flat=True)
