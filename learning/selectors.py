@@ -38,6 +38,13 @@ def model_version_by_number(project, number: int) -> ModelVersion | None:
     return ModelVersion.objects.filter(project=project, number=number).first()
 
 
+def rollback_candidates(project, active: ModelVersion) -> QuerySet[ModelVersion]:
+    """Versions a rollback from `active` may go back to, newest first: retired, older, files still there."""
+    return ModelVersion.objects.filter(
+        project=project, status=ModelVersion.Status.RETIRED, number__lt=active.number, pruned_at__isnull=True
+    ).order_by("-number")
+
+
 def model_versions(project) -> QuerySet[ModelVersion]:
     """Every version of the project, newest first."""
     return ModelVersion.objects.filter(project=project).order_by("-number")

@@ -33,6 +33,7 @@ from django.utils import timezone
 from annotation.models import Adjudication, AnnotationRevision, Document, Label, Project, Taxonomy
 from annotation.selectors import final_labels_for
 from annotation.services.audit import audit_record
+from learning import selectors
 from learning.exceptions import ModelSwitchRefused, RunAbandoned, TrainingRefused
 from learning.ml.classifier import MIN_LABELLED_DOCUMENTS, Classifier, TrainingArgs
 from learning.ml.coldstart import diverse_sample
@@ -1408,12 +1409,7 @@ def model_version_rollback(*, project: Project, actor: AbstractBaseUser) -> Mode
         active = ModelVersion.objects.filter(project=project, status=VersionStatus.ACTIVE).first()
         if active is None:
             raise ModelSwitchRefused("No model is active, so there is nothing to roll back from.")
-        target = (
-            ModelVersion.objects.select_for_update()
-            .filter(project=project, status=VersionStatus.RETIRED, number__lt=active.number, pruned_at__isnull=True)
-            .order_by("-number")
-            .first()
-        )
+        target = selectors.rollback_candidates(project, active).select_for_update().first()
         if target is None:
             raise ModelSwitchRefused(
                 f"No earlier version served before v{active.number}; there is nothing to roll back to."

@@ -19,6 +19,7 @@ MANAGE = "manage_models"
 def models_page(request: HttpRequest, project_id: int) -> HttpResponse:
     project = permissions.access_project_by_id(request.user, project_id)
     versions = list(selectors.model_versions(project))
+    active = next((v for v in versions if v.status == ModelVersion.Status.ACTIVE), None)
     run = selectors.current_training_run(project)
     return render(
         request,
@@ -28,8 +29,8 @@ def models_page(request: HttpRequest, project_id: int) -> HttpResponse:
             "role": permissions.role_in(request.user, project),
             "can_manage": permissions.can(request.user, project, MANAGE),
             "versions": versions,
-            "active": next((v for v in versions if v.status == ModelVersion.Status.ACTIVE), None),
-            "can_roll_back": _can_roll_back(versions),
+            "active": active,
+            "can_roll_back": active is not None and selectors.rollback_candidates(project, active).exists(),
             "run": selectors.training_run_status(run),
             "runs": selectors.training_runs(project, limit=10),
             "has_curve": bool(selectors.learning_curve(project)),
@@ -139,13 +140,6 @@ def rescore_now(request: HttpRequest, project_id: int) -> HttpResponse:
 
 
 # --- Presentation helpers ------------------------------------------------------------------------------------
-
-
-def _can_roll_back(versions: list[ModelVersion]) -> bool:
-    active = next((v for v in versions if v.status == ModelVersion.Status.ACTIVE), None)
-    return active is not None and any(
-        v.status == ModelVersion.Status.RETIRED and v.number < active.number and v.pruned_at is None for v in versions
-    )
 
 
 def _label_name(version: ModelVersion, key: str) -> str:
