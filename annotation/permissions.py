@@ -54,7 +54,7 @@ def can(user: AbstractBaseUser | AnonymousUser, project: Project, action: str) -
 def personal_token_scopes(user: AbstractBaseUser | AnonymousUser, project: Project) -> frozenset[str]:
     """Scopes the user may give a personal token for the project (none for a non-member)."""
     role = role_in(user, project)
-    return PERSONAL_TOKEN_SCOPES[role] if role is not None and can(user, project, "own_token") else frozenset()
+    return PERSONAL_TOKEN_SCOPES[role] if role_allows(role, "own_token") else frozenset()
 
 
 def can_create_projects(user: AbstractBaseUser | AnonymousUser) -> bool:

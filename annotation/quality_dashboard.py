@@ -139,7 +139,7 @@ def labels_by_week(project: Project, counts: dict[str, list[tuple]]) -> dict:
 def metadata_fields(project: Project) -> list[str]:
     """The metadata keys of the project's newest METADATA_SAMPLE documents."""
     if connection.vendor != "postgresql":
-        return _portable.metadata_fields(project)
+        return _portable.metadata_fields(project, METADATA_SAMPLE)
     rows = _rows(
         f"SELECT DISTINCT jsonb_object_keys(metadata) FROM (SELECT metadata FROM {T_DOC} WHERE project_id = %s "
         "AND jsonb_typeof(metadata) = 'object' ORDER BY id DESC LIMIT %s) s",

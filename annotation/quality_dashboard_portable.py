@@ -17,8 +17,6 @@ from django.db.models import Min
 
 from annotation.models import Annotation, AnnotationLabel, Document, Project
 
-METADATA_SAMPLE = 2000  # the same sample as the PostgreSQL query
-
 
 def _utc_day(moment: datetime) -> date:
     # PostgreSQL truncates in the connection's time zone, which Django sets to UTC.
@@ -58,10 +56,10 @@ def _as_text(value) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
 
-def metadata_fields(project: Project) -> list[str]:
+def metadata_fields(project: Project, sample: int) -> list[str]:
     keys: set[str] = set()
     newest = Document.objects.filter(project=project).order_by("-id").values_list("metadata", flat=True)
-    for metadata in newest[:METADATA_SAMPLE]:
+    for metadata in newest[:sample]:
         if isinstance(metadata, dict):
             keys.update(metadata)
     return sorted(keys)

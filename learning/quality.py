@@ -62,14 +62,16 @@ def _project_stamp(project: Project) -> str:
     return f"{project.pk}:{project.created_at.timestamp() if project.created_at else 0}:"
 
 
-def label_error_stamp(project: Project, limit: int) -> str:
-    """What a ranking was computed from: answers, decisions, gold answers and the model body. Any change of
-    these makes a new stamp; a document sent back for re-review does not (it is filtered out on reading)."""
+def label_error_stamp(project: Project, limit: int) -> tuple[str, int]:
+    """What a ranking was computed from (answers, decisions, gold answers and the model body), and how many
+    answers there are. Any change of these makes a new stamp; a document sent back for re-review does not
+    (it is filtered out on reading)."""
     stamp = Annotation.objects.filter(document__project=project).aggregate(n=Count("id"), at=Max("updated_at"))
     decided = Adjudication.objects.filter(project=project).count()
     gold = GoldAnswer.objects.filter(project=project).count()
     changed = stamp["at"].timestamp() if stamp["at"] else 0
-    return f"{_project_stamp(project)}{project_body_id(project)}:{stamp['n']}:{changed}:{decided}:{gold}:{limit}"
+    text = f"{_project_stamp(project)}{project_body_id(project)}:{stamp['n']}:{changed}:{decided}:{gold}:{limit}"
+    return text, stamp["n"]
 
 
 def _report_path(project_id: int) -> Path:
@@ -103,7 +105,7 @@ def label_errors_refresh(*, project_id: int, limit: int = 100) -> bool:
     project = Project.objects.filter(pk=project_id).first()
     if project is None:
         return False
-    stamp = label_error_stamp(project, limit)
+    stamp, _ = label_error_stamp(project, limit)
     stored = _report_read(project)
     if stored is not None and stored[0] == stamp:
         return False
@@ -119,11 +121,11 @@ def likely_label_errors_cached(project: Project, *, limit: int = 100) -> LabelEr
     ranking, marked with its time ("stale"), or says one is being computed ("computing"). Documents sent back
     for re-review since leave the list at once (one query).
     """
-    stamp = label_error_stamp(project, limit)
+    stamp, answers = label_error_stamp(project, limit)
     stored = _report_read(project)
     if stored is not None and stored[0] == stamp:
         report = stored[1]
-    elif Annotation.objects.filter(document__project=project).count() <= INLINE_ANSWERS:
+    elif answers <= INLINE_ANSWERS:
         report = likely_label_errors(project, limit=limit)
         _report_write(project.pk, stamp, report)
     else:

@@ -59,8 +59,16 @@ def test_label_counts_match(varied_project, field):
 
 
 def test_metadata_fields_match(varied_project):
-    assert portable.metadata_fields(varied_project) == dashboard.metadata_fields(varied_project)
-    assert portable.metadata_fields(varied_project) == ["flagged", "owner", "product", "region", "tier"]
+    assert portable.metadata_fields(varied_project, dashboard.METADATA_SAMPLE) == dashboard.metadata_fields(
+        varied_project
+    )
+    assert portable.metadata_fields(varied_project, dashboard.METADATA_SAMPLE) == [
+        "flagged",
+        "owner",
+        "product",
+        "region",
+        "tier",
+    ]
 
 
 def test_labeled_per_day_and_reviewer_times_match(varied_project):
