@@ -23,6 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench_setup import recreate_database
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 DB_NAME = "docket_bench_api"
@@ -42,11 +44,6 @@ os.environ.update(
     }
 )
 BATCHES = (1, 16, 64)
-
-
-def recreate_database() -> None:
-    for sql in (f"DROP DATABASE IF EXISTS {DB_NAME}", f"CREATE DATABASE {DB_NAME}"):
-        subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-q", "-c", sql], check=True)
 
 
 def demo_rows() -> list[dict]:
@@ -152,7 +149,7 @@ def main() -> None:
     import numpy as np
 
     if not args.sqlite:
-        recreate_database()
+        recreate_database(DB_NAME)
     rows = demo_rows()
     project_id, token, model_path = set_up(rows)
     texts = [row["text"] for row in rows]

@@ -20,10 +20,11 @@ import os
 import platform
 import random
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
+
+from bench_setup import configure_django, recreate_database
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -53,30 +54,6 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--keep-db", action="store_true")
     parser.add_argument("--json", type=Path, default=ROOT / "docs" / "benchmarks-quality-dashboard.json")
     return parser.parse_args()
-
-
-def configure_django(database_url: str) -> None:
-    os.environ.update(
-        {
-            "DATABASE_URL": database_url,
-            "DOCKET_DEVELOPMENT": "1",
-            "DJANGO_SETTINGS_MODULE": "config.settings",
-            "LOG_LEVEL": "WARNING",
-            "DOCKET_VAR_DIR": str(ROOT / "var" / "bench"),
-            "CELERY_BROKER_URL": os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/13"),
-        }
-    )
-    import django
-
-    django.setup()
-
-
-def recreate_database(database_url: str) -> None:
-    name = database_url.rsplit("/", 1)[-1]
-    if "bench" not in name:
-        sys.exit(f"Refusing to drop {name!r}: the benchmark database's name must contain 'bench'.")
-    for sql in (f'DROP DATABASE IF EXISTS "{name}"', f'CREATE DATABASE "{name}"'):
-        subprocess.run(["psql", "-h", HOST, "-U", "postgres", "-q", "-c", sql], check=True)
 
 
 def seed(args: argparse.Namespace) -> tuple[int, int]:

@@ -10,11 +10,12 @@ import argparse
 import json
 import os
 import resource
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from bench_setup import recreate_database
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -22,11 +23,6 @@ DB_NAME = "docket_bench"
 os.environ["DATABASE_URL"] = f"postgres://postgres@127.0.0.1:5432/{DB_NAME}"
 os.environ.setdefault("DOCKET_DEVELOPMENT", "1")
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-
-
-def recreate_database() -> None:
-    for sql in (f"DROP DATABASE IF EXISTS {DB_NAME}", f"CREATE DATABASE {DB_NAME}"):
-        subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-q", "-c", sql], check=True)
 
 
 def write_rows(path: Path, rows: int) -> None:
@@ -62,7 +58,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=100_000)
     args = parser.parse_args()
-    recreate_database()
+    recreate_database(DB_NAME)
     import django
 
     django.setup()

@@ -19,12 +19,13 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+
+from bench_setup import recreate_database
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -48,11 +49,6 @@ os.environ.update(
 NEW_LABELS_PER_ROUND = 10
 FAST_ROUNDS = 3
 SEED_LABELS = 200
-
-
-def recreate_database() -> None:
-    for sql in (f"DROP DATABASE IF EXISTS {DB_NAME}", f"CREATE DATABASE {DB_NAME}"):
-        subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-q", "-c", sql], check=True)
 
 
 def load_segments() -> tuple[list[dict], list[str]]:
@@ -420,7 +416,7 @@ def main() -> None:
     import setfit  # noqa: F401  (timed: what a fresh worker pays before its first training)
 
     import_seconds = time.perf_counter() - started
-    recreate_database()
+    recreate_database(DB_NAME)
     import django
 
     django.setup()

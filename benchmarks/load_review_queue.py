@@ -37,6 +37,8 @@ from dataclasses import dataclass
 from http.cookies import SimpleCookie
 from pathlib import Path
 
+from bench_setup import configure_django, recreate_database
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 HOST = "127.0.0.1"
@@ -81,33 +83,6 @@ def parse_args() -> argparse.Namespace:
 
 
 # --- Set-up: database, project, documents, reviewers -----------------------------------------------------------
-
-
-def configure_django(database_url: str) -> None:
-    os.environ.update(
-        {
-            "DATABASE_URL": database_url,
-            "DOCKET_DEVELOPMENT": "1",
-            "DJANGO_SETTINGS_MODULE": "config.settings",
-            "LOG_LEVEL": "WARNING",
-            "DOCKET_VAR_DIR": str(ROOT / "var" / "bench"),
-            # Submissions knock on learning.tasks.labels_changed; that publish goes to a broker of its own.
-            "CELERY_BROKER_URL": os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/13"),
-            # What docs/deploy.md asks of several web processes: a shared cache (sessions, throttle counts).
-            "DOCKET_CACHE_URL": os.environ.get("BENCH_CACHE_URL", "redis://127.0.0.1:6379/14"),
-        }
-    )
-    import django
-
-    django.setup()
-
-
-def recreate_database(database_url: str) -> None:
-    name = database_url.rsplit("/", 1)[-1]
-    if "bench" not in name:
-        sys.exit(f"Refusing to drop {name!r}: the benchmark database's name must contain 'bench'.")
-    for sql in (f'DROP DATABASE IF EXISTS "{name}"', f'CREATE DATABASE "{name}"'):
-        subprocess.run(["psql", "-h", HOST, "-U", "postgres", "-q", "-c", sql], check=True)
 
 
 def set_up(args: argparse.Namespace) -> tuple[int, list[tuple[str, str]]]:
@@ -446,7 +421,9 @@ def main() -> None:
     print(f"Setting up {args.database_url.rsplit('/', 1)[-1]} with {args.documents} documents", flush=True)
     if not args.keep_db:
         recreate_database(args.database_url)
-    configure_django(args.database_url)
+    # Submissions knock on learning.tasks.labels_changed, which goes to the benchmarks' broker; the server gets
+    # what docs/deploy.md asks of several web processes: a shared cache (sessions, throttle counts).
+    configure_django(args.database_url, DOCKET_CACHE_URL=os.environ.get("BENCH_CACHE_URL", "redis://127.0.0.1:6379/14"))
     project_id, reviewers = set_up(args)
     from django.db import connections
 

@@ -1,0 +1,41 @@
+"""What every benchmark does before measuring: its own PostgreSQL database, and Django pointed at it.
+
+Imported by the scripts beside it (`python benchmarks/<name>.py` puts this folder on the path).
+"""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+HOST = "127.0.0.1"
+
+
+def recreate_database(database: str) -> None:
+    """Drop and create a benchmark's own database (a name, or a URL ending in it). Any name without 'bench' in
+    it is refused, so a mistyped URL never drops real data."""
+    name = database.rsplit("/", 1)[-1]
+    if "bench" not in name:
+        sys.exit(f"Refusing to drop {name!r}: the benchmark database's name must contain 'bench'.")
+    for sql in (f'DROP DATABASE IF EXISTS "{name}"', f'CREATE DATABASE "{name}"'):
+        subprocess.run(["psql", "-h", HOST, "-U", "postgres", "-q", "-c", sql], check=True)
+
+
+def configure_django(database_url: str, **environment: str) -> None:
+    """Django on `database_url` with development settings, quiet logs and a broker of the benchmarks' own;
+    `environment` adds or overrides variables."""
+    os.environ.update(
+        {
+            "DATABASE_URL": database_url,
+            "DOCKET_DEVELOPMENT": "1",
+            "DJANGO_SETTINGS_MODULE": "config.settings",
+            "LOG_LEVEL": "WARNING",
+            "DOCKET_VAR_DIR": str(ROOT / "var" / "bench"),
+            "CELERY_BROKER_URL": os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/13"),
+            **environment,
+        }
+    )
+    import django
+
+    django.setup()
