@@ -21,6 +21,13 @@ def fast_password_hashing(settings):
 
 
 @pytest.fixture
+def artifact_dir(settings, tmp_path):
+    """A test's own artifact storage: model files, embedding shards and stored rankings never meet another's."""
+    settings.ARTIFACT_DIR = tmp_path / "artifacts"
+    return settings.ARTIFACT_DIR
+
+
+@pytest.fixture
 def project(db):
     return project_with_labels()
 

@@ -9,13 +9,7 @@ from learning.quality import project_body_id
 from learning.services import _shard_write
 from tests.factories import DocumentFactory, MembershipFactory, UserFactory
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def _own_artifact_dir(settings, tmp_path):
-    # Embedding shards and stored rankings of one test never meet another's.
-    settings.ARTIFACT_DIR = tmp_path / "artifacts"
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("artifact_dir")]
 
 
 PAGES = ["", "adjudication/", "gold/", "label-errors/"]

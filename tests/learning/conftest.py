@@ -2,8 +2,6 @@
 
 import hashlib
 
-import pytest
-
 from annotation.models import Annotation, AnnotationLabel, AnnotationRevision, Document, Label
 from tests.factories import UserFactory, project_with_labels
 
@@ -91,9 +89,3 @@ def build_labelled_project(*, per_label: int = 6, pool: int = len(POOL), **proje
     for text in POOL[:pool]:
         make_document(project, text)
     return project, reviewer
-
-
-@pytest.fixture
-def artifact_dir(settings, tmp_path):
-    settings.ARTIFACT_DIR = tmp_path / "artifacts"
-    return settings.ARTIFACT_DIR
