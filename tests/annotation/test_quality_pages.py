@@ -123,6 +123,7 @@ def test_a_large_projects_ranking_comes_from_a_worker_and_the_last_one_shows_mea
 
     html = client.get(f"/projects/{project.pk}/quality/label-errors/").content.decode()
     assert 'id="label-errors-computing"' in html and "data-document-id" not in html
+    assert "labeled documents measured" not in html  # no "0 of 0" while nothing has been measured yet
 
     assert refresh_label_errors(project.pk) == {"project": project.pk, "computed": True}  # the worker's body
     assert refresh_label_errors(project.pk) == {"project": project.pk, "computed": False}  # current: no refit
