@@ -11,8 +11,9 @@ export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
 # The suite proves things on PostgreSQL, Redis and a real Celery worker, never on SQLite.
+# TEST_DB_NAME and TEST_BROKER_URL let two checkouts run the suite side by side without meeting.
 TEST_ENV := DOCKET_DEVELOPMENT=1 \
-	DATABASE_URL=$${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/docket} \
+	DATABASE_URL=$${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/$${TEST_DB_NAME:-docket}} \
 	CELERY_BROKER_URL=$${TEST_BROKER_URL:-redis://127.0.0.1:6379/15} \
 	CELERY_RESULT_BACKEND=django-db \
 	DOCKET_VAR_DIR=$(CURDIR)/var/test
