@@ -22,7 +22,7 @@ from django.views.decorators.http import require_GET, require_POST
 from markdown_it import MarkdownIt
 
 from annotation import permissions
-from annotation.exceptions import AlreadyMember, DocketError, LabelInUse, LastAdmin, TaxonomyInvalid
+from annotation.exceptions import AlreadyMember, DocketError, LabelInUse, LastAdmin, NotAllowed, TaxonomyInvalid
 from annotation.forms_manage import (
     AuditFilterForm,
     LabelForm,
@@ -458,7 +458,14 @@ def members_page(request: HttpRequest, project_id: int) -> HttpResponse:
             return redirect("manage:members", project.pk)
     memberships = Membership.objects.filter(project=project).select_related("user").order_by("role", "user__username")
     admins = sum(m.role == Membership.Role.ADMIN for m in memberships)
-    rows = [{"membership": m, "last_admin": m.role == Membership.Role.ADMIN and admins == 1} for m in memberships]
+    rows = [
+        {
+            "membership": m,
+            "last_admin": m.role == Membership.Role.ADMIN and admins == 1,
+            "may_set_credentials": permissions.may_set_credentials(request.user, m.user, project),
+        }
+        for m in memberships
+    ]
     context = _context(request, project, "members", form=form, rows=rows, roles=Membership.Role.choices)
     return render(request, "manage/members.html", context)
 
@@ -497,15 +504,17 @@ def member_remove(request: HttpRequest, project_id: int, membership_id: int) -> 
 @login_required
 @require_POST
 def member_password_link(request: HttpRequest, project_id: int, membership_id: int) -> HttpResponse:
-    """A fresh set-password link for a member who has not chosen a password yet (the first one got lost)."""
+    """A fresh set-password link for an account this admin invited that has not signed in yet (the first got lost)."""
     project = permissions.access_project_by_id(request.user, project_id, action="manage_members")
     membership = members.membership_for(project, membership_id)
-    user = membership.user
-    if user.has_usable_password():
-        messages.error(request, f"{user.get_username()} has set a password already; they can log in with it.")
+    try:
+        path = members.password_link_for(project=project, actor=request.user, membership=membership)
+    except NotAllowed as error:
+        _error(request, error)
     else:
-        link = request.build_absolute_uri(members.set_password_path(user))
-        messages.success(request, f"Send {user.get_username()} this link to choose a password (it works once): {link}")
+        link = request.build_absolute_uri(path)
+        name = membership.user.get_username()
+        messages.success(request, f"Send {name} this link to choose a password (it works once): {link}")
     return redirect("manage:members", project.pk)
 
 
@@ -595,6 +604,12 @@ class SetPasswordView(auth_views.PasswordResetConfirmView):
     template_name = "manage/set_password.html"
     success_url = reverse_lazy("login")
     post_reset_login = False
+    token_generator = members.invitation_tokens
+
+    def get_user(self, uidb64):
+        # A service account never gets a password, whatever link is presented.
+        user = super().get_user(uidb64)
+        return None if user is None or permissions.is_service_account(user) else user
 
     def form_valid(self, form):
         messages.success(self.request, "Your password is set; log in with it.")

@@ -131,6 +131,25 @@ class Membership(models.Model):
         return f"{self.user} in {self.project} ({self.role})"
 
 
+class Invitation(models.Model):
+    """An account that a project admin's invitation created (by email or a new username).
+
+    It is what lets that admin, and only that admin, hand the account a set-password link while the account has
+    never signed in and belongs to no other project (permissions.may_set_credentials). Accounts that existed
+    before their invitation have no row here: their credentials are never a project admin's to touch.
+    """
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="invitation")
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
+    invited_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.user} invited to {self.project}"
+
+
 class Taxonomy(models.Model):
     """A project's label set. `version` increases with every saved change, so models know what they saw."""
 

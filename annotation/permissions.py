@@ -4,7 +4,7 @@ from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db.models import F, QuerySet
 
 from annotation.exceptions import NotAllowed, ProjectNotFound
-from annotation.models import Document, Membership, Project
+from annotation.models import Document, Invitation, Membership, Project
 
 Role = Membership.Role
 
@@ -55,6 +55,33 @@ def personal_token_scopes(user: AbstractBaseUser | AnonymousUser, project: Proje
     """Scopes the user may give a personal token for the project (none for a non-member)."""
     role = role_in(user, project)
     return PERSONAL_TOKEN_SCOPES[role] if role_allows(role, "own_token") else frozenset()
+
+
+def is_service_account(user: AbstractBaseUser | AnonymousUser) -> bool:
+    """Whether the account is automation's (api.models.ServiceAccount, reached through its reverse accessor:
+    annotation never imports the API). Such an account signs in nowhere and only its own project's keys act as it.
+    """
+    return bool(user.is_authenticated and hasattr(user, "service_account"))
+
+
+def may_set_credentials(actor: AbstractBaseUser | AnonymousUser, user: AbstractBaseUser, project: Project) -> bool:
+    """Whether `actor` may hand `user` a set-password link from `project`'s people page.
+
+    One project's admin must never be able to become someone of another project. So a project admin may only
+    for an account that their own invitation to this project created, that has never signed in, has no password
+    yet and belongs to no other project. Superusers may for any person without a password yet. Service accounts
+    never get a password; everyone else resets their own.
+    """
+    if not actor.is_authenticated or is_service_account(user) or user.has_usable_password():
+        return False
+    if actor.is_superuser:
+        return True
+    if not can(actor, project, "manage_members") or user.is_staff or user.is_superuser or user.last_login is not None:
+        return False
+    invitation = Invitation.objects.filter(user=user).first()
+    if invitation is None or invitation.project_id != project.pk or invitation.invited_by_id != actor.pk:
+        return False
+    return not Membership.objects.filter(user=user).exclude(project=project).exists()
 
 
 def can_create_projects(user: AbstractBaseUser | AnonymousUser) -> bool:

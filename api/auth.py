@@ -85,6 +85,19 @@ def _check_key(request: Request, project_id: int, scope: str) -> None:
     limited_to = key_project_ids(request)
     if limited_to is not None and project_id not in limited_to:
         raise ProjectNotFound("No such project, or this key does not cover it.")
+    if not acts_in_own_project(request, project_id):
+        raise ProjectNotFound("No such project, or this key does not cover it.")
+
+
+def acts_in_own_project(request: Request, project_id: int) -> bool:
+    """A service account's key acts only in the project the account belongs to, whatever memberships or key
+    projects older data may list: one project's automation never acts as another project's."""
+    key = api_key_of(request)
+    account = getattr(key.user, "service_account", None) if key is not None else None
+    if account is None:
+        # A session or personal token: a service account reached here some other way is refused too.
+        return not permissions.is_service_account(request.user)
+    return account.project_id == project_id
 
 
 def access_project(request: Request, project_id: int, *, scope: str, action: str = "view") -> Project:
@@ -110,4 +123,7 @@ def projects_visible(request: Request, *, scope: str) -> QuerySet[Project]:
     limited_to = key_project_ids(request)
     if limited_to is not None:
         projects = projects.filter(pk__in=limited_to)
+    account = getattr(request.user, "service_account", None) if request.user.is_authenticated else None
+    if account is not None:
+        projects = projects.filter(pk=account.project_id)
     return projects.distinct()

@@ -19,11 +19,17 @@ ALL_SCOPES = frozenset(Scope.values)
 class ServiceAccount(models.Model):
     """A user that is no person: automation acts as it, so permissions, memberships and audit treat it alike.
 
-    It has no usable password; it can only authenticate with one of its API keys.
+    It has no usable password and can never sign in (annotation.sign_in refuses it on every login form); it
+    authenticates only with its keys. It belongs to the one project whose admin created it: its name is unique
+    there only, and its keys act in that project and nowhere else.
     """
 
     user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="service_account")
-    name = models.SlugField(max_length=100, unique=True)
+    # Null only for an account from before accounts had a project that no membership could place.
+    project = models.ForeignKey(
+        "annotation.Project", null=True, blank=True, on_delete=models.CASCADE, related_name="service_accounts"
+    )
+    name = models.SlugField(max_length=100)
     description = models.CharField(max_length=255, blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -32,6 +38,9 @@ class ServiceAccount(models.Model):
 
     class Meta:
         ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "name"], name="service_account_name_unique_in_project")
+        ]
 
     def __str__(self) -> str:
         return self.name

@@ -63,25 +63,31 @@ def _key_summary(key: ApiKey) -> dict[str, Any]:
     }
 
 
-def service_account_for(*, name: str, actor: AbstractBaseUser) -> ServiceAccount:
-    """The service account called `name`, created (a user with no usable password) if it does not exist."""
-    slug = slugify(name)[:100]
+def service_account_for(*, name: str, actor: AbstractBaseUser, project: Project) -> ServiceAccount:
+    """The project's service account called `name`, created (a user with no usable password) if it does not exist.
+
+    Names are the project's own: another project's account of the same name is a different account, and the
+    username carries the project (svc-p<id>-<name>) so the audit log never confuses the two.
+    """
+    slug = slugify(name)[:90]
     if not slug:
         raise ValidationError({"service_account": "Give the service account a name of letters, digits or dashes."})
-    account = ServiceAccount.objects.select_related("user").filter(name=slug).first()
+    account = ServiceAccount.objects.select_related("user").filter(project=project, name=slug).first()
     if account is not None:
         return account
     User = get_user_model()
-    username = f"svc-{slug}"[:150]
-    if User.objects.filter(username=username).exists():
-        raise ValidationError({"service_account": f"The name {username} is taken by a person's account."})
+    username = f"svc-p{project.pk}-{slug}"[:150]
+    if User.objects.filter(username__iexact=username).exists():
+        raise ValidationError({"service_account": f"The name {username} is taken by another account."})
     user = User(username=username)
     user.set_unusable_password()
     user.save()
-    account = ServiceAccount(user=user, name=slug, created_by=actor)
+    account = ServiceAccount(user=user, project=project, name=slug, created_by=actor)
     account.full_clean()
     account.save()
-    audit_record(action="service_account.created", actor=actor, target=account, after={"name": slug})
+    audit_record(
+        action="service_account.created", actor=actor, project=project, target=account, after={"name": username}
+    )
     return account
 
 
@@ -112,6 +118,12 @@ def api_key_create(
     unknown = set(scopes) - ALL_SCOPES
     if not scopes or unknown:
         raise ValidationError({"scopes": f"Choose one or more of: {', '.join(sorted(ALL_SCOPES))}."})
+    if kind == ApiKey.Kind.SERVICE and len(projects) != 1:
+        raise ValidationError(
+            {"projects": "A service key acts as a service account of one project; issue one key per project."}
+        )
+    if kind == ApiKey.Kind.PERSONAL and permissions.is_service_account(actor):
+        raise NotAllowed("Service accounts use the keys their project's admins issue; they hold no personal tokens.")
     for project in projects:
         if kind == ApiKey.Kind.PERSONAL:
             # Any member may hold a personal token, with the scopes their role allows.
@@ -131,7 +143,7 @@ def api_key_create(
     if kind == ApiKey.Kind.SERVICE:
         if role not in Membership.Role.values:
             raise ValidationError({"role": "Role must be admin or reviewer."})
-        user = service_account_for(name=service_account or name, actor=actor).user
+        user = service_account_for(name=service_account or name, actor=actor, project=projects[0]).user
         for project in projects:
             _, created = Membership.objects.get_or_create(project=project, user=user, defaults={"role": role})
             if created:
@@ -182,7 +194,7 @@ def api_key_authenticate(*, token: str) -> ApiKey:
     parts = token.split("_", 2)
     if len(parts) != 3 or parts[0] != TOKEN_PREFIX:
         raise KeyInvalid("That is not a Docket API key.")
-    key = ApiKey.objects.select_related("user").filter(prefix=parts[1]).first()
+    key = ApiKey.objects.select_related("user", "user__service_account").filter(prefix=parts[1]).first()
     # Compare even for an unknown prefix, so timing does not say which prefixes exist.
     expected = key.secret_hash if key is not None else "0" * 64
     if not hmac.compare_digest(expected, _hash(token)) or key is None:

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
-from django.contrib.auth.tokens import default_token_generator
+from django.contrib.auth.tokens import PasswordResetTokenGenerator
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import transaction
@@ -13,8 +13,9 @@ from django.urls import reverse
 from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_encode
 
-from annotation.exceptions import AlreadyMember, LastAdmin, ProjectNotFound
-from annotation.models import Membership, Project
+from annotation import permissions
+from annotation.exceptions import AlreadyMember, LastAdmin, NotAllowed, ProjectNotFound
+from annotation.models import Invitation, Membership, Project
 from annotation.services.audit import audit_record
 
 Role = Membership.Role
@@ -28,15 +29,72 @@ class MemberAdded:
     set_password_path: str
 
 
+class InvitationTokenGenerator(PasswordResetTokenGenerator):
+    """Django's password-reset token, also bound to the projects the account belongs to.
+
+    Like Django's, a link stops working once a password is set or the account signs in; on top of that it
+    stops working the moment the account joins another project, when it is no longer one admin's to hand out.
+    """
+
+    key_salt = "docket.invitation"
+
+    def _make_hash_value(self, user: AbstractBaseUser, timestamp: int) -> str:
+        projects = sorted(Membership.objects.filter(user=user).values_list("project_id", flat=True))
+        return f"{super()._make_hash_value(user, timestamp)}|{','.join(map(str, projects))}"
+
+
+invitation_tokens = InvitationTokenGenerator()
+
+# Service accounts are named svc-...; people's accounts never are, so the prefix alone refuses such an
+# identifier, with the same answer whether or not the account exists.
+SERVICE_ACCOUNT_PREFIX = "svc-"
+SERVICE_ACCOUNT_REFUSAL = (
+    "Service accounts cannot be added as members: each belongs to the project that issued its key. "
+    "Issue a key in this project instead."
+)
+
+
 def set_password_path(user: AbstractBaseUser) -> str:
-    """A one-time link (Django's password-reset token) for a user to choose a password; it expires with
-    PASSWORD_RESET_TIMEOUT and stops working once a password is set."""
+    """A one-time link for a user to choose a password; it expires with PASSWORD_RESET_TIMEOUT and stops
+    working once a password is set, the account signs in, or it joins another project."""
     uid = urlsafe_base64_encode(force_bytes(user.pk))
-    return reverse("manage:set-password", args=[uid, default_token_generator.make_token(user)])
+    return reverse("manage:set-password", args=[uid, invitation_tokens.make_token(user)])
+
+
+def password_link_for(*, project: Project, actor: AbstractBaseUser, membership: Membership) -> str:
+    """A fresh set-password link for a member, if `actor` may set that member's credentials at all.
+
+    Only for an account the actor's own invitation created, that has never signed in and belongs to no other
+    project (see permissions.may_set_credentials); anyone else resets their own password, or a superuser helps.
+    """
+    user = membership.user
+    if not permissions.may_set_credentials(actor, user, project):
+        audit_record(
+            action="membership.password_link_refused",
+            actor=actor,
+            project=project,
+            target=membership,
+            after={"user": user.get_username()},
+        )
+        raise NotAllowed(
+            f"You cannot set a password for {user.get_username()}. A project admin can only send a password link "
+            "to an account their own invitation created, before it first signs in and while it belongs to no "
+            "other project. They can reset their own password from the sign-in page, or a Docket superuser can help."
+        )
+    audit_record(
+        action="membership.password_link_issued",
+        actor=actor,
+        project=project,
+        target=membership,
+        after={"user": user.get_username()},
+    )
+    return set_password_path(user)
 
 
 def _find_user(identifier: str) -> AbstractBaseUser | None:
     User = get_user_model()
+    if identifier.lower().startswith(SERVICE_ACCOUNT_PREFIX):
+        raise ValidationError(SERVICE_ACCOUNT_REFUSAL)
     user = User.objects.filter(**{f"{User.USERNAME_FIELD}__iexact": identifier}).first()
     if user is not None or "@" not in identifier:
         return user
@@ -72,7 +130,11 @@ def _create_user(identifier: str) -> AbstractBaseUser:
 
 @transaction.atomic
 def member_add(*, project: Project, actor: AbstractBaseUser, identifier: str, role: str = Role.REVIEWER) -> MemberAdded:
-    """Add a person by username or email; one Docket does not know yet gets an account and a set-password link."""
+    """Add a person by username or email; one Docket does not know yet gets an account and a set-password link.
+
+    Adding an account that exists already (a person working on several projects) gives this project access to
+    nobody's credentials: no password link, no reset, no keys. Service accounts are never added this way.
+    """
     identifier = identifier.strip()
     if not identifier:
         raise ValidationError("Give a username or an email address.")
@@ -82,6 +144,9 @@ def member_add(*, project: Project, actor: AbstractBaseUser, identifier: str, ro
     created = user is None
     if created:
         user = _create_user(identifier)
+        Invitation.objects.create(user=user, project=project, invited_by=actor)
+    elif permissions.is_service_account(user):
+        raise ValidationError(SERVICE_ACCOUNT_REFUSAL)
     existing = Membership.objects.filter(project=project, user=user).first()
     if existing is not None:
         raise AlreadyMember(
