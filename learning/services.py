@@ -709,7 +709,14 @@ def _cold_start(project: Project) -> int:
     rest_mask = np.ones(len(learner_ids), dtype=bool)
     rest_mask[picks] = False
     rest = np.flatnonzero(rest_mask)
-    rest = rest[np.argsort(random_keys[~reserved][rest], kind="stable")]
+    # The tail in the queue's own order for unscored documents, which spreads the overlap set (the lowest
+    # random keys) over it at its share instead of putting all of it first (annotation.services.queue).
+    rest_keys = random_keys[~reserved][rest]
+    rate = project.overlap_rate
+    positions = (
+        np.where(rest_keys < rate, rest_keys / rate, (rest_keys - rate) / (1 - rate)) if 0 < rate < 1 else rest_keys
+    )
+    rest = rest[np.argsort(positions, kind="stable")]
     order = np.concatenate([picks, rest]).astype(np.int64)
     learner_scores, eval_scores = interleaved_scores(len(order), int(reserved.sum()), project.eval_fraction)
     scores = np.empty(len(ids))

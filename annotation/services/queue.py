@@ -171,7 +171,7 @@ def _next_unheld_document(
     """The highest-priority available document, locked for this transaction; rows others have locked are skipped.
 
     This is `learning.selectors.order_by_priority` (scored documents by score, highest first, then unscored
-    ones by `random_key`), asked as two queries so that PostgreSQL walks an index instead of sorting the pool:
+    ones by `random_key`, overlap set spread out: `_next_unscored_document`), asked as separate queries so that PostgreSQL walks an index instead of sorting the pool:
     scored documents along the priority index (project, score DESC), unscored ones along the queue index
     (project, status, random_key). As one query with `score DESC NULLS LAST` it sorts every queued document
     on every request: 460 ms at 100,000 documents against about 1 ms this way. Equal scores come in index
@@ -179,13 +179,46 @@ def _next_unheld_document(
     """
     available = _available(reviewer=reviewer, project=project, now=now).exclude(pk__in=exclude_ids)
     scored = available.filter(queue_priority__project=project).order_by(F("queue_priority__score").desc())
-    unscored = available.filter(queue_priority__isnull=True).order_by("random_key", "id")
-    for candidates in (scored, unscored):
-        # of=("self",): lock the document row only; the priority row may be missing (outer join).
-        document = candidates.select_for_update(skip_locked=True, of=("self",)).first()
-        if document is not None:
-            return document
-    return None
+    # of=("self",): lock the document row only; the priority row may be missing (outer join).
+    document = scored.select_for_update(skip_locked=True, of=("self",)).first()
+    if document is not None:
+        return document
+    return _next_unscored_document(available.filter(queue_priority__isnull=True), overlap_rate=project.overlap_rate)
+
+
+def _next_unscored_document(unscored: QuerySet[Document], *, overlap_rate: float) -> Document | None:
+    """The next document nobody has scored yet (new imports until the rescore ends), by `first_look_position`.
+
+    Walking the queue index by `random_key` alone would hand out the overlap set first (its keys are the lowest),
+    and each of those comes back for a second reviewer: right after an import most answers went to overlapped
+    documents. The overlap set and the rest are walked side by side instead, each along the index, and the
+    candidate further behind in its own range goes first: the two interleave at `overlap_rate` to one.
+    """
+    locked = unscored.select_for_update(skip_locked=True, of=("self",))
+    if not 0 < overlap_rate < 1:
+        return locked.order_by("random_key", "id").first()
+    candidates = [
+        locked.filter(random_key__lt=overlap_rate).order_by("random_key", "id").first(),
+        locked.filter(random_key__gte=overlap_rate).order_by("random_key", "id").first(),
+    ]
+    found = [d for d in candidates if d is not None]
+    if not found:
+        return None
+    return min(found, key=lambda d: (first_look_position(d.random_key, overlap_rate), d.pk))
+
+
+def first_look_position(random_key: float, overlap_rate: float) -> float:
+    """Where a document with this `random_key` comes among unscored ones, from 0 to 1.
+
+    The overlap set's keys [0, overlap_rate) and the rest's [overlap_rate, 1) are each stretched over [0, 1),
+    so taking the lowest position first serves overlapped documents at `overlap_rate` of first looks from the
+    start, as they are spread over the queue once it is scored. The cold start orders its tail the same way.
+    """
+    if not 0 < overlap_rate < 1:
+        return random_key
+    if random_key < overlap_rate:
+        return random_key / overlap_rate
+    return (random_key - overlap_rate) / (1 - overlap_rate)
 
 
 def _claim(*, document: Document, reviewer: AbstractBaseUser, now: datetime, expires_at: datetime) -> bool:

@@ -122,3 +122,38 @@ def test_the_models_suggestion_is_withheld_from_the_second_reviewer(client):
     next_document_for(reviewer=second, project=project)
     client.force_login(second)
     assert client.get(f"/projects/{project.pk}/documents/{document.pk}").json()["document"]["suggestion"] is None
+
+
+def test_overlap_and_gold_shares_hold_right_after_an_import_before_any_rescore(tmp_path):
+    """Straight after an import nothing is scored yet; the queue must not hand out the overlap set first."""
+    import json
+
+    from annotation.services.imports import documents_import
+    from annotation.services.quality import gold_answer_set
+    from learning.models import QueuePriority
+
+    project = project_with_labels(overlap_rate=0.10, overlap_reviewers=2, gold_rate=0.10)
+    path = tmp_path / "clauses.jsonl"
+    path.write_text(
+        "".join(json.dumps({"id": f"c{i}", "text": f"Clause {i} of the notice."}) + "\n" for i in range(400))
+    )
+    documents_import(project=project, path=path)
+    assert not QueuePriority.objects.filter(project=project).exists()  # the rescore has not run
+    admin = UserFactory()
+    for document in Document.objects.filter(project=project, random_key__gte=0.10).order_by("pk")[:20]:
+        gold_answer_set(actor=admin, document=document, label_keys=["first_party"])
+    reviewers = _reviewers(project, 3)
+
+    for _ in range(40):  # reviewers take turns, 40 answers each
+        for reviewer in reviewers:
+            offer = next_document_for(reviewer=reviewer, project=project)
+            annotation_submit(reviewer=reviewer, document=offer.document, label_keys=["first_party"])
+
+    labeled = Document.objects.filter(project=project, annotations__isnull=False).distinct()
+    overlapped = labeled.filter(random_key__lt=0.10).count()
+    # Before, the lowest random keys came first: every early first look was an overlapped document.
+    assert 0.05 <= overlapped / labeled.count() <= 0.15, f"{overlapped} of {labeled.count()} labeled are overlapped"
+    for reviewer in reviewers:
+        answers = Annotation.objects.filter(reviewer=reviewer)
+        gold = answers.filter(document__gold_answer__isnull=False).count()
+        assert 0.05 <= gold / answers.count() <= 0.15, f"{gold} of {answers.count()} answers are gold checks"
