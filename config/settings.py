@@ -79,8 +79,19 @@ DATABASES = {
 }
 DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DB_CONN_MAX_AGE", default=60))
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
-    # The embedded default: a web process and a worker share one file, so wait on locks instead of failing.
-    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 30
+    # The embedded default: the web server and the worker's processes share one file. SQLite's default
+    # (a rollback journal, transactions that take the write lock only at their first write) makes a
+    # transaction that read first and then writes fail at once with "database is locked" whenever another
+    # process writes meanwhile: waiting would deadlock, so SQLite does not wait. Hence:
+    # - WAL: readers never block the writer, nor the writer readers; the mode is stored in the file.
+    # - BEGIN IMMEDIATE for every transaction (Django's transaction_mode): a transaction takes the write lock
+    #   when it starts, so writers queue up in the busy timeout instead of failing half-way.
+    # - a busy timeout long enough to outlast any transaction Docket holds (imports write in chunks).
+    # synchronous stays FULL: an answer the page was told is saved must survive a power cut.
+    _sqlite = DATABASES["default"].setdefault("OPTIONS", {})
+    _sqlite.setdefault("timeout", env.int("DOCKET_SQLITE_TIMEOUT", default=60))
+    _sqlite.setdefault("transaction_mode", "IMMEDIATE")
+    _sqlite.setdefault("init_command", "PRAGMA journal_mode=WAL")
     DATABASES["default"]["CONN_MAX_AGE"] = 0
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
