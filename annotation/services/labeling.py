@@ -115,7 +115,10 @@ def annotation_submit(
         if document.status == Document.Status.QUEUED:
             document.status = Document.Status.LABELED
             document.save(update_fields=["status"])
-        Lease.objects.filter(document=document).delete()
+        # Only this reviewer's own hold ends here. A late answer for a document whose lease expired and went to
+        # another reviewer must leave that reviewer's live lease alone: they are reading the document now, and
+        # their answer is wanted too (it is saved as a second opinion).
+        Lease.objects.filter(document=document, reviewer=reviewer).delete()
         if result.changed:
             project_id = project.pk
             transaction.on_commit(lambda: notify_learning(project_id))

@@ -76,8 +76,27 @@ def test_submission_for_a_document_another_reviewer_took_is_saved(project, revie
     assert result.lease_lost
     assert Annotation.objects.filter(document=document, reviewer=reviewer).exists()
     # The other reviewer's answer is saved as well when it comes.
-    assert submit(other, document, ["third_party"]).lease_lost
+    assert not submit(other, document, ["third_party"]).lease_lost
     assert Annotation.objects.filter(document=document).count() == 2
+
+
+def test_late_answer_leaves_the_live_lease_of_the_reviewer_who_took_the_document(project, reviewer, document):
+    other = UserFactory()
+    MembershipFactory(project=project, user=other)
+    Lease.objects.filter(document=document).update(expires_at=timezone.now() - timedelta(seconds=1))
+    taken = next_document_for(reviewer=other, project=project)
+    assert taken.document == document
+    before = Lease.objects.get(document=document)
+
+    assert submit(reviewer, document, ["first_party"]).lease_lost  # the late answer, saved
+
+    after = Lease.objects.get(document=document)  # the other reviewer's hold is untouched
+    assert (after.reviewer_id, after.acquired_at, after.expires_at) == (other.pk, before.acquired_at, before.expires_at)
+    # Asking again (a reload) hands them the same document, and their answer is not told its hold expired.
+    assert next_document_for(reviewer=other, project=project).document == document
+    result = submit(other, document, ["third_party"])
+    assert result.created and not result.lease_lost
+    assert not Lease.objects.filter(document=document).exists()
 
 
 def test_edit_keeps_history(reviewer, document):
