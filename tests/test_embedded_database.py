@@ -54,7 +54,8 @@ for i in range(rounds):
         if offer is None:
             break
         upcoming = next_document_for(reviewer=reviewer, project=project, after_document_id=offer.document.pk)
-        annotation_submit(reviewer=reviewer, document=offer.document, label_keys=[("first_party", "third_party")[i % 2]])
+        keys = [("first_party", "third_party")[i % 2]]
+        annotation_submit(reviewer=reviewer, document=offer.document, label_keys=keys)
         saved += 1
         offer = upcoming
     except OperationalError as error:

@@ -171,11 +171,12 @@ def _next_unheld_document(
     """The highest-priority available document, locked for this transaction; rows others have locked are skipped.
 
     This is `learning.selectors.order_by_priority` (scored documents by score, highest first, then unscored
-    ones by `random_key`, overlap set spread out: `_next_unscored_document`), asked as separate queries so that PostgreSQL walks an index instead of sorting the pool:
-    scored documents along the priority index (project, score DESC), unscored ones along the queue index
-    (project, status, random_key). As one query with `score DESC NULLS LAST` it sorts every queued document
-    on every request: 460 ms at 100,000 documents against about 1 ms this way. Equal scores come in index
-    order rather than by `random_key`, so a large tie (a cold-start score) needs no sort either.
+    ones by `random_key`, the overlap set spread out: `_next_unscored_document`), asked as separate queries so
+    that PostgreSQL walks an index instead of sorting the pool: scored documents along the priority index
+    (project, score DESC), unscored ones along the queue index (project, status, random_key). As one query
+    with `score DESC NULLS LAST` it sorts every queued document on every request: 460 ms at 100,000
+    documents against about 1 ms this way. Equal scores come in index order rather than by `random_key`, so
+    a large tie (a cold-start score) needs no sort either.
     """
     available = _available(reviewer=reviewer, project=project, now=now).exclude(pk__in=exclude_ids)
     scored = available.filter(queue_priority__project=project).order_by(F("queue_priority__score").desc())
