@@ -35,3 +35,7 @@ class LastAdmin(DocketError):
 
 class AlreadyMember(DocketError):
     """The person is a member of the project already."""
+
+
+class NotServed(DocketError):
+    """A submission for a document that was not served to this reviewer's page (or whose ticket is forged)."""

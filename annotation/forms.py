@@ -23,6 +23,11 @@ class NextDocumentForm(forms.Form):
 
 class SubmissionForm(forms.Form):
     labels = KeyListField(required=False)
+    # The ticket that came with the document (annotation.services.labeling.serve_ticket_issue).
+    ticket = forms.CharField(
+        max_length=500,
+        error_messages={"required": "This answer carries no ticket of the document it is for; reload the page."},
+    )
     submission_id = forms.UUIDField(required=False)
     seconds_spent = forms.FloatField(required=False, min_value=0)
     model_version_shown = forms.IntegerField(required=False, min_value=0)
@@ -45,7 +50,7 @@ def first_error(form: forms.Form) -> str:
     """One message a reviewer can act on, naming the field unless the message says it all."""
     for field, errors in form.errors.items():
         message = errors[0]
-        if field == "__all__" or field == "comment":
+        if field in ("__all__", "comment", "ticket"):
             return message
         return f"{field.replace('_', ' ')}: {message}"
     return "The request was not understood."

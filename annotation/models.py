@@ -359,7 +359,14 @@ class Annotation(models.Model):
     labels = models.ManyToManyField(Label, through="AnnotationLabel", related_name="annotations")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
-    seconds_spent = models.FloatField(null=True, blank=True)
+    seconds_spent = models.FloatField(
+        null=True,
+        blank=True,
+        help_text="Seconds the document was on the reviewer's screen, from its first paint to the answer.",
+    )
+    served_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the labeling page was handed the document this answer is for."
+    )
     model_version_shown = models.PositiveIntegerField(
         null=True, blank=True, help_text="Number of the model version whose suggestion the reviewer saw."
     )

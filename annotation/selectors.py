@@ -9,7 +9,6 @@ from django.utils import timezone
 
 from annotation.models import Adjudication, Annotation, AnnotationLabel, Document, GoldAnswer, Label, Project
 from learning import selectors as learning_selectors
-from learning.selectors import predictions_for
 
 
 def project_progress(project: Project) -> dict[str, int]:
@@ -191,9 +190,9 @@ def label_groups(labels: list[dict]) -> list[dict]:
     return groups
 
 
-def suggestion_for(project: Project, document_id: int, label_keys: list[str]) -> dict | None:
+def suggestion_for(project: Project, document: Document, label_keys: list[str]) -> dict | None:
     """The active model's suggestion for one document: its version, each label's probability, the pick."""
-    prediction = predictions_for([document_id]).get(document_id)
+    prediction = learning_selectors.prediction_for_review(project, document)
     if not prediction:
         return None
     probabilities = {k: float(p) for k, p in (prediction["probabilities"] or {}).items() if k in label_keys}
@@ -226,7 +225,7 @@ def document_for_review(
         "my_labels": annotation_label_keys([mine]).get(mine, []) if mine else None,
         "suggestion": None
         if _second_opinion(document, project, reviewer)
-        else suggestion_for(project, document.pk, label_keys),
+        else suggestion_for(project, document, label_keys),
     }
 
 

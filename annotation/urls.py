@@ -11,6 +11,7 @@ urlpatterns = [
     path("projects/<int:project_id>/my-work/", views.my_work, name="my-work"),
     # JSON calls of the labeling page (session cookie + CSRF header).
     path("projects/<int:project_id>/queue/next", views.queue_next, name="queue-next"),
+    path("projects/<int:project_id>/label/model", views.labeling_model, name="labeling-model"),
     path("projects/<int:project_id>/documents/<int:document_id>", views.document_detail, name="document"),
     path(
         "projects/<int:project_id>/documents/<int:document_id>/annotate",

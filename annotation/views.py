@@ -13,9 +13,9 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from annotation import permissions, selectors
-from annotation.exceptions import DocketError, NotAllowed, ProjectNotFound
+from annotation.exceptions import DocketError, NotAllowed, NotServed, ProjectNotFound
 from annotation.forms import FlagForm, MyWorkSearchForm, NextDocumentForm, SubmissionForm, first_error
-from annotation.services.labeling import annotation_submit
+from annotation.services.labeling import annotation_submit, serve_ticket_issue, serve_ticket_read
 from annotation.services.queue import document_flag, document_skip, next_document_for
 
 # --- Pages ---------------------------------------------------------------------------------------------------
@@ -66,6 +66,7 @@ def labeling_page(request: HttpRequest, project_id: int) -> HttpResponse:
         "returnUrl": reverse("annotation:my-work", args=[project.pk]) if edit_document else "",
         "urls": {
             "next": reverse("annotation:queue-next", args=[project.pk]),
+            "model": reverse("annotation:labeling-model", args=[project.pk]),
             "document": reverse("annotation:document", args=[project.pk, 0]),
             "annotate": reverse("annotation:document-annotate", args=[project.pk, 0]),
             "skip": reverse("annotation:document-skip", args=[project.pk, 0]),
@@ -131,7 +132,8 @@ def json_call(view: Callable[..., dict]) -> Callable[..., JsonResponse]:
     """A session-authenticated, CSRF-protected JSON call: the view returns a dict, errors become messages.
 
     Access errors keep their page statuses (404 for another project's document, 403 for a role that may not);
-    a refused submission is 400 with a message the page shows as it is.
+    an answer for a document the page was never handed is 409; a refused submission is 400 with a message the
+    page shows as it is.
     """
 
     @wraps(view)
@@ -144,6 +146,8 @@ def json_call(view: Callable[..., dict]) -> Callable[..., JsonResponse]:
             return JsonResponse({"error": str(error)}, status=404)
         except NotAllowed as error:
             return JsonResponse({"error": str(error)}, status=403)
+        except NotServed as error:
+            return JsonResponse({"error": str(error)}, status=409)
         except DocketError as error:
             return JsonResponse({"error": str(error)}, status=400)
         except ValidationError as error:
@@ -177,6 +181,14 @@ def _label_keys(labels: list[dict]) -> list[str]:
     return [label["key"] for label in labels]
 
 
+def _served(document, *, project, reviewer) -> dict:
+    """A document as the page shows it, with the ticket its answer must carry back."""
+    label_keys = _label_keys(selectors.review_labels(project))
+    shown = selectors.document_for_review(document, project=project, reviewer=reviewer, label_keys=label_keys)
+    shown["ticket"] = serve_ticket_issue(reviewer=reviewer, document=document)
+    return shown
+
+
 @require_POST
 @json_call
 def queue_next(request: HttpRequest, project_id: int) -> dict:
@@ -186,11 +198,11 @@ def queue_next(request: HttpRequest, project_id: int) -> dict:
     offer = next_document_for(reviewer=request.user, project=project, after_document_id=data["after"])
     if offer is None:
         return {"document": None, "state": selectors.queue_state(project, request.user)}
-    label_keys = _label_keys(selectors.review_labels(project))
-    document = selectors.document_for_review(
-        offer.document, project=project, reviewer=request.user, label_keys=label_keys
-    )
-    return {"document": document, "leaseExpiresAt": offer.expires_at.isoformat(), "resumed": offer.resumed}
+    return {
+        "document": _served(offer.document, project=project, reviewer=request.user),
+        "leaseExpiresAt": offer.expires_at.isoformat(),
+        "resumed": offer.resumed,
+    }
 
 
 @require_GET
@@ -198,12 +210,15 @@ def queue_next(request: HttpRequest, project_id: int) -> dict:
 def document_detail(request: HttpRequest, project_id: int, document_id: int) -> dict:
     """One document of the project with the reviewer's own labels: where "go back" and "My work" lead."""
     document = permissions.access_document_by_id(request.user, project_id, document_id, action="label")
-    label_keys = _label_keys(selectors.review_labels(document.project))
-    return {
-        "document": selectors.document_for_review(
-            document, project=document.project, reviewer=request.user, label_keys=label_keys
-        )
-    }
+    return {"document": _served(document, project=document.project, reviewer=request.user)}
+
+
+@require_GET
+@json_call
+def labeling_model(request: HttpRequest, project_id: int) -> dict:
+    """The model serving the project now; the labeling page asks every second, so a promotion shows at once."""
+    project = permissions.access_project_by_id(request.user, project_id, action="label")
+    return {"model": selectors.current_model(project)}
 
 
 @require_POST
@@ -211,12 +226,14 @@ def document_detail(request: HttpRequest, project_id: int, document_id: int) -> 
 def document_annotate(request: HttpRequest, project_id: int, document_id: int) -> dict:
     document = permissions.access_document_by_id(request.user, project_id, document_id, action="label")
     data = _valid(SubmissionForm, request)
+    served_at = serve_ticket_read(ticket=data["ticket"], reviewer=request.user, document=document)
     result = annotation_submit(
         reviewer=request.user,
         document=document,
         label_keys=data["labels"],
         submission_id=data["submission_id"],
         seconds_spent=data["seconds_spent"],
+        served_at=served_at,
         model_version_shown=data["model_version_shown"],
         suggested_labels=data["suggested_labels"],
     )

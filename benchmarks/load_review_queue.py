@@ -320,6 +320,7 @@ def reviewer_loop(port, project_id, username, session_key, max_loops, pace, *, s
     offered: list[int] = []
     acknowledged: list[int] = []
     errors: list[str] = []
+    tickets: dict[int, str] = {}
 
     def ask(after):
         status, data, elapsed = client.request("POST", next_path, {"after": after} if after else {})
@@ -330,6 +331,7 @@ def reviewer_loop(port, project_id, username, session_key, max_loops, pace, *, s
         document = json.loads(data)["document"]
         if document is not None:
             offered.append(document["id"])
+            tickets[document["id"]] = document["ticket"]  # the page sends it back with its answer
             return document["id"]
         return None
 
@@ -341,7 +343,12 @@ def reviewer_loop(port, project_id, username, session_key, max_loops, pace, *, s
     loops = 0
     while current is not None and time.monotonic() < deadline and loops < max_loops:
         time.sleep(pace.reading_time(rng))  # reading the document; the page has already prefetched the next one
-        body = {"labels": [random.choice(LABEL_KEYS)], "submission_id": str(uuid.uuid4()), "seconds_spent": 3.0}
+        body = {
+            "labels": [random.choice(LABEL_KEYS)],
+            "submission_id": str(uuid.uuid4()),
+            "seconds_spent": 3.0,
+            "ticket": tickets.pop(current),
+        }
         status, data, elapsed = client.request("POST", f"/projects/{project_id}/documents/{current}/annotate", body)
         timings["annotate"].append(elapsed)
         if status == 200:

@@ -1,11 +1,14 @@
 """What the rest of Docket may read from the learning side: queue order, suggestions, the active model, runs."""
 
+import logging
 from collections.abc import Iterable
 from typing import Any
 
 from django.db.models import F, QuerySet
 
 from learning.models import ModelVersion, QueuePriority, TrainingRun
+
+logger = logging.getLogger(__name__)
 
 
 def order_by_priority(documents: QuerySet) -> QuerySet:
@@ -21,6 +24,32 @@ def predictions_for(document_ids: Iterable[int]) -> dict[int, dict]:
     return {
         row["document_id"]: {"model_version": row["model_version"], "probabilities": row["probabilities"]}
         for row in rows
+    }
+
+
+def prediction_for_review(project, document) -> dict | None:
+    """The serving model's probabilities for the document a reviewer is about to see.
+
+    Normally the queue's stored scores. Between a promotion (or rollback) and the end of the rescore it sets
+    off, those still carry the previous version; the document is then scored on the spot by the model now
+    serving (loaded once per process), so the labeling page shows the new model at once rather than after
+    the rescore. Should that model not load, the stored scores are shown, with their own version number.
+    """
+    stored = predictions_for([document.pk]).get(document.pk)
+    active = active_model_version(project)
+    if active is None or (stored is not None and stored["model_version"] == active.number):
+        return stored
+    from learning import serving  # loads torch; only this path needs it
+
+    try:
+        served = serving.served_model(project)
+        probabilities = served.predict_proba([document.text])[0]
+    except Exception:  # a missing or unreadable model must not stop labeling: the stored scores serve
+        logger.exception("Could not score document %s with model v%s for review", document.pk, active.number)
+        return stored
+    return {
+        "model_version": served.number,
+        "probabilities": {key: float(p) for key, p in zip(served.label_keys, probabilities, strict=True)},
     }
 
 

@@ -2,16 +2,19 @@
 
 import importlib
 import logging
+import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from django.contrib.auth.models import AbstractBaseUser
+from django.core import signing
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from annotation.exceptions import DocketError, InvalidLabels
+from annotation.exceptions import DocketError, InvalidLabels, NotServed
 from annotation.models import Annotation, AnnotationLabel, AnnotationRevision, Document, Label, Lease, Project
 from annotation.services.audit import audit_record
 
@@ -19,6 +22,36 @@ logger = logging.getLogger(__name__)
 
 # Longer than this is a tab left open over lunch, not time spent reading.
 MAX_SECONDS_SPENT = 4 * 3600
+
+
+# Signs the ticket that comes with every document the labeling page is handed (see `serve_ticket_issue`).
+SERVE_TICKET_SALT = "annotation.labeling.served"
+
+
+def serve_ticket_issue(*, reviewer: AbstractBaseUser, document: Document) -> str:
+    """A signed note that this document was handed to this reviewer's page now; the page sends it back with
+    its answer. The server can then refuse an answer for a document the page was never given (a stale tab, a
+    script, a page that mixed up its documents) and knows when the document was served. It is not tied to the
+    lease: an answer that arrives after the lease expired is still wanted."""
+    return signing.dumps(
+        {"d": document.pk, "r": reviewer.pk, "t": round(time.time(), 3)}, salt=SERVE_TICKET_SALT, compress=False
+    )
+
+
+def serve_ticket_read(*, ticket: str, reviewer: AbstractBaseUser, document: Document) -> datetime:
+    """When the document was served to this reviewer's page, or NotServed when the ticket is not for it."""
+    try:
+        note = signing.loads(ticket, salt=SERVE_TICKET_SALT)
+        matches = note["d"] == document.pk and note["r"] == reviewer.pk
+        served_at = datetime.fromtimestamp(float(note["t"]), tz=UTC)
+    except (signing.BadSignature, KeyError, TypeError, ValueError) as error:
+        raise NotServed("This answer does not come from a labeling page Docket served; reload the page.") from error
+    if not matches:
+        raise NotServed(
+            f"This answer is for document {document.pk}, which this page was not shown; nothing was saved. "
+            "Reload the page."
+        )
+    return served_at
 
 
 @dataclass(frozen=True)
@@ -56,6 +89,7 @@ def annotation_submit(
     label_keys: Iterable[str],
     submission_id: uuid.UUID | None = None,
     seconds_spent: float | None = None,
+    served_at: datetime | None = None,
     model_version_shown: int | None = None,
     suggested_labels: Iterable[str] = (),
 ) -> SubmissionResult:
@@ -72,6 +106,9 @@ def annotation_submit(
     suggested = list(dict.fromkeys(suggested_labels))
     if seconds_spent is not None:
         seconds_spent = min(max(float(seconds_spent), 0.0), MAX_SECONDS_SPENT)
+        if served_at is not None:
+            # The page cannot have shown the document for longer than it has had it.
+            seconds_spent = min(seconds_spent, max((timezone.now() - served_at).total_seconds(), 0.0))
 
     with transaction.atomic():
         # One submission per document at a time: a double submit waits here, then finds the first one's row.
@@ -97,6 +134,7 @@ def annotation_submit(
                 labels=labels,
                 submission_id=submission_id,
                 seconds_spent=seconds_spent,
+                served_at=served_at,
                 model_version_shown=model_version_shown,
                 suggested=suggested,
             )
@@ -133,6 +171,7 @@ def _annotation_create(
     labels: list[Label],
     submission_id: uuid.UUID | None,
     seconds_spent: float | None,
+    served_at: datetime | None,
     model_version_shown: int | None,
     suggested: list[str],
 ) -> Annotation:
@@ -142,6 +181,7 @@ def _annotation_create(
         reviewer=reviewer,
         source=Annotation.Source.REVIEWER,
         seconds_spent=seconds_spent,
+        served_at=served_at,
         model_version_shown=model_version_shown,
         suggested_labels=suggested,
         suggestion_accepted=(set(suggested) == set(keys)) if suggested else None,

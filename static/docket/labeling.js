@@ -14,6 +14,11 @@
   const buttons = new Map([...document.querySelectorAll(".label-choice")].map((b) => [b.dataset.key, b]));
   const RETRY_DELAYS_MS = [400, 1500, 4000, 10000];
   const HELD_POLL_MS = 30000;
+  // Nobody reads, let alone judges, a document faster than this after it appears: an Enter, click or S that
+  // comes sooner was meant for the document before it (a double click, a key pressed twice or held down).
+  const REACTION_MS = 250;
+  // How often the page asks which model serves, so a promotion or rollback shows within two seconds.
+  const MODEL_POLL_MS = 1000;
 
   const state = {
     mode: "loading", // "queue": a new document; "edit": an earlier one; "empty": nothing to do
@@ -23,7 +28,12 @@
     standaloneEdit: Boolean(boot.editDocument),
     upcoming: null, // promise of the prefetched next document
     selected: new Set(),
-    shownAt: performance.now(),
+    paintedAt: null, // when the document on screen was first painted (performance.now() time)
+    readyAt: Infinity, // input events before this time were not meant for the document on screen
+    shownSeq: 0,
+    selectionTouched: false, // the reviewer changed the pre-selected labels of the document on screen
+    modelNumber: boot.model ? boot.model.number : null,
+    failures: new Map(), // document id -> its line in the red "Not saved" list
     submissionId: null,
     history: boot.recent.slice(), // documents this reviewer labeled, oldest first
     backIndex: null,
@@ -135,14 +145,54 @@
     $("doc-meta-box").hidden = doc.metadata.length === 0;
     renderSuggestion(doc.suggestion);
     state.selected = new Set(selection);
+    state.selectionTouched = false;
     renderSelection();
-    state.shownAt = performance.now();
+    markShown({ restartClock: true });
     $("skip-button").disabled = state.mode !== "queue";
     if (document.activeElement && document.activeElement !== document.body) document.activeElement.blur();
   }
 
-  function renderSuggestion(suggestion) {
+  // A document counts as on screen once the browser has painted it (the second animation frame after it was
+  // put in the page runs after that paint), and may be answered REACTION_MS later. A new suggestion painted
+  // over the document restarts the wait but not the reviewer's clock.
+  function markShown({ restartClock }) {
+    const seq = ++state.shownSeq;
+    state.readyAt = Infinity;
+    if (restartClock) state.paintedAt = null;
+    workspace.dataset.ready = "false";
+    requestAnimationFrame(() =>
+      requestAnimationFrame(() => {
+        if (seq !== state.shownSeq) return;
+        const now = performance.now();
+        if (state.paintedAt === null) state.paintedAt = now;
+        state.readyAt = now + REACTION_MS;
+        setTimeout(() => {
+          if (seq === state.shownSeq) workspace.dataset.ready = "true";
+        }, REACTION_MS);
+      }),
+    );
+  }
+
+  // Whether an input event came late enough to be meant for the document on screen. The event's own time
+  // stamp counts, not when it is handled: presses queued while the page was busy carry their real time.
+  function meantForShownDocument(event) {
+    const at = event && event.timeStamp > 0 ? event.timeStamp : performance.now();
+    if (event && event.type === "click" && event.detail > 1) return false; // the second click of a double click
+    return at >= state.readyAt;
+  }
+
+  function secondsOnScreen() {
+    if (state.paintedAt === null) return 0;
+    return Math.round((performance.now() - state.paintedAt) / 100) / 10;
+  }
+
+  function renderSuggestion(suggestion, { updating } = {}) {
     const info = $("model-info");
+    if (updating) {
+      info.innerHTML = `<span class="badge">Model v<span></span></span><span class="muted">now serving; updating this suggestion…</span>`;
+      info.querySelector(".badge span").textContent = state.modelNumber;
+      return;
+    }
     if (suggestion) {
       info.innerHTML = `<span class="badge">Model v<span></span></span><span class="muted">suggestion pre-selected</span>`;
       info.querySelector(".badge span").textContent = suggestion.model_version;
@@ -174,11 +224,19 @@
     }
   }
 
+  // "All saved" only when nothing is on its way and nothing failed; a failed save stays counted until that
+  // document is saved.
   function renderSaveStatus() {
     const status = $("save-status");
+    const failed = state.failures.size;
     status.dataset.pending = String(state.pending);
-    status.textContent = state.pending ? `Saving ${state.pending}…` : "All saved";
-    status.classList.toggle("busy", state.pending > 0);
+    status.dataset.failed = String(failed);
+    const parts = [];
+    if (state.pending) parts.push(`Saving ${state.pending}…`);
+    if (failed) parts.push(`${failed} not saved`);
+    status.textContent = parts.length ? parts.join(" · ") : "All saved";
+    status.classList.toggle("busy", state.pending > 0 && failed === 0);
+    status.classList.toggle("failed", failed > 0);
   }
 
   function showEmpty(reason) {
@@ -221,9 +279,22 @@
   function failure(doc, message) {
     const box = $("failures");
     const item = document.createElement("p");
+    item.dataset.documentId = String(doc.id);
     item.textContent = `Not saved: “${doc.title}” (${doc.external_id || "document " + doc.id}). ${message} Press U to go back to it.`;
-    box.append(item);
+    if (state.failures.has(doc.id)) state.failures.get(doc.id).replaceWith(item);
+    else box.append(item);
+    state.failures.set(doc.id, item);
     box.hidden = false;
+    renderSaveStatus();
+  }
+
+  function saved(doc) {
+    const item = state.failures.get(doc.id);
+    if (!item) return;
+    item.remove();
+    state.failures.delete(doc.id);
+    $("failures").hidden = state.failures.size === 0;
+    renderSaveStatus();
   }
 
   // --- The queue -------------------------------------------------------------------------------------------
@@ -236,6 +307,9 @@
     clearTimeout(state.pollTimer);
     const suggested = doc.suggestion ? doc.suggestion.labels : [];
     showDocument(doc, doc.my_labels || suggested);
+    if (doc.suggestion && state.modelNumber !== null && doc.suggestion.model_version !== state.modelNumber) {
+      refreshSuggestion(); // fetched before another model started serving
+    }
     // Prefetch, so the next document is ready before Enter is pressed. Wait for saves and skips still on
     // their way first: until they land the server still counts those documents as held by this reviewer,
     // and would hand one of them back as "next".
@@ -292,7 +366,7 @@
   }
 
   function save(doc, keys, extra) {
-    const body = Object.assign({ labels: keys, submission_id: newSubmissionId() }, extra);
+    const body = Object.assign({ labels: keys, submission_id: newSubmissionId(), ticket: doc.ticket }, extra);
     return track(
       doc.id,
       callWithRetry("POST", url("annotate", doc.id), body).then((result) => {
@@ -300,6 +374,7 @@
           failure(doc, result.data.error || `The server answered ${result.status}.`);
           return result;
         }
+        saved(doc);
         if (result.data.created) {
           $("stat-today").textContent = String(Number($("stat-today").textContent) + 1);
           $("stat-labeled").textContent = String(Number($("stat-labeled").textContent) + 1);
@@ -312,8 +387,13 @@
     );
   }
 
-  function submit() {
+  function tooSoon() {
+    notice("Not submitted: that document had only just appeared. Read it, then press Enter.");
+  }
+
+  function submit(event) {
     if (state.busy) return;
+    if ((state.mode === "edit" || state.mode === "queue") && !meantForShownDocument(event)) return tooSoon();
     if (state.mode === "edit") return saveEarlier();
     if (state.mode !== "queue" || !state.current) return;
     const keys = orderedSelection();
@@ -323,7 +403,7 @@
     const suggestion = doc.suggestion;
     save(doc, keys, {
       submission_id: state.submissionId,
-      seconds_spent: Math.round((performance.now() - state.shownAt) / 100) / 10,
+      seconds_spent: secondsOnScreen(),
       model_version_shown: suggestion ? suggestion.model_version : null,
       suggested_labels: suggestion ? suggestion.labels : [],
     });
@@ -331,9 +411,13 @@
     advance();
   }
 
-  function skip() {
+  function skip(event) {
     if (state.busy || state.mode !== "queue" || !state.current) {
       if (state.mode === "edit") notice("Skipping is for new documents. Press Esc to return to the queue.");
+      return;
+    }
+    if (!meantForShownDocument(event)) {
+      notice("Not skipped: that document had only just appeared.");
       return;
     }
     const doc = state.current;
@@ -453,8 +537,51 @@
     } else {
       state.selected = state.selected.has(key) ? new Set() : new Set([key]);
     }
+    state.selectionTouched = true;
     renderSelection();
     showGuideline(key);
+  }
+
+  // --- The serving model ------------------------------------------------------------------------------------
+
+  async function pollModel() {
+    try {
+      if (document.visibilityState === "visible") {
+        const result = await call("GET", boot.urls.model);
+        if (result.ok) modelServing(result.data.model);
+      }
+    } catch (error) {
+      // Offline for a moment: the next poll asks again.
+    } finally {
+      setTimeout(pollModel, MODEL_POLL_MS);
+    }
+  }
+
+  function modelServing(model) {
+    const number = model ? model.number : null;
+    if (number === state.modelNumber) return;
+    state.modelNumber = number;
+    boot.model = model;
+    refreshSuggestion();
+  }
+
+  // Ask again for the suggestion on the queue document on screen after another model started serving. Its
+  // labels are pre-selected anew unless the reviewer already changed them; either way Enter waits until the
+  // new suggestion has been painted.
+  async function refreshSuggestion() {
+    const doc = state.current;
+    if (state.mode !== "queue" || !doc) return;
+    if (doc.suggestion && doc.suggestion.model_version === state.modelNumber) return;
+    if (doc.suggestion) renderSuggestion(null, { updating: true });
+    const result = await callWithRetry("GET", url("document", doc.id));
+    if (!result.ok || state.current !== doc || state.mode !== "queue") return;
+    doc.suggestion = result.data.document.suggestion;
+    renderSuggestion(doc.suggestion);
+    if (!state.selectionTouched && !doc.my_labels) {
+      state.selected = new Set(doc.suggestion ? doc.suggestion.labels : []);
+      renderSelection();
+    }
+    markShown({ restartClock: false });
   }
 
   // Guidelines are short Markdown; only paragraphs, **bold** and *italic* are rendered, all else is text.
@@ -524,12 +651,12 @@
     if (event.repeat && key !== "Tab") return event.preventDefault(); // a held key must not submit a run of documents
     if (key === "Enter") {
       event.preventDefault(); // not also a click on a focused button
-      submit();
+      submit(event);
     } else if (key === "Escape") {
       leaveEarlier();
     } else if (key === "s") {
       event.preventDefault();
-      skip();
+      skip(event);
     } else if (key === "u") {
       event.preventDefault();
       goBack();
@@ -565,4 +692,5 @@
   } else {
     loadFirst();
   }
+  setTimeout(pollModel, MODEL_POLL_MS);
 })();

@@ -49,6 +49,12 @@ def annotate_url(document):
     return reverse("annotation:document-annotate", args=[document.project_id, document.pk])
 
 
+def ticket_for(client, document) -> str:
+    """The ticket the page gets with a document it opens (as "go back" and "My work" do)."""
+    url = reverse("annotation:document", args=[document.project_id, document.pk])
+    return client.get(url).json()["document"]["ticket"]
+
+
 # --- Pages -------------------------------------------------------------------------------------------------
 
 
@@ -293,9 +299,10 @@ def test_multi_label_suggestion_holds_every_likely_label(client_for):
 
 def test_annotate_stores_once_for_a_double_submit(project, reviewer, reviewer_client):
     DocumentFactory(project=project)
-    document_id = post_json(reviewer_client, next_url(project)).json()["document"]["id"]
-    document = Document.objects.get(pk=document_id)
+    served = post_json(reviewer_client, next_url(project)).json()["document"]
+    document = Document.objects.get(pk=served["id"])
     body = {
+        "ticket": served["ticket"],
         "labels": ["third_party"],
         "submission_id": str(uuid.uuid4()),
         "seconds_spent": 7.3,
@@ -308,7 +315,9 @@ def test_annotate_stores_once_for_a_double_submit(project, reviewer, reviewer_cl
     assert first.json()["created"] is True and first.json()["leaseLost"] is False
     assert second.json()["replayed"] is True
     annotation = Annotation.objects.get(document=document)
-    assert annotation.seconds_spent == 7.3
+    # The page's 7.3 s, cut to the time since the document was served (the test is quicker than a reviewer).
+    since_served = (annotation.created_at - annotation.served_at).total_seconds()
+    assert annotation.seconds_spent == pytest.approx(min(7.3, since_served), abs=0.05)
     assert annotation.suggestion_accepted is False
     document.refresh_from_db()
     assert document.status == Document.Status.LABELED
@@ -316,12 +325,15 @@ def test_annotate_stores_once_for_a_double_submit(project, reviewer, reviewer_cl
 
 def test_annotate_refuses_invalid_labels_with_a_message(project, reviewer_client):
     document = DocumentFactory(project=project)
-    response = post_json(reviewer_client, annotate_url(document), {"labels": ["first_party", "third_party"]})
+    ticket = ticket_for(reviewer_client, document)
+    response = post_json(
+        reviewer_client, annotate_url(document), {"labels": ["first_party", "third_party"], "ticket": ticket}
+    )
     assert response.status_code == 400
     assert "exactly one label" in response.json()["error"]
-    response = post_json(reviewer_client, annotate_url(document), {"labels": ["made_up"]})
+    response = post_json(reviewer_client, annotate_url(document), {"labels": ["made_up"], "ticket": ticket})
     assert response.status_code == 400 and "made_up" in response.json()["error"]
-    response = post_json(reviewer_client, annotate_url(document), {"labels": "first_party"})
+    response = post_json(reviewer_client, annotate_url(document), {"labels": "first_party", "ticket": ticket})
     assert response.status_code == 400 and "list of label keys" in response.json()["error"]
     assert not Annotation.objects.exists()
 
@@ -334,8 +346,9 @@ def test_annotate_refuses_a_body_that_is_not_json(project, reviewer_client):
 
 def test_editing_through_the_page_keeps_history(project, reviewer, reviewer_client):
     document = DocumentFactory(project=project)
-    post_json(reviewer_client, annotate_url(document), {"labels": ["first_party"]})
-    response = post_json(reviewer_client, annotate_url(document), {"labels": ["data_security"]})
+    ticket = ticket_for(reviewer_client, document)
+    post_json(reviewer_client, annotate_url(document), {"labels": ["first_party"], "ticket": ticket})
+    response = post_json(reviewer_client, annotate_url(document), {"labels": ["data_security"], "ticket": ticket})
     assert response.json()["changed"] is True and response.json()["created"] is False
     detail = reviewer_client.get(reverse("annotation:document", args=[project.pk, document.pk])).json()["document"]
     assert detail["my_labels"] == ["data_security"]
@@ -378,7 +391,49 @@ def test_next_document_takes_a_fixed_number_of_queries(
 
 def test_submission_takes_a_fixed_number_of_queries(project, reviewer_client, django_assert_max_num_queries):
     DocumentFactory(project=project)
-    document = Document.objects.get(pk=post_json(reviewer_client, next_url(project)).json()["document"]["id"])
+    served = post_json(reviewer_client, next_url(project)).json()["document"]
+    document = Document.objects.get(pk=served["id"])
     with django_assert_max_num_queries(17):
-        response = post_json(reviewer_client, annotate_url(document), {"labels": ["first_party"]})
+        response = post_json(
+            reviewer_client, annotate_url(document), {"labels": ["first_party"], "ticket": served["ticket"]}
+        )
     assert response.status_code == 200
+
+
+# --- The document on screen --------------------------------------------------------------------------------
+
+
+def test_an_answer_for_a_document_the_page_was_not_handed_is_refused_with_409(project, reviewer, reviewer_client):
+    shown = DocumentFactory(project=project)
+    other = DocumentFactory(project=project)
+    ticket = ticket_for(reviewer_client, shown)
+    response = post_json(reviewer_client, annotate_url(other), {"labels": ["first_party"], "ticket": ticket})
+    assert response.status_code == 409
+    assert "was not shown" in response.json()["error"]
+    response = post_json(reviewer_client, annotate_url(other), {"labels": ["first_party"], "ticket": "made-up"})
+    assert response.status_code == 409
+    response = post_json(reviewer_client, annotate_url(other), {"labels": ["first_party"]})
+    assert response.status_code == 400 and "ticket" in response.json()["error"]
+    assert not Annotation.objects.exists()
+
+
+def test_a_ticket_served_to_another_reviewer_is_refused(project, reviewer_client, client_for):
+    colleague = UserFactory()
+    MembershipFactory(project=project, user=colleague)
+    document = DocumentFactory(project=project)
+    theirs = ticket_for(client_for(colleague), document)
+    response = post_json(reviewer_client, annotate_url(document), {"labels": ["first_party"], "ticket": theirs})
+    assert response.status_code == 409
+    assert not Annotation.objects.exists()
+
+
+def test_the_answer_stores_when_it_was_served_and_time_on_screen_no_longer_than_that(project, reviewer_client):
+    DocumentFactory(project=project)
+    served = post_json(reviewer_client, next_url(project)).json()["document"]
+    document = Document.objects.get(pk=served["id"])
+    body = {"labels": ["first_party"], "ticket": served["ticket"], "seconds_spent": 3600}
+    assert post_json(reviewer_client, annotate_url(document), body).status_code == 200
+    annotation = Annotation.objects.get(document=document)
+    assert annotation.served_at is not None and annotation.served_at <= annotation.created_at
+    # The page claimed an hour; it has had the document for well under a minute.
+    assert annotation.seconds_spent < 60

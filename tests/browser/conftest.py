@@ -87,3 +87,9 @@ def log_in(page, username: str, password: str) -> None:
     page.keyboard.type(password)
     page.keyboard.press("Enter")
     page.wait_for_url(lambda url: "/accounts/login/" not in url)
+
+
+def wait_until_answerable(page) -> None:
+    """Wait until the labeling page takes an answer for the document on screen: painted, and on screen long
+    enough that a key press is meant for it (static/docket/labeling.js refuses earlier ones)."""
+    page.wait_for_selector("#workspace[data-ready=true]", state="attached")

@@ -6,7 +6,7 @@ import pytest
 from annotation.models import Annotation, AnnotationRevision, Document, Flag, Lease, Skip
 from annotation.services.labeling import annotation_submit
 from learning.models import QueuePriority
-from tests.browser.conftest import log_in
+from tests.browser.conftest import log_in, wait_until_answerable
 from tests.factories import PASSWORD, DocumentFactory, MembershipFactory, UserFactory, project_with_labels
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -23,6 +23,7 @@ TEXTS = [
 
 def current_id(page) -> int:
     page.wait_for_selector("#workspace[data-mode=queue], #workspace[data-mode=edit]")
+    wait_until_answerable(page)
     return int(page.get_attribute("#doc", "data-document-id"))
 
 

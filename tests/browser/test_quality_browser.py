@@ -10,7 +10,7 @@ import pytest
 from annotation.models import Annotation, Document
 from annotation.selectors import final_labels_for
 from annotation.services.labeling import annotation_submit
-from tests.browser.conftest import ARTIFACTS, ROOT, log_in
+from tests.browser.conftest import ARTIFACTS, ROOT, log_in, wait_until_answerable
 from tests.factories import PASSWORD, DocumentFactory, MembershipFactory, UserFactory, project_with_labels
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -76,6 +76,7 @@ def test_two_reviewers_disagree_and_an_admin_adjudicates_by_keyboard(new_page):
         log_in(page, reviewer.username, PASSWORD)
         page.goto(f"/projects/{project.pk}/label/")
         page.wait_for_selector("#workspace[data-mode=queue]")
+        wait_until_answerable(page)
         assert int(page.get_attribute("#doc", "data-document-id")) == disputed.pk
         # Bob does not see Alice's answer: nothing is pre-selected for him.
         assert page.locator(".label-choice[aria-pressed=true]").count() == 0

@@ -4,7 +4,7 @@ reviewer's own work shows the merged label."""
 import pytest
 
 from annotation.models import Annotation, AnnotationRevision, Label, Project
-from tests.browser.conftest import log_in
+from tests.browser.conftest import log_in, wait_until_answerable
 from tests.factories import PASSWORD, DocumentFactory, UserFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -37,6 +37,7 @@ def label_current_document(page, shortcut, previous):
         " && doc.dataset.documentId !== String(previous); }",
         arg=previous,
     )
+    wait_until_answerable(page)
     document_id = int(page.get_attribute("#doc", "data-document-id"))
     page.keyboard.press(shortcut)
     page.keyboard.press("Enter")
