@@ -4,8 +4,9 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
-from django.db.models import F, QuerySet
+from django.db.models import F, QuerySet, Subquery
 
+from annotation.models import Document
 from learning.models import ModelVersion, QueuePriority, TrainingRun
 
 logger = logging.getLogger(__name__)
@@ -35,9 +36,24 @@ def prediction_for_review(project, document) -> dict | None:
     serving (loaded once per process), so the labeling page shows the new model at once rather than after
     the rescore. Should that model not load, the stored scores are shown, with their own version number.
     """
-    stored = predictions_for([document.pk]).get(document.pk)
-    active = active_model_version(project)
-    if active is None or (stored is not None and stored["model_version"] == active.number):
+    # The stored scores and the serving version's number in one query: this runs for every document served.
+    active_number = Subquery(
+        ModelVersion.objects.filter(project=project, status=ModelVersion.Status.ACTIVE).values("number")[:1]
+    )
+    row = (
+        Document.objects.filter(pk=document.pk)
+        .annotate(active=active_number)
+        .values("active", "queue_priority__model_version", "queue_priority__probabilities")
+        .first()
+    )
+    active = row["active"] if row else None
+    stored = None
+    if row and row["queue_priority__model_version"] is not None:
+        stored = {
+            "model_version": row["queue_priority__model_version"],
+            "probabilities": row["queue_priority__probabilities"],
+        }
+    if active is None or (stored is not None and stored["model_version"] == active):
         return stored
     from learning import serving  # loads torch; only this path needs it
 
@@ -45,7 +61,7 @@ def prediction_for_review(project, document) -> dict | None:
         served = serving.served_model(project)
         probabilities = served.predict_proba([document.text])[0]
     except Exception:  # a missing or unreadable model must not stop labeling: the stored scores serve
-        logger.exception("Could not score document %s with model v%s for review", document.pk, active.number)
+        logger.exception("Could not score document %s with model v%s for review", document.pk, active)
         return stored
     return {
         "model_version": served.number,
