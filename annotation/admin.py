@@ -30,7 +30,13 @@ from annotation.models import (
 )
 from annotation.services.audit import audit_record
 from annotation.services.exports import EXPORT_FORMATS, export_stream
-from annotation.services.imports import ImportOptions, detect_format, import_batch_create, upload_store
+from annotation.services.imports import (
+    ImportOptions,
+    detect_format,
+    import_batch_create,
+    import_batch_rerun,
+    upload_store,
+)
 from annotation.tasks import import_documents_task
 
 
@@ -176,6 +182,28 @@ class ImportBatchAdmin(admin.ModelAdmin):
     exclude = ["stored_path"]
     inlines = [ImportRowErrorInline]
     change_form_template = "admin/annotation/importbatch_change_form.html"
+
+    def get_urls(self):
+        rerun = path(
+            "<int:batch_id>/rerun/", self.admin_site.admin_view(self.rerun_view), name="annotation_importbatch_rerun"
+        )
+        return [rerun, *super().get_urls()]
+
+    def rerun_view(self, request: HttpRequest, batch_id: int) -> HttpResponse:
+        """Run a failed upload again from its stored file (after the cause was fixed: a label added, an outage)."""
+        if request.method != "POST":
+            return HttpResponseRedirect(reverse("admin:annotation_importbatch_change", args=[batch_id]))
+        batch = self.get_queryset(request).filter(pk=batch_id).first()
+        if batch is None:
+            raise PermissionDenied("No such import batch in your projects.")
+        permissions.access_project_by_id(request.user, batch.project_id, action="import")
+        try:
+            batch = import_batch_rerun(batch=batch, actor=request.user)
+        except ImportRejected as error:
+            messages.error(request, str(error))
+        else:
+            messages.info(request, f"{batch.file_name} is being imported again; this page shows the result.")
+        return HttpResponseRedirect(reverse("admin:annotation_importbatch_change", args=[batch_id]))
 
     # Staff project admins see their own projects' imports, through the same check as the upload page.
     def get_queryset(self, request):

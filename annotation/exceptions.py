@@ -39,3 +39,14 @@ class AlreadyMember(DocketError):
 
 class NotServed(DocketError):
     """A submission for a document that was not served to this reviewer's page (or whose ticket is forged)."""
+
+
+class InputRejected(DocketError):
+    """What was sent cannot be read or stored safely (too deeply nested, a NUL character, a YAML alias).
+
+    `where` names the place in the input (e.g. `documents[3].metadata.note`), or is "" for the whole of it.
+    """
+
+    def __init__(self, message: str, *, where: str = "") -> None:
+        super().__init__(message)
+        self.where = where

@@ -1,5 +1,6 @@
 """The labeling domain: projects and people, taxonomies, documents and imports, leases, annotations, audit."""
 
+import os
 import random
 
 from django.conf import settings
@@ -255,6 +256,11 @@ class ImportBatch(models.Model):
 
     def __str__(self) -> str:
         return f"{self.file_name} ({self.get_status_display()})"
+
+    @property
+    def rerunnable(self) -> bool:
+        """A failed upload whose file is still in storage can be run again (services.imports.import_batch_rerun)."""
+        return self.status == self.Status.FAILED and bool(self.stored_path) and os.path.exists(self.stored_path)
 
 
 class ImportRowError(models.Model):

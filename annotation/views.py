@@ -1,6 +1,5 @@
 """Server-rendered pages for reviewers and project admins, and the JSON calls the labeling page makes."""
 
-import json
 from collections.abc import Callable
 from functools import wraps
 
@@ -17,6 +16,7 @@ from annotation.exceptions import DocketError, NotAllowed, NotServed, ProjectNot
 from annotation.forms import FlagForm, MyWorkSearchForm, NextDocumentForm, SubmissionForm, first_error
 from annotation.services.labeling import annotation_submit, serve_ticket_issue, serve_ticket_read
 from annotation.services.queue import document_flag, document_skip, next_document_for
+from annotation.untrusted import json_read
 
 # --- Pages ---------------------------------------------------------------------------------------------------
 
@@ -162,7 +162,7 @@ def _json_body(request: HttpRequest) -> dict:
     if not request.body:
         return {}
     try:
-        body = json.loads(request.body)
+        body = json_read(request.body)  # InputRejected (too deep, a NUL) is a DocketError: a 400 below
     except (ValueError, UnicodeDecodeError) as error:
         raise BadRequest("The request body is not JSON.") from error
     if not isinstance(body, dict):

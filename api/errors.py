@@ -15,6 +15,7 @@ from rest_framework.response import Response
 from annotation.exceptions import (
     DocketError,
     ImportRejected,
+    InputRejected,
     InvalidLabels,
     LabelInUse,
     LastAdmin,
@@ -38,6 +39,7 @@ DOMAIN_ERRORS: list[tuple[type[Exception], int, str]] = [
     (TaxonomyInvalid, status.HTTP_400_BAD_REQUEST, "taxonomy_invalid"),
     (LastAdmin, status.HTTP_409_CONFLICT, "last_admin"),
     (ImportRejected, status.HTTP_400_BAD_REQUEST, "import_rejected"),
+    (InputRejected, status.HTTP_400_BAD_REQUEST, "invalid"),
     (ModelNotReady, status.HTTP_503_SERVICE_UNAVAILABLE, "model_not_ready"),
     (ModelSwitchRefused, status.HTTP_409_CONFLICT, "model_switch_refused"),
     (TrainingRefused, status.HTTP_409_CONFLICT, "training_refused"),
@@ -56,6 +58,8 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
             details: dict[str, Any] = {}
             if isinstance(exc, TooLarge):
                 details = {"limit": exc.limit, "received": exc.received}
+            elif isinstance(exc, InputRejected) and exc.where:
+                details = {exc.where: [str(exc)]}
             headers = {"WWW-Authenticate": 'Bearer realm="api"'} if http_status == 401 else None
             return Response(error_body(code, str(exc), details), status=http_status, headers=headers)
 

@@ -14,7 +14,7 @@ import io
 import json
 import logging
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -23,7 +23,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from annotation.exceptions import ImportRejected
+from annotation.exceptions import ImportRejected, InputRejected
 from annotation.models import (
     Annotation,
     AnnotationLabel,
@@ -36,6 +36,8 @@ from annotation.models import (
 )
 from annotation.services.audit import audit_record
 from annotation.services.labeling import notify_learning, request_queue_rescore
+from annotation.spreadsheet_cells import cell_from_spreadsheet
+from annotation.untrusted import json_read, storable
 
 # Keys an export writes that describe Docket's state rather than the document; an import ignores them, so
 # an export re-imports unchanged.
@@ -142,7 +144,7 @@ def _labels_from_value(value: Any, line: int) -> list[str]:
         stripped = value.strip()
         if stripped.startswith("["):
             try:
-                return _labels_from_value(json.loads(stripped), line)
+                return _labels_from_value(json_read(stripped, what="the labels"), line)
             except json.JSONDecodeError as error:
                 raise RowRejected(f"labels look like a JSON list but are not valid JSON ({error.msg})") from error
         for separator in CSV_LABEL_SEPARATORS:
@@ -155,15 +157,19 @@ def _labels_from_value(value: Any, line: int) -> list[str]:
 def _row_from_mapping(record: dict[str, Any], line: int, options: ImportOptions) -> Row:
     row = Row(line=line)
     try:
+        # NUL characters and deep nesting anywhere in the row: PostgreSQL would refuse the whole chunk later.
+        storable(record, what="the row")
         row.text = record.get(options.text_field)
         external_id = record.get(options.id_field)
+        if isinstance(external_id, dict | list | bool):
+            raise RowRejected(f"the id must be text or a number, not {type(external_id).__name__}")
         row.external_id = "" if external_id is None else str(external_id).strip()
         if options.label_field:
             row.labels = _labels_from_value(record.get(options.label_field), line)
         metadata = record.get("metadata")
         if isinstance(metadata, str) and metadata.strip().startswith("{"):
             try:
-                metadata = json.loads(metadata)
+                metadata = json_read(metadata, what="the metadata column")
             except json.JSONDecodeError as error:
                 raise RowRejected(f"the metadata column is not a valid JSON object ({error.msg})") from error
         row.metadata = dict(metadata) if isinstance(metadata, dict) else {}
@@ -171,7 +177,7 @@ def _row_from_mapping(record: dict[str, Any], line: int, options: ImportOptions)
         for key, value in record.items():
             if key not in used and key is not None and value not in (None, ""):
                 row.metadata[key] = value
-    except RowRejected as error:
+    except (RowRejected, InputRejected) as error:
         row.error = str(error)
     return row
 
@@ -181,9 +187,12 @@ def parse_jsonl(lines: Iterator[str], options: ImportOptions) -> Iterator[Row]:
         if not line.strip():
             continue
         try:
-            record = json.loads(line)
+            record = json_read(line, what="the line")
         except json.JSONDecodeError as error:
             yield Row(line=line_no, error=f"bad JSON: {error.msg} at column {error.colno}")
+            continue
+        except InputRejected as error:
+            yield Row(line=line_no, error=str(error))
             continue
         if not isinstance(record, dict):
             yield Row(line=line_no, error=f"each line must be a JSON object, found {type(record).__name__}")
@@ -217,6 +226,8 @@ def parse_csv(lines: _LineCountingText, options: ImportOptions) -> Iterator[Row]
         if None in record:  # more cells than header columns
             yield Row(line=start_line, error=f"the row has more cells than the header's {len(header)} columns")
         else:
+            # Docket's CSV export writes '=... for a cell starting =...; reading it back gives the text it was.
+            record = {key: cell_from_spreadsheet(value) for key, value in record.items()}
             yield _row_from_mapping(record, start_line, options)
         start_line = reader.line_num + 1
 
@@ -430,7 +441,21 @@ def import_batch_run(*, batch: ImportBatch, stream: IO[bytes], progress: Progres
                 project_id = batch.project_id
                 transaction.on_commit(lambda: request_queue_rescore(project_id))
     except ImportRejected as error:
-        _fail(batch, str(error), builder.first_errors)
+        import_batch_fail(batch=batch, reason=str(error), first_errors=builder.first_errors)
+        raise
+    except Exception as error:
+        # A bug or an outage, not the file's fault: the rows rolled back with the transaction, and the batch must
+        # not stay "running" for ever. It says where it stopped and can be run again; the error goes on up.
+        logger.exception("Import batch %s stopped on an unexpected error", batch.pk)
+        import_batch_fail(
+            batch=batch,
+            reason=(
+                f"The import stopped on an unexpected error near line {text.lines_read} "
+                f"({type(error).__name__}); nothing was imported. Run it again, or tell your Docket operator "
+                f"if it fails again."
+            ),
+            first_errors=builder.first_errors,
+        )
         raise
     return batch
 
@@ -460,14 +485,69 @@ def import_batch_run_stored(batch_id: int) -> ImportBatch:
         _reset_counts(batch)
     path = Path(batch.stored_path)
     if not path.exists():
-        _fail(batch, "The uploaded file is no longer in storage; upload it again.")
+        import_batch_fail(batch=batch, reason="The uploaded file is no longer in storage; upload it again.")
         return batch
     try:
         with open(path, "rb") as stream:
             import_batch_run(batch=batch, stream=stream)
     except ImportRejected:
         pass  # the batch records why
-    path.unlink(missing_ok=True)
+    if batch.status == ImportBatch.Status.COMPLETED:
+        path.unlink(missing_ok=True)  # a failed import keeps its file, so that it can be run again
+    return batch
+
+
+def import_batch_fail(*, batch: ImportBatch, reason: str, first_errors: Iterable[tuple[int, str]] = ()) -> ImportBatch:
+    """Mark the batch failed with `reason` (shown on its page); its rows were rolled back, but the first row
+    problems stay visible. For refused files, imports that stopped on an error, and imports whose process died."""
+    with transaction.atomic():
+        _reset_counts(batch)
+        batch.status = ImportBatch.Status.FAILED
+        batch.error = reason
+        batch.finished_at = timezone.now()
+        batch.save(
+            update_fields=[
+                "status",
+                "error",
+                "finished_at",
+                "rows_seen",
+                "created_count",
+                "duplicate_count",
+                "rejected_count",
+                "annotation_count",
+            ]
+        )
+        batch.row_errors.all().delete()
+        ImportRowError.objects.bulk_create(ImportRowError(batch=batch, line=line, reason=r) for line, r in first_errors)
+        audit_record(
+            action="import.failed", actor=batch.created_by, project=batch.project, target=batch, after={"error": reason}
+        )
+    return batch
+
+
+def import_batch_rerun(*, batch: ImportBatch, actor) -> ImportBatch:
+    """Queue a failed upload again from its stored file; the worker runs it as if it were new."""
+    # annotation.tasks imports this module, so the task is looked up here, when a rerun is asked for.
+    from annotation.tasks import import_documents_task
+
+    with transaction.atomic():
+        batch = ImportBatch.objects.select_for_update().select_related("project").get(pk=batch.pk)
+        if batch.status != ImportBatch.Status.FAILED:
+            raise ImportRejected(f"Only a failed import can be run again; this one is {batch.get_status_display()}.")
+        if not batch.rerunnable:
+            raise ImportRejected("The uploaded file is no longer in storage; upload it again.")
+        previous_error = batch.error
+        _reset_counts(batch)
+        batch.status = ImportBatch.Status.QUEUED
+        batch.error = ""
+        batch.finished_at = None
+        batch.save()
+        batch.row_errors.all().delete()
+        audit_record(
+            action="import.rerun", actor=actor, project=batch.project, target=batch, before={"error": previous_error}
+        )
+        batch_id = batch.pk
+        transaction.on_commit(lambda: import_documents_task.delay(batch_id))
     return batch
 
 
@@ -520,16 +600,3 @@ def _first_error(builder: _Builder) -> str:
 def _reset_counts(batch: ImportBatch) -> None:
     batch.rows_seen = batch.created_count = batch.duplicate_count = 0
     batch.rejected_count = batch.annotation_count = 0
-
-
-def _fail(batch: ImportBatch, message: str, first_errors: list[tuple[int, str]] = ()) -> None:
-    """Mark the batch refused; its rows were rolled back, but the first row problems stay visible."""
-    _reset_counts(batch)
-    batch.status = ImportBatch.Status.FAILED
-    batch.error = message
-    batch.finished_at = timezone.now()
-    batch.save()
-    ImportRowError.objects.bulk_create(ImportRowError(batch=batch, line=line, reason=r) for line, r in first_errors)
-    audit_record(
-        action="import.failed", actor=batch.created_by, project=batch.project, target=batch, after={"error": message}
-    )

@@ -8,7 +8,7 @@ from tqdm import tqdm
 
 from annotation.exceptions import ImportRejected
 from annotation.models import Project
-from annotation.services.imports import ImportOptions, documents_import
+from annotation.services.imports import ImportOptions, import_batch_create, import_batch_run
 
 
 def project_by_name_or_id(value: str) -> Project:
@@ -61,11 +61,21 @@ class Command(BaseCommand):
             bar.update(consumed - bar.n)
 
         try:
-            batch = documents_import(project=project, path=path, options=import_options, user=user, progress=progress)
+            batch = import_batch_create(project=project, file_name=path, options=import_options, user=user)
         except ImportRejected as error:
-            bar.close()
             raise CommandError(str(error)) from error
-        bar.close()
+        try:
+            with open(path, "rb") as stream:
+                import_batch_run(batch=batch, stream=stream, progress=progress)
+        except ImportRejected as error:
+            raise CommandError(str(error)) from error
+        except Exception as error:
+            # The batch is marked failed with the line it stopped near; that one line is what the person needs
+            # (--traceback shows the rest).
+            batch.refresh_from_db()
+            raise CommandError(f"{batch.error} (import batch {batch.pk})") from error
+        finally:
+            bar.close()
         self.stdout.write(
             f"{batch.created_count:,} documents imported, {batch.duplicate_count:,} duplicates skipped, "
             f"{batch.rejected_count:,} rows rejected, {batch.annotation_count:,} labels imported "
