@@ -4,7 +4,6 @@ Every view reaches its project through `permissions.access_project_by_id` with t
 reviewer gets 403, a non-member 404 and an anonymous visitor the login page.
 """
 
-import csv
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
@@ -23,6 +22,7 @@ from annotation.models import Document, Project
 from annotation.quality_dashboard import dashboard_data
 from annotation.selectors import review_labels
 from annotation.services import quality
+from annotation.spreadsheet_cells import csv_writer
 
 LETTERS = "abcdefgh"
 
@@ -80,7 +80,7 @@ def dashboard(request: HttpRequest, project: Project) -> HttpResponse:
             raise Http404("No such table.")
         response = HttpResponse(content_type="text/csv; charset=utf-8")
         response["Content-Disposition"] = f'attachment; filename="{project.pk}-{chart["id"]}.csv"'
-        writer = csv.writer(response)
+        writer = csv_writer(response)
         writer.writerow(chart["columns"])
         writer.writerows(chart["rows"])
         return response

@@ -1,6 +1,5 @@
 """The append-only audit log: one writer every service calls, and the filtered reads and exports admins use."""
 
-import csv
 import io
 import json
 from collections.abc import Iterator
@@ -13,6 +12,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from annotation.models import AuditEvent, Project
+from annotation.spreadsheet_cells import csv_dict_writer
 
 
 def audit_record(
@@ -103,7 +103,7 @@ def audit_export(events: QuerySet[AuditEvent], fmt: str) -> Iterator[str]:
     if fmt != "csv":
         raise ValueError(f"Unknown audit export format {fmt!r}.")
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=AUDIT_COLUMNS)
+    writer = csv_dict_writer(buffer, fieldnames=AUDIT_COLUMNS)
     writer.writeheader()
     for row in rows:
         row["created_at"] = row["created_at"].isoformat()

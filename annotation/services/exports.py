@@ -4,7 +4,6 @@ The output re-imports unchanged: `id`, `text`, `labels` and `metadata` are what 
 fields that describe Docket's state (`docket_id`, `status`, `annotations`, `prediction`) are ignored by it.
 """
 
-import csv
 import io
 import json
 from collections.abc import Iterator
@@ -14,6 +13,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 
 from annotation import selectors
 from annotation.models import Document, Project
+from annotation.spreadsheet_cells import csv_dict_writer
 from learning.selectors import predictions_for
 
 EXPORT_FORMATS = ("jsonl", "csv")
@@ -73,7 +73,7 @@ def export_jsonl(project: Project) -> Iterator[str]:
 
 def export_csv(project: Project) -> Iterator[str]:
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+    writer = csv_dict_writer(buffer, fieldnames=CSV_COLUMNS, extrasaction="ignore")
     writer.writeheader()
     for record in export_records(project):
         writer.writerow(
