@@ -1,7 +1,10 @@
-"""OpenAPI helpers: the key security scheme, the one error shape, and the error responses each view declares."""
+"""OpenAPI helpers: the key security scheme, the one error shape, the error responses each view declares, and
+what the schema says about input that the API refuses (NUL characters, blank text, unknown fields)."""
 
-from drf_spectacular.extensions import OpenApiAuthenticationExtension
-from drf_spectacular.utils import OpenApiExample, OpenApiResponse, inline_serializer
+from typing import Any
+
+from drf_spectacular.extensions import OpenApiAuthenticationExtension, OpenApiSerializerFieldExtension
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, inline_serializer
 from rest_framework import serializers
 
 
@@ -78,3 +81,80 @@ def cursor_page(name: str, item: serializers.Serializer) -> serializers.Serializ
             "results": item,
         },
     )
+
+
+PAGE_PARAMETERS = [
+    OpenApiParameter("cursor", str, description="From the previous page's `next`."),
+    OpenApiParameter(
+        "page_size", {"type": "integer", "minimum": 1, "maximum": 500}, description="At most 500; default 100."
+    ),
+]
+
+
+# --- What the API refuses, said in the schema -----------------------------------------------------------------
+
+# Regex source, not a literal NUL: ECMA and Python read \x00 alike.
+NUL_FREE = r"^[^\x00]*$"
+NUL_FREE_NOT_BLANK = r"^[^\x00]*[^\s\x00][^\x00]*$"
+
+
+class TextWithoutNul(OpenApiSerializerFieldExtension):
+    """Every text field of a request refuses NUL (PostgreSQL cannot store it; see annotation/untrusted.py), and
+    one that trims whitespace and may not be blank refuses whitespace alone: the schema says both."""
+
+    target_class = "rest_framework.fields.CharField"
+    match_subclasses = True
+
+    def map_serializer_field(self, auto_schema, direction):
+        schema = auto_schema._map_serializer_field(self.target, direction, bypass_extensions=True)
+        auto_schema._insert_field_validators(self.target, schema)  # a slug's or colour's own pattern comes first
+        if direction != "request" or schema.get("type") != "string" or "pattern" in schema or "format" in schema:
+            return schema
+        field = self.target
+        not_blank = not field.allow_blank and field.trim_whitespace
+        schema["pattern"] = NUL_FREE_NOT_BLANK if not_blank else NUL_FREE
+        return schema
+
+
+EXACTLY_ONE_OF: dict[str, list[str]] = {}
+
+
+def exactly_one_of(*field_names: str):
+    """Mark an input serializer whose body must hold exactly one of `field_names` (its validate() enforces it);
+    the schema then says so with oneOf, and the body becomes required."""
+
+    def mark(serializer_class):
+        EXACTLY_ONE_OF[f"{serializer_class.__name__}Request"] = list(field_names)
+        return serializer_class
+
+    return mark
+
+
+def closed_request_bodies(result: dict[str, Any], generator, request, public) -> dict[str, Any]:
+    """Postprocessing hook: request objects refuse unknown fields (api/input.py's JsonInput does), and a body
+    that must hold one of several fields is required and says which."""
+    components = result.get("components", {}).get("schemas", {})
+    for name, component in components.items():
+        if name.endswith("Request"):
+            _close(component)
+        if name in EXACTLY_ONE_OF:
+            component["oneOf"] = [{"required": [field]} for field in EXACTLY_ONE_OF[name]]
+    for path in result.get("paths", {}).values():
+        for operation in path.values():
+            body = operation.get("requestBody")
+            if not body:
+                continue
+            for media in body.get("content", {}).values():
+                ref = media.get("schema", {}).get("$ref", "")
+                if ref.rsplit("/", 1)[-1] in EXACTLY_ONE_OF:
+                    body["required"] = True
+    return result
+
+
+def _close(schema: dict[str, Any]) -> None:
+    if schema.get("type") == "object" and "properties" in schema and "additionalProperties" not in schema:
+        schema["additionalProperties"] = False
+    for child in schema.get("properties", {}).values():
+        _close(child)
+    if isinstance(schema.get("items"), dict):
+        _close(schema["items"])

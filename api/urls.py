@@ -56,5 +56,5 @@ urlpatterns = [
         name="training-runs",
     ),
     path(f"{P}/training-runs/<int:run_id>", models.TrainingRunDetailApi.as_view(), name="training-run"),
-    re_path(r"^.*$", not_found),
+    re_path(r"^[\s\S]*$", not_found),  # also paths with a newline in them, which `.` would not match
 ]

@@ -192,7 +192,8 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_CLASSES": ["api.auth.ApiKeyRateThrottle"],
     "DEFAULT_THROTTLE_RATES": {"api_key": env.str("DOCKET_API_RATE", default="600/min")},
     "EXCEPTION_HANDLER": "api.errors.exception_handler",
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    # JSON read with a nesting limit and no NUL characters (annotation/untrusted.py); nothing else is parsed.
+    "DEFAULT_PARSER_CLASSES": ["api.parsers.JsonBodyParser"],
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Docket API",
@@ -208,6 +209,10 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     "SCHEMA_PATH_PREFIX": "/api/v1",
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "api.schema.closed_request_bodies",
+    ],
     "ENUM_NAME_OVERRIDES": {
         "DocumentStatusEnum": "annotation.models.Document.Status",
         "KeyStatusEnum": ["active", "revoked", "expired"],

@@ -4,6 +4,7 @@ from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
+from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -13,9 +14,10 @@ from annotation.models import Annotation
 from annotation.services.exports import EXPORT_FORMATS, export_stream
 from api import services
 from api.auth import access_document, access_project
+from api.input import JsonInput, QueryFilter
 from api.models import Scope
 from api.pagination import IdCursorPagination
-from api.schema import cursor_page, errors
+from api.schema import PAGE_PARAMETERS, cursor_page, errors
 
 TAGS = ["annotations"]
 
@@ -40,7 +42,7 @@ def _with_label_keys(annotations: list[Annotation]) -> list[Annotation]:
 
 
 class AnnotationListApi(APIView):
-    class AnnotationFilter(serializers.Serializer):
+    class AnnotationFilter(QueryFilter):
         document = serializers.IntegerField(required=False, min_value=1)
         source = serializers.ChoiceField(choices=Annotation.Source.choices, required=False)
         updated_after = serializers.DateTimeField(required=False)
@@ -55,8 +57,7 @@ class AnnotationListApi(APIView):
         ),
         parameters=[
             AnnotationFilter,
-            OpenApiParameter("cursor", str, description="From the previous page's `next`."),
-            OpenApiParameter("page_size", int, description="At most 500."),
+            *PAGE_PARAMETERS,
         ],
         responses={200: cursor_page("AnnotationPage", AnnotationOutput(many=True)), **errors(400, 404)},
     )
@@ -78,7 +79,19 @@ class AnnotationListApi(APIView):
         return paginator.get_paginated_response(AnnotationOutput(_with_label_keys(page), many=True).data)
 
 
+class ExportFormatNegotiation(DefaultContentNegotiation):
+    """`?format=` on the export names the file format (jsonl or csv), as documented, not one of DRF's renderers:
+    DRF would read it as a renderer name and answer 404 for csv. The file itself is streamed as it is; only
+    error bodies are rendered, always as JSON."""
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        renderer = renderers[0]
+        return renderer, renderer.media_type
+
+
 class AnnotationExportApi(APIView):
+    content_negotiation_class = ExportFormatNegotiation
+
     @extend_schema(
         operation_id="annotations_export",
         tags=TAGS,
@@ -106,7 +119,7 @@ class AnnotationExportApi(APIView):
 
 
 class AnnotationCreateApi(APIView):
-    class AnnotationCreateInput(serializers.Serializer):
+    class AnnotationCreateInput(JsonInput):
         document = serializers.IntegerField(min_value=1)
         labels = serializers.ListField(child=serializers.SlugField(max_length=64), min_length=1, max_length=1000)
         submission_id = serializers.UUIDField(

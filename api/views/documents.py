@@ -1,7 +1,7 @@
 """Documents: bulk create (through the import pipeline), list with filters, read one."""
 
 from django.conf import settings
-from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiExample, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -12,9 +12,10 @@ from annotation.models import Document, ImportBatch
 from api import services
 from api.auth import access_document, access_project
 from api.exceptions import TooLarge
+from api.input import JsonInput, QueryFilter
 from api.models import Scope
 from api.pagination import IdCursorPagination
-from api.schema import cursor_page, errors
+from api.schema import PAGE_PARAMETERS, cursor_page, errors
 
 TAGS = ["documents"]
 
@@ -40,7 +41,7 @@ def _with_labels(documents: list[Document]) -> list[Document]:
 
 
 class DocumentListApi(APIView):
-    class DocumentFilter(serializers.Serializer):
+    class DocumentFilter(QueryFilter):
         status = serializers.ChoiceField(choices=Document.Status.choices, required=False)
         label = serializers.SlugField(max_length=64, required=False, help_text="Documents annotated with it.")
         external_id = serializers.CharField(max_length=255, required=False)
@@ -52,8 +53,7 @@ class DocumentListApi(APIView):
         description="Scope `read`; any member. Cursor-paginated in id order: follow `next` until it is null.",
         parameters=[
             DocumentFilter,
-            OpenApiParameter("cursor", str, description="From the previous page's `next`."),
-            OpenApiParameter("page_size", int, description="At most 500."),
+            *PAGE_PARAMETERS,
         ],
         responses={200: cursor_page("DocumentPage", DocumentOutput(many=True)), **errors(400, 404)},
     )
@@ -87,7 +87,7 @@ class DocumentDetailApi(APIView):
 
 
 class DocumentBulkCreateApi(APIView):
-    class DocumentItem(serializers.Serializer):
+    class DocumentItem(JsonInput):
         text = serializers.CharField(trim_whitespace=False, help_text="At most DOCKET_MAX_TEXT_CHARS characters.")
         external_id = serializers.CharField(max_length=255, required=False, allow_blank=True)
         metadata = serializers.DictField(required=False)
@@ -95,8 +95,8 @@ class DocumentBulkCreateApi(APIView):
             child=serializers.SlugField(max_length=64), required=False, help_text="Known labels, stored as imported."
         )
 
-    class DocumentsBulkInput(serializers.Serializer):
-        documents = serializers.ListField(allow_empty=False)  # items are checked once their count is known
+    class DocumentsBulkInput(JsonInput):
+        documents = serializers.ListField(min_length=1)  # items are checked once their count is known
 
     class DocumentOutcomeOutput(serializers.Serializer):
         index = serializers.IntegerField()
@@ -121,7 +121,9 @@ class DocumentBulkCreateApi(APIView):
             "DOCKET_API_MAX_DOCUMENTS (default 500) per request, else 413. Duplicates of existing text are "
             "reported, not stored twice; an unusable item is rejected with its reason while the rest go in."
         ),
-        request=inline_serializer("DocumentsBulkCreate", {"documents": DocumentItem(many=True)}),
+        request=inline_serializer(
+            "DocumentsBulkCreate", {"documents": serializers.ListField(child=DocumentItem(), min_length=1)}
+        ),
         responses={201: DocumentsBulkOutput, **errors(400, 404, 413)},
         examples=[
             OpenApiExample(

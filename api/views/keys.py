@@ -10,6 +10,7 @@ from annotation.exceptions import ProjectNotFound
 from annotation.models import Membership
 from api import services
 from api.auth import access_project, api_key_of, projects_visible
+from api.input import JsonInput
 from api.models import ApiKey, Scope
 from api.schema import errors
 
@@ -52,8 +53,10 @@ class KeyListApi(APIView):
 
 
 class KeyCreateApi(APIView):
-    class KeyCreateInput(serializers.Serializer):
-        name = serializers.CharField(max_length=100)
+    class KeyCreateInput(JsonInput):
+        # A service key's account is named after the key unless `service_account` says otherwise, so the name
+        # must hold a letter or digit (the schema's pattern says so).
+        name = serializers.RegexField(r"^[^\x00]*[A-Za-z0-9][^\x00]*$", max_length=100)
         kind = serializers.ChoiceField(choices=ApiKey.Kind.choices, default=ApiKey.Kind.SERVICE)
         scopes = serializers.ListField(
             child=serializers.ChoiceField(choices=Scope.choices), min_length=1, max_length=len(Scope.values)
@@ -65,8 +68,12 @@ class KeyCreateApi(APIView):
             help_text="Further projects the key may reach (you must be admin there); this project is always one.",
         )
         expires_at = serializers.DateTimeField(required=False, allow_null=True)
-        service_account = serializers.SlugField(
-            max_length=100, required=False, allow_blank=True, help_text="Defaults to the key's name."
+        service_account = serializers.RegexField(
+            r"^[-_]*[A-Za-z0-9][-A-Za-z0-9_]*$",
+            max_length=100,
+            required=False,
+            allow_blank=True,
+            help_text="Letters, digits, - or _; defaults to the key's name.",
         )
         role = serializers.ChoiceField(
             choices=Membership.Role.choices,

@@ -8,6 +8,7 @@ from rest_framework.views import APIView
 
 from annotation.exceptions import ProjectNotFound
 from api.auth import access_project
+from api.input import JsonInput
 from api.models import Scope
 from api.schema import errors
 from learning import selectors, services
@@ -137,7 +138,7 @@ class TrainingRunListApi(APIView):
 
 
 class TrainingRunStartApi(APIView):
-    class TrainingRunStartInput(serializers.Serializer):
+    class TrainingRunStartInput(JsonInput):
         max_steps = serializers.IntegerField(
             required=False, min_value=0, max_value=10_000, help_text="Cap on body fine-tuning steps."
         )

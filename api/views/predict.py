@@ -12,22 +12,42 @@ from rest_framework.views import APIView
 from annotation.exceptions import ProjectNotFound
 from api.auth import access_project
 from api.exceptions import ModelNotReady, TooLarge
+from api.input import JsonInput
 from api.models import Scope
-from api.schema import errors
+from api.schema import errors, exactly_one_of
 from learning import serving
 
 
-class PredictDocument(serializers.Serializer):
+class PredictDocument(JsonInput):
     id = serializers.CharField(max_length=255, help_text="Your identifier, echoed back in the result.")
     text = serializers.CharField(trim_whitespace=False, allow_blank=False)
 
+    def get_fields(self) -> dict:
+        fields = super().get_fields()
+        fields["text"].max_length = settings.DOCKET_MAX_TEXT_CHARS  # for the schema; the view answers 413
+        return fields
 
-class PredictInput(serializers.Serializer):
-    texts = serializers.ListField(child=serializers.CharField(trim_whitespace=False), required=False, allow_empty=False)
-    documents = PredictDocument(many=True, required=False, allow_empty=False)
+
+@exactly_one_of("texts", "documents")
+class PredictInput(JsonInput):
     model_version = serializers.IntegerField(
         required=False, min_value=1, help_text="Pin a version (ready, active or retired); default: the active one."
     )
+
+    def get_fields(self) -> dict:
+        # The limits are settings, read when the serializer is made, so the schema states the ones in force.
+        fields = super().get_fields()
+        limit, max_chars = settings.DOCKET_API_MAX_BATCH, settings.DOCKET_MAX_TEXT_CHARS
+        fields["texts"] = serializers.ListField(
+            child=serializers.CharField(trim_whitespace=False, max_length=max_chars),
+            required=False,
+            min_length=1,
+            max_length=limit,
+        )
+        fields["documents"] = serializers.ListField(
+            child=PredictDocument(), required=False, min_length=1, max_length=limit
+        )
+        return fields
 
     def validate(self, data: dict) -> dict:
         if ("texts" in data) == ("documents" in data):
@@ -89,22 +109,11 @@ class PredictApi(APIView):
     )
     def post(self, request: Request, project_id: int) -> Response:
         project = access_project(request, project_id, scope=Scope.PREDICT)
-        items = request.data.get("texts") or request.data.get("documents") if isinstance(request.data, dict) else None
-        limit = settings.DOCKET_API_MAX_BATCH
-        if isinstance(items, list) and len(items) > limit:
-            raise TooLarge(f"At most {limit} texts per request; split the batch.", limit=limit, received=len(items))
+        _refuse_oversized(request.data)
         serializer = PredictInput(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         texts = data["texts"] if "texts" in data else [d["text"] for d in data["documents"]]
-        max_chars = settings.DOCKET_MAX_TEXT_CHARS
-        for index, text in enumerate(texts):
-            if len(text) > max_chars:
-                raise TooLarge(
-                    f"Text {index} has {len(text):,} characters; at most {max_chars:,} are accepted.",
-                    limit=max_chars,
-                    received=len(text),
-                )
         try:
             model = serving.served_model(project, number=data.get("model_version"))
         except serving.NoModelReady as error:
@@ -132,3 +141,24 @@ class PredictApi(APIView):
                 "results": results,
             },
         )
+
+
+def _refuse_oversized(body) -> None:
+    """413, not 400, for too many texts or too long a text: the caller must split the batch, not fix a field."""
+    if not isinstance(body, dict):
+        return
+    items = body.get("texts") if "texts" in body else body.get("documents")
+    if not isinstance(items, list):
+        return
+    limit = settings.DOCKET_API_MAX_BATCH
+    if len(items) > limit:
+        raise TooLarge(f"At most {limit} texts per request; split the batch.", limit=limit, received=len(items))
+    max_chars = settings.DOCKET_MAX_TEXT_CHARS
+    for index, item in enumerate(items):
+        text = item.get("text") if isinstance(item, dict) else item
+        if isinstance(text, str) and len(text) > max_chars:
+            raise TooLarge(
+                f"Text {index} has {len(text):,} characters; at most {max_chars:,} are accepted.",
+                limit=max_chars,
+                received=len(text),
+            )

@@ -12,6 +12,7 @@ from annotation.models import Project
 from annotation.services.projects import project_create, project_settings_update
 from api.auth import access_project, api_key_of, projects_visible, require_scope
 from api.exceptions import Conflict
+from api.input import JsonInput
 from api.models import Scope
 from api.schema import errors
 
@@ -55,7 +56,7 @@ class ProjectDetailOutput(ProjectOutput):
         return ProgressOutput(selectors.project_progress(project)).data
 
 
-class SettingsInput(serializers.Serializer):
+class SettingsInput(JsonInput):
     description = serializers.CharField(required=False, allow_blank=True, max_length=10_000)
     lease_ttl_seconds = serializers.IntegerField(required=False, min_value=30, max_value=24 * 3600)
     query_strategy = serializers.ChoiceField(choices=Project.QueryStrategy.choices, required=False)

@@ -13,6 +13,7 @@ from annotation.models import Label, Taxonomy
 from annotation.services import taxonomy as taxonomy_services
 from api.auth import access_project
 from api.exceptions import Conflict
+from api.input import JsonInput
 from api.models import Scope
 from api.schema import errors
 
@@ -39,12 +40,17 @@ class TaxonomyOutput(serializers.Serializer):
     labels = LabelOutput(many=True)
 
 
-class LabelFieldsInput(serializers.Serializer):
+class LabelFieldsInput(JsonInput):
     name = serializers.CharField(max_length=200, required=False)
     description = serializers.CharField(required=False, allow_blank=True, max_length=10_000)
     guideline = serializers.CharField(required=False, allow_blank=True, max_length=50_000)
     color = serializers.RegexField(r"^#[0-9a-fA-F]{6}$", required=False)
-    shortcut = serializers.RegexField(r"^[0-9a-z]?$", required=False, allow_blank=True)
+    shortcut = serializers.RegexField(
+        r"^[0-9a-eg-rtv-z]?$",
+        required=False,
+        allow_blank=True,
+        help_text="One key: a digit or a lower-case letter other than s, u and f (the labeling page's own keys).",
+    )
 
 
 class LabelChangeInput(LabelFieldsInput):
@@ -113,6 +119,7 @@ class LabelCreateApi(APIView):
         serializer.is_valid(raise_exception=True)
         if Label.objects.filter(taxonomy__project=project, key=serializer.validated_data["key"]).exists():
             raise Conflict(f"The project already has a label with key '{serializer.validated_data['key']}'.")
+        _refuse_clashes(project, serializer.validated_data, parent_field="parent_key")
         label = taxonomy_services.label_add(project=project, actor=request.user, **serializer.validated_data)
         return Response(LabelOutput(label).data, status=status.HTTP_201_CREATED)
 
@@ -138,6 +145,7 @@ class LabelUpdateApi(APIView):
         serializer = LabelChangeInput(data=request.data, partial=True)
         serializer.is_valid(raise_exception=True)
         changes = dict(serializer.validated_data)
+        _refuse_clashes(project, changes, parent_field="parent", label=label)
         deprecated = changes.pop("deprecated", None)
         with transaction.atomic():
             if changes:
@@ -147,3 +155,26 @@ class LabelUpdateApi(APIView):
             elif deprecated is False and label.deprecated:
                 label = taxonomy_services.label_restore(label=label, actor=request.user)
         return Response(LabelOutput(label).data)
+
+
+def _refuse_clashes(project, data: dict, *, parent_field: str, label: Label | None = None) -> None:
+    """What the current labels forbid is not a malformed request: a shortcut another label holds is 409, a
+    parent that does not exist is 404, a parent inside the label itself is 409. The service checks again."""
+    labels = Label.objects.filter(taxonomy__project=project)
+    others = labels.exclude(pk=label.pk) if label is not None else labels
+    shortcut = data.get("shortcut")
+    if shortcut and (holder := others.filter(shortcut__iexact=shortcut).first()) is not None:
+        raise Conflict(f"The shortcut '{shortcut}' already belongs to '{holder.name}'.")
+    parent_key = data.get(parent_field)
+    if not parent_key:
+        return
+    parent = labels.filter(key=parent_key).first()
+    if parent is None:
+        raise ProjectNotFound(f"There is no label '{parent_key}' in this project to put this one under.")
+    if label is not None:
+        parents = dict(labels.values_list("pk", "parent_id"))
+        current: int | None = parent.pk
+        while current is not None:
+            if current == label.pk:
+                raise Conflict(f"'{label.name}' cannot go under '{parent.name}': that is inside it.")
+            current = parents.get(current)
