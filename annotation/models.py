@@ -14,6 +14,23 @@ def new_random_key() -> float:
     return random.random()
 
 
+# Longest free texts a person may write. The columns are TEXT (no limit in PostgreSQL); these keep a pasted
+# file or a YAML expansion from being stored as a label's description. Checked by full_clean(), which every
+# service calls, so pages, imports and the API refuse the same lengths.
+DESCRIPTION_MAX_CHARS = 10_000
+GUIDELINE_MAX_CHARS = 50_000
+
+
+def _check_lengths(instance: models.Model, limits: dict[str, int]) -> None:
+    errors = {
+        field: f"At most {limit:,} characters; this has {len(getattr(instance, field) or ''):,}."
+        for field, limit in limits.items()
+        if len(getattr(instance, field) or "") > limit
+    }
+    if errors:
+        raise ValidationError(errors)
+
+
 class Project(models.Model):
     class QueryStrategy(models.TextChoices):
         LEAST_CONFIDENT = "least_confident", "Least confident"
@@ -110,6 +127,9 @@ class Project(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    def clean(self) -> None:
+        _check_lengths(self, {"description": DESCRIPTION_MAX_CHARS})
+
 
 class Membership(models.Model):
     class Role(models.TextChoices):
@@ -189,6 +209,9 @@ class Label(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self) -> None:
+        _check_lengths(self, {"description": DESCRIPTION_MAX_CHARS, "guideline": GUIDELINE_MAX_CHARS})
 
 
 class TaxonomyVersion(models.Model):

@@ -19,8 +19,10 @@ from django.db import transaction
 from django.db.models import Count, F, Max
 from django.db.models.deletion import ProtectedError
 
-from annotation.exceptions import LabelInUse, TaxonomyInvalid
+from annotation.exceptions import InputRejected, LabelInUse, TaxonomyInvalid
 from annotation.models import (
+    DESCRIPTION_MAX_CHARS,
+    GUIDELINE_MAX_CHARS,
     Annotation,
     AnnotationLabel,
     AnnotationRevision,
@@ -33,6 +35,7 @@ from annotation.models import (
 )
 from annotation.selectors import RESERVED_KEYS
 from annotation.services.audit import audit_record
+from annotation.untrusted import json_read, yaml_read
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +59,23 @@ EDITABLE_FIELDS = ("name", "description", "guideline", "color", "shortcut", "par
 DEFAULT_COLOR = "#4f6d7a"
 COLOR_RE = re.compile(r"^#[0-9a-fA-F]{6}$")
 KEY_RE = re.compile(r"^[-a-zA-Z0-9_]{1,64}$")
+# A taxonomy file's limits: the OPP-115 template with its guidelines is 12 KB and 10 labels.
+TAXONOMY_MAX_BYTES = 1024 * 1024
+TAXONOMY_MAX_LABELS = 2000
+# What each field of a label in a file must be: YAML reads `key: 5` as a number and `name: [a, b]` as a list,
+# and neither may end up stored as its text.
+LABEL_FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    "key": (str,),
+    "name": (str,),
+    "description": (str,),
+    "guideline": (str,),
+    "color": (str,),
+    "shortcut": (str,),
+    "parent": (str,),
+    "deprecated": (bool,),
+    "order": (int,),
+}
+LABEL_TEXT_LIMITS = {"name": 200, "description": DESCRIPTION_MAX_CHARS, "guideline": GUIDELINE_MAX_CHARS}
 REREVIEW_REASON_MAX = 255
 
 
@@ -134,7 +154,15 @@ def taxonomy_export(project: Project, fmt: str) -> str:
 
 
 def taxonomy_parse(content: str | bytes, *, fmt: str) -> dict[str, Any]:
-    """A taxonomy file (JSON or YAML) as {"labels": [...], ...}; TaxonomyInvalid says what is wrong with it."""
+    """A taxonomy file (JSON or YAML) as {"labels": [...], ...}; TaxonomyInvalid says what is wrong with it.
+
+    YAML aliases are refused (a few hundred bytes of them expand to megabytes), and so are files over
+    TAXONOMY_MAX_BYTES, nesting deeper than annotation.untrusted allows and NUL characters.
+    """
+    if len(content) > TAXONOMY_MAX_BYTES:
+        raise TaxonomyInvalid(
+            f"The file is {len(content):,} bytes; a taxonomy file is at most {TAXONOMY_MAX_BYTES:,} bytes."
+        )
     if isinstance(content, bytes):
         try:
             content = content.decode("utf-8-sig")
@@ -142,15 +170,17 @@ def taxonomy_parse(content: str | bytes, *, fmt: str) -> dict[str, Any]:
             raise TaxonomyInvalid("The file is not UTF-8 text.") from error
     try:
         if fmt == "json":
-            data = json.loads(content)
+            data = json_read(content, what="The file")
         elif fmt in ("yaml", "yml"):
-            data = yaml.safe_load(content)
+            data = yaml_read(content, what="The file")
         else:
             raise TaxonomyInvalid(f"Unknown taxonomy format {fmt!r}: use a .json, .yaml or .yml file.")
     except json.JSONDecodeError as error:
         raise TaxonomyInvalid(f"Not valid JSON: {error.msg} (line {error.lineno}, column {error.colno}).") from error
     except yaml.YAMLError as error:
         raise TaxonomyInvalid(f"Not valid YAML: {error}") from error
+    except InputRejected as error:
+        raise TaxonomyInvalid(str(error)) from error
     if isinstance(data, list):
         data = {"labels": data}
     if not isinstance(data, dict) or not isinstance(data.get("labels"), list):
@@ -906,6 +936,22 @@ class ImportResult:
     version: int | None = None
 
 
+def _field_problems(spec: dict[str, Any]) -> list[str]:
+    """Each known field of a label spec has its type (or is null) and its text fits."""
+    problems = []
+    for name, types in LABEL_FIELD_TYPES.items():
+        value = spec.get(name)
+        if value is None:
+            continue
+        if not isinstance(value, types) or (int in types and isinstance(value, bool)):
+            kind = {bool: "true or false", int: "a whole number", str: "text"}[types[0]]
+            hint = " (put it in quotes)" if types[0] is str and not isinstance(value, dict | list) else ""
+            problems.append(f"{name} must be {kind}{hint}, not {value!r:.60}.")
+        elif name in LABEL_TEXT_LIMITS and len(value) > LABEL_TEXT_LIMITS[name]:
+            problems.append(f"{name} is {len(value):,} characters; at most {LABEL_TEXT_LIMITS[name]:,}.")
+    return problems
+
+
 def _flatten(specs: list[Any], parent: str | None, out: list[dict[str, Any]]) -> None:
     """Labels may nest under "children"; they become flat specs with a parent key."""
     for spec in specs:
@@ -946,10 +992,17 @@ def taxonomy_import(
     taxonomy = _locked_taxonomy(project)
     specs: list[dict[str, Any]] = []
     _flatten(list(data.get("labels") or []), None, specs)
+    if len(specs) > TAXONOMY_MAX_LABELS:
+        raise TaxonomyInvalid(
+            f"The taxonomy was not imported: it has {len(specs):,} labels; at most {TAXONOMY_MAX_LABELS:,} are allowed."
+        )
+    if "multi_label" in data and not isinstance(data["multi_label"], bool):
+        raise TaxonomyInvalid("The taxonomy was not imported: multi_label must be true or false.")
     existing = {label.key: label for label in Label.objects.filter(taxonomy=taxonomy).select_related("parent")}
     problems: list[str] = []
     seen: set[str] = set()
     for n, spec in enumerate(specs, start=1):
+        problems.extend(f"Label {n}: {problem}" for problem in _field_problems(spec))
         key = str(spec.get("key", "")).strip()
         spec["key"] = key
         where = f"Label {n} ({key or 'no key'})"

@@ -8,7 +8,7 @@ from rest_framework.views import APIView
 
 from annotation import permissions, selectors
 from annotation.exceptions import NotAllowed
-from annotation.models import Project
+from annotation.models import DESCRIPTION_MAX_CHARS, Project
 from annotation.services.projects import project_create, project_settings_update
 from api.auth import access_project, api_key_of, projects_visible, require_scope
 from api.exceptions import Conflict
@@ -57,7 +57,7 @@ class ProjectDetailOutput(ProjectOutput):
 
 
 class SettingsInput(JsonInput):
-    description = serializers.CharField(required=False, allow_blank=True, max_length=10_000)
+    description = serializers.CharField(required=False, allow_blank=True, max_length=DESCRIPTION_MAX_CHARS)
     lease_ttl_seconds = serializers.IntegerField(required=False, min_value=30, max_value=24 * 3600)
     query_strategy = serializers.ChoiceField(choices=Project.QueryStrategy.choices, required=False)
     fast_retrain_every = serializers.IntegerField(required=False, min_value=1, max_value=1_000_000)

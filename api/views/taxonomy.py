@@ -9,7 +9,7 @@ from rest_framework.views import APIView
 
 from annotation import selectors
 from annotation.exceptions import ProjectNotFound
-from annotation.models import Label, Taxonomy
+from annotation.models import DESCRIPTION_MAX_CHARS, GUIDELINE_MAX_CHARS, Label, Taxonomy
 from annotation.services import taxonomy as taxonomy_services
 from api.auth import access_project
 from api.exceptions import Conflict
@@ -42,8 +42,8 @@ class TaxonomyOutput(serializers.Serializer):
 
 class LabelFieldsInput(JsonInput):
     name = serializers.CharField(max_length=200, required=False)
-    description = serializers.CharField(required=False, allow_blank=True, max_length=10_000)
-    guideline = serializers.CharField(required=False, allow_blank=True, max_length=50_000)
+    description = serializers.CharField(required=False, allow_blank=True, max_length=DESCRIPTION_MAX_CHARS)
+    guideline = serializers.CharField(required=False, allow_blank=True, max_length=GUIDELINE_MAX_CHARS)
     color = serializers.RegexField(r"^#[0-9a-fA-F]{6}$", required=False)
     shortcut = serializers.RegexField(
         r"^[0-9a-eg-rtv-z]?$",
