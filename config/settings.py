@@ -54,6 +54,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "annotation.middleware.AccessErrorMiddleware",
+    "annotation.middleware.RefuseNulCharacters",
 ]
 
 ROOT_URLCONF = "config.urls"

@@ -157,3 +157,16 @@ def test_labeling_page_calls_refuse_deep_nesting_and_nul(home, reviewer_page):
     response = reviewer_page.post(annotate, data=json.dumps(body), content_type="application/json")
     assert response.status_code == 400 and "NUL" in response.json()["error"]
     assert not home.queued.annotations.exists()
+
+
+# --- Pages --------------------------------------------------------------------------------------------------------
+
+
+def test_a_nul_in_a_page_form_or_query_is_400_before_any_view(home):
+    page = Client()
+    page.force_login(home.admin)
+    gold = reverse("quality:gold", args=[home.project.pk])
+    response = page.post(gold, {"document": "doc\u0000", "labels": ["first_party"]})
+    assert response.status_code == 400
+    assert page.get(reverse("annotation:my-work", args=[home.project.pk]), {"q": "a\u0000"}).status_code == 400
+    assert page.get(gold).status_code == 200
