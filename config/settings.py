@@ -1,6 +1,7 @@
 """Docket settings. Everything comes from the environment; the defaults serve `make run` on one machine."""
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -29,6 +30,21 @@ else:
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
+# HTTPS. Off by default so `make run` works over plain HTTP; deploy/docket.env.example turns them on and
+# `manage.py check --deploy` passes with it (tests/operations/test_production_settings.py).
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=False)
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
+# Behind a proxy that ends TLS: trust its X-Forwarded-Proto, but only from the addresses in
+# DOCKET_TRUSTED_PROXIES (operations.middleware.TrustedProxyMiddleware drops it from anyone else).
+SECURE_PROXY_SSL_HEADER = (
+    ("HTTP_X_FORWARDED_PROTO", "https") if env.bool("DOCKET_PROXY_SSL_HEADER", default=False) else None
+)
+DOCKET_TRUSTED_PROXIES = env.list("DOCKET_TRUSTED_PROXIES", default=["127.0.0.1", "::1"])
+# /healthz and /readyz answer load balancers over plain HTTP, inside the network, without a redirect.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
+
 INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.auth",
@@ -40,13 +56,20 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_celery_results",
+    "django_prometheus",
+    "operations",
     "annotation",
     "learning",
     "api",
 ]
 
 MIDDLEWARE = [
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    "operations.middleware.RequestIdMiddleware",
+    "operations.middleware.TrustedProxyMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Static files from the application itself: compressed, hashed names, cached for a year.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -55,6 +78,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "annotation.middleware.AccessErrorMiddleware",
     "annotation.middleware.RefuseNulCharacters",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -113,6 +137,17 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = Path(env.str("STATIC_ROOT", default=str(BASE_DIR / "staticfiles")))
 STATICFILES_DIRS = [BASE_DIR / "static"]
+# Production serves what `collectstatic` wrote, under hashed names WhiteNoise caches for a year; development
+# and the test suite (DOCKET_DEVELOPMENT=1) serve the source files, so nothing needs collecting first.
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
+        if DEVELOPMENT
+        else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+    },
+}
+WHITENOISE_USE_FINDERS = DEVELOPMENT
 
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "annotation:my-projects"
@@ -167,7 +202,34 @@ CELERY_TASK_TRACK_STARTED = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Body fine-tunes take minutes; give them their own queue (and worker) in production so imports and fast
 # head refits never wait behind one. The default keeps everything on one queue for `make run`.
-CELERY_TASK_ROUTES = {"learning.tasks.train_slow": {"queue": env.str("DOCKET_SLOW_TRAINING_QUEUE", default="celery")}}
+# Head refits and rescoring have a queue of their own too (DOCKET_FAST_QUEUE=fast), so they never wait behind
+# an import either.
+DOCKET_FAST_QUEUE = env.str("DOCKET_FAST_QUEUE", default="celery")
+DOCKET_SLOW_TRAINING_QUEUE = env.str("DOCKET_SLOW_TRAINING_QUEUE", default="celery")
+CELERY_TASK_ROUTES = {
+    "learning.tasks.train_slow": {"queue": DOCKET_SLOW_TRAINING_QUEUE},
+    "learning.tasks.train_fast": {"queue": DOCKET_FAST_QUEUE},
+    "learning.tasks.labels_changed": {"queue": DOCKET_FAST_QUEUE},
+    "learning.tasks.rescore_pool": {"queue": DOCKET_FAST_QUEUE},
+}
+# Task events for Flower and `celery events` (see docs/deploy.md).
+CELERY_WORKER_SEND_TASK_EVENTS = env.bool("CELERY_WORKER_SEND_TASK_EVENTS", default=True)
+CELERY_TASK_SEND_SENT_EVENT = CELERY_WORKER_SEND_TASK_EVENTS
+# Task results are kept this long; the scheduler (celery beat) deletes older ones every night.
+CELERY_RESULT_EXPIRES = timedelta(days=env.int("DOCKET_TASK_RESULT_DAYS", default=7))
+# RabbitMQ and Redis: a fine-tune that outlives the broker's patience would be delivered twice. With Redis the
+# message comes back to the queue after this long unacknowledged; keep it longer than a fine-tune plus
+# re-embedding (RabbitMQ's own consumer_timeout is set on the server, docs/deploy.md).
+if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "visibility_timeout": env.int("DOCKET_BROKER_VISIBILITY_TIMEOUT", default=4 * 3600)
+    }
+# A fine-tune saves its body this often (steps), so a restarted worker resumes near where it stopped.
+DOCKET_FINE_TUNE_CHECKPOINT_STEPS = env.int("DOCKET_FINE_TUNE_CHECKPOINT_STEPS", default=10)
+# Web processes load every project's active model when they start (config/wsgi.py), so no request pays it.
+DOCKET_WARM_MODELS = env.bool("DOCKET_WARM_MODELS", default=True)
+# /metrics asks for `Authorization: Bearer <token>` when this is set (or block it at the proxy).
+DOCKET_METRICS_TOKEN = env.str("DOCKET_METRICS_TOKEN", default="")
 
 # --- REST framework -------------------------------------------------------------------------------
 # Throttle counters live in this cache: local memory serves one process; several processes need Redis.
@@ -229,10 +291,31 @@ DOCKET_API_MAX_BATCH = env.int("DOCKET_API_MAX_BATCH", default=64)
 DOCKET_API_MAX_DOCUMENTS = env.int("DOCKET_API_MAX_DOCUMENTS", default=500)
 DOCKET_API_PAGE_SIZE = env.int("DOCKET_API_PAGE_SIZE", default=100)
 
+# One line per event with time, level, logger and the request's id (X-Request-ID, or made here); "json" gives
+# one JSON object a line for a log shipper. Every request is logged once by docket.access.
+LOG_FORMAT = env.str("LOG_FORMAT", default="text")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "filters": {"request_id": {"()": "operations.logs.RequestIdFilter"}},
+    "formatters": {
+        "text": {
+            "format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s",
+        },
+        "json": {"()": "operations.logs.JsonFormatter"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "filters": ["request_id"],
+            "formatter": "json" if LOG_FORMAT == "json" else "text",
+        }
+    },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        # The access log says it once per request (docket.access); Django's own 4xx/5xx lines would repeat it.
+        "django.request": {"level": "ERROR"},
+        "docket.access": {"level": env.str("ACCESS_LOG_LEVEL", default="INFO")},
+    },
 }
