@@ -177,9 +177,14 @@ class TrainingRun(models.Model):
     class Meta:
         ordering = ["project", "-created_at", "-id"]
         constraints = [
-            # At most one run trains per project, and at most one waits behind it: triggers coalesce into it.
-            models.UniqueConstraint(fields=["project"], condition=Q(status="running"), name="training_run_one_running"),
-            models.UniqueConstraint(fields=["project"], condition=Q(status="queued"), name="training_run_one_queued"),
+            # Per project and kind, at most one run trains and at most one waits behind it (triggers coalesce
+            # into it); a head refit and a body fine-tune of the same project may train side by side.
+            models.UniqueConstraint(
+                fields=["project", "kind"], condition=Q(status="running"), name="training_run_one_running_per_kind"
+            ),
+            models.UniqueConstraint(
+                fields=["project", "kind"], condition=Q(status="queued"), name="training_run_one_queued_per_kind"
+            ),
             models.CheckConstraint(
                 condition=Q(status__in=["queued", "running", "succeeded", "failed", "refused"]),
                 name="training_run_status_valid",

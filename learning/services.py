@@ -35,9 +35,10 @@ from annotation.selectors import final_labels_for
 from annotation.services.audit import audit_record
 from learning import selectors
 from learning.exceptions import ModelSwitchRefused, RunAbandoned, TrainingRefused
+from learning.ml.checkpoint import FineTuneCheckpoint
 from learning.ml.classifier import MIN_LABELLED_DOCUMENTS, Classifier, TrainingArgs
 from learning.ml.coldstart import diverse_sample
-from learning.ml.exceptions import NotEnoughLabels
+from learning.ml.exceptions import FineTuneInterrupted, NotEnoughLabels
 from learning.ml.metrics import evaluate
 from learning.ml.strategies import get_strategy, top_k
 from learning.models import (
@@ -759,24 +760,23 @@ def training_run_request(
     label_events: int | None = None,
     max_steps: int | None = None,
 ) -> TrainingRun:
-    """Ask for a training run; a queued run absorbs the request (coalescing), else one is queued.
+    """Ask for a training run; a queued run of the same kind absorbs the request (coalescing), else one is queued.
 
-    While a run trains, at most one follow-up waits (a partial unique index enforces both), and its task is
-    enqueued when the running one ends. A slow request upgrades a queued fast run, since a slow run does
-    everything a fast one does.
+    Fast and slow runs have a lane each: a head refit never waits for a body fine-tune of the same project (it
+    trains on the serving body meanwhile), and whichever finishes later is compared with what serves by then.
+    In each lane one run trains and at most one follow-up waits (partial unique indexes enforce both); the
+    follow-up's task is enqueued when the running one ends.
     """
     if label_events is None:
         label_events = label_event_count(project)
     user = requested_by if requested_by is not None and requested_by.is_authenticated else None
     with transaction.atomic():
         _state_lock(project.pk)
-        queued = TrainingRun.objects.select_for_update().filter(project=project, status=RunStatus.QUEUED).first()
-        running = TrainingRun.objects.filter(project=project, status=RunStatus.RUNNING).exists()
+        lane = TrainingRun.objects.filter(project=project, kind=kind)
+        queued = lane.select_for_update().filter(status=RunStatus.QUEUED).first()
+        running = lane.filter(status=RunStatus.RUNNING).exists()
         if queued is not None:
             changed = []
-            if kind == Kind.SLOW and queued.kind == Kind.FAST:
-                queued.kind = Kind.SLOW
-                changed.append("kind")
             if trigger == TrainingRun.Trigger.ADMIN and queued.trigger != trigger:
                 queued.trigger, queued.requested_by = trigger, user
                 changed += ["trigger", "requested_by"]
@@ -798,7 +798,7 @@ def training_run_request(
             requested_by=user,
             label_events=label_events,
             max_steps=max_steps,
-            phase="Waiting for the run in progress to end" if running else "Waiting for a worker",
+            phase=f"Waiting for the {kind} run in progress to end" if running else "Waiting for a worker",
         )
         if user is not None:
             audit_record(action="model.train_requested", actor=user, project=project, target=run, after={"kind": kind})
@@ -870,12 +870,12 @@ def pool_rescore_request(*, project: Project) -> None:
 
 
 def _rekick_queued(project: Project) -> None:
-    """Enqueue a queued run again when nothing runs and it has waited long: its message may be lost."""
-    if TrainingRun.objects.filter(project=project, status=RunStatus.RUNNING).exists():
-        return
-    queued = TrainingRun.objects.filter(project=project, status=RunStatus.QUEUED).first()
-    if queued is not None and timezone.now() - queued.created_at > REKICK_QUEUED_AFTER:
-        _enqueue(queued.pk, queued.kind)
+    """Enqueue a queued run again when nothing runs in its lane and it has waited long: its message may be lost."""
+    for queued in TrainingRun.objects.filter(project=project, status=RunStatus.QUEUED):
+        if TrainingRun.objects.filter(project=project, kind=queued.kind, status=RunStatus.RUNNING).exists():
+            continue
+        if timezone.now() - queued.created_at > REKICK_QUEUED_AFTER:
+            _enqueue(queued.pk, queued.kind)
 
 
 def _enqueue_on_commit(run: TrainingRun) -> None:
@@ -926,8 +926,9 @@ def training_runs_fail_stale(*, project_id: int | None = None, now: datetime | N
 def _run_claim(run_id: int, task_id: str) -> TrainingRun | None:
     """Move a queued run to running for this task; None when it is not this task's to run (yet or any more).
 
-    The same Celery message delivered again (its worker died before acknowledging it) takes the run over:
-    the half-trained version of the lost attempt is marked failed and training starts afresh.
+    The same Celery message delivered again (its worker died or stopped before acknowledging it) takes the run
+    over: the half-trained version of the lost attempt is marked failed and training starts again, a fine-tune
+    from its last checkpoint.
     """
     project_id = TrainingRun.objects.filter(pk=run_id).values_list("project_id", flat=True).first()
     if project_id is None:
@@ -943,8 +944,8 @@ def _run_claim(run_id: int, task_id: str) -> TrainingRun | None:
                 run.model_version = None
             elif run.status != RunStatus.QUEUED:
                 return None
-            elif TrainingRun.objects.filter(project_id=project_id, status=RunStatus.RUNNING).exists():
-                return None  # the running one enqueues this run when it ends
+            elif TrainingRun.objects.filter(project_id=project_id, kind=run.kind, status=RunStatus.RUNNING).exists():
+                return None  # the running one of its lane enqueues this run when it ends
             now = timezone.now()
             run.status = RunStatus.RUNNING
             run.started_at = run.heartbeat_at = now
@@ -987,12 +988,13 @@ def _run_end(run_id: int, *, task_id: str | None, status: str, error: str = "") 
         ModelVersion.objects.filter(training_runs=run, status=VersionStatus.TRAINING).update(
             status=VersionStatus.FAILED, error=error, finished_at=run.finished_at
         )
-        _kick_follow_up_on_commit(run.project_id)
+        _kick_follow_up_on_commit(run.project_id, run.kind)
+        transaction.on_commit(lambda: fine_tune_checkpoint(run_id).discard())
     return True
 
 
-def _kick_follow_up_on_commit(project_id: int) -> None:
-    follow_up = TrainingRun.objects.filter(project_id=project_id, status=RunStatus.QUEUED).first()
+def _kick_follow_up_on_commit(project_id: int, kind: str) -> None:
+    follow_up = TrainingRun.objects.filter(project_id=project_id, kind=kind, status=RunStatus.QUEUED).first()
     if follow_up is not None:
         _enqueue_on_commit(follow_up)
 
@@ -1067,6 +1069,14 @@ def training_run_execute(*, run_id: int, task_id: str = "") -> TrainingRun | Non
         _run_work(run, progress, started)
     except (TrainingRefused, NotEnoughLabels) as refusal:
         _run_end(run.pk, task_id=run.celery_task_id, status=RunStatus.REFUSED, error=str(refusal))
+    except FineTuneInterrupted as stop:
+        # The worker is stopping: the run stays "running" under this task, whose message goes back to the
+        # broker; the worker that receives it again takes the run over and resumes from the checkpoint.
+        logger.warning("Training run %s paused after %s of %s fine-tuning steps", run.pk, stop.steps_done, stop.steps)
+        TrainingRun.objects.filter(pk=run.pk, status=RunStatus.RUNNING).update(
+            phase=f"Paused after {stop.steps_done} of {stop.steps} steps: resumes when a worker is back"
+        )
+        raise
     except RunAbandoned:
         logger.warning("Training run %s was marked failed while this worker held it; stopping", run.pk)
     except Exception as error:
@@ -1075,6 +1085,7 @@ def training_run_execute(*, run_id: int, task_id: str = "") -> TrainingRun | Non
     finally:
         timings = progress.close()
         TrainingRun.objects.filter(pk=run.pk).update(timings=timings)
+    fine_tune_checkpoint(run.pk).discard()
     return TrainingRun.objects.get(pk=run.pk)
 
 
@@ -1091,39 +1102,57 @@ def _run_work(run: TrainingRun, progress: _Progress, started: float) -> None:
     active = ModelVersion.objects.filter(project=project, status=VersionStatus.ACTIVE).first()
     version = _version_create(run, project, snapshot, args)
     if run.kind == Kind.SLOW:
-        trained = _train_slow(project, snapshot, args, progress)
+        trained = _train_slow(project, snapshot, args, progress, run.pk)
     else:
         trained = _train_fast(project, snapshot, args, active, progress)
 
-    progress.phase("Comparing with the active model", "compare")
-    comparison = _compare_with_active(project, snapshot, trained.metrics, active)
-    promote, reason = promotion_decision(
-        policy=project.promotion_policy, has_active=active is not None, comparison=comparison
-    )
     progress.phase("Saving the model", "save")
     artifact_path = _artifact_save(trained.classifier, project, version, trained.reference_version)
-    pool = None
-    if promote:
-        progress.phase("Scoring the queue", "score_pool")
-        pool = _pool_scores(
-            project,
-            trained.classifier,
-            version.number,
-            labelled_embeddings=trained.labelled_embeddings,
-            progress=progress,
+    # The other lane may switch models while this one trains (a head refit during a fine-tune, or the
+    # fine-tune ending during a refit): compare with whatever serves now, and again if it changes meanwhile.
+    for attempt in range(1, OVERTAKEN_ATTEMPTS + 1):
+        if attempt > 1:
+            active = ModelVersion.objects.filter(project=project, status=VersionStatus.ACTIVE).first()
+        progress.phase("Comparing with the active model", "compare")
+        comparison = _compare_with_active(project, snapshot, trained.metrics, active)
+        promote, reason = promotion_decision(
+            policy=project.promotion_policy, has_active=active is not None, comparison=comparison
         )
-    progress.phase("Switching models" if promote else "Finishing", "switch")
-    _run_finish(
-        run=run,
-        version=version,
-        classifier=trained.classifier,
-        metrics={**trained.metrics, "comparison": {**comparison, "promoted": promote, "reason": reason}},
-        artifact_path=artifact_path,
-        promote_over=active if promote else None,
-        pool=pool,
-        duration=time.monotonic() - started,
-        progress=progress,
-    )
+        pool = None
+        if promote:
+            progress.phase("Scoring the queue", "score_pool")
+            pool = _pool_scores(
+                project,
+                trained.classifier,
+                version.number,
+                labelled_embeddings=trained.labelled_embeddings,
+                progress=progress,
+            )
+        progress.phase("Switching models" if promote else "Finishing", "switch")
+        try:
+            _run_finish(
+                run=run,
+                version=version,
+                classifier=trained.classifier,
+                metrics={**trained.metrics, "comparison": {**comparison, "promoted": promote, "reason": reason}},
+                artifact_path=artifact_path,
+                promote_over=active if promote else None,
+                pool=pool,
+                duration=time.monotonic() - started,
+                progress=progress,
+                retry_if_overtaken=attempt < OVERTAKEN_ATTEMPTS,
+            )
+            return
+        except _Overtaken:
+            continue
+
+
+class _Overtaken(Exception):
+    """Another model started serving between this run's comparison and its switch."""
+
+
+# Comparisons a finished run makes when other runs keep switching models under it, before it gives up.
+OVERTAKEN_ATTEMPTS = 3
 
 
 def _version_create(run: TrainingRun, project: Project, snapshot: LabelSnapshot, args: TrainingArgs) -> ModelVersion:
@@ -1181,14 +1210,26 @@ def _train_fast(
     return _Trained(classifier, metrics, reference, embeddings[:n_train])
 
 
-def _train_slow(project: Project, snapshot: LabelSnapshot, args: TrainingArgs, progress: _Progress) -> _Trained:
+def fine_tune_checkpoint(run_id: int) -> FineTuneCheckpoint:
+    """Where a run's fine-tune saves its progress: on the shared store, so any training worker can resume it."""
+    return FineTuneCheckpoint(
+        directory=artifact_root() / "checkpoints" / f"run-{run_id}",
+        every_steps=int(getattr(settings, "DOCKET_FINE_TUNE_CHECKPOINT_STEPS", 10)),
+    )
+
+
+def _train_slow(
+    project: Project, snapshot: LabelSnapshot, args: TrainingArgs, progress: _Progress, run_id: int
+) -> _Trained:
     """Fine-tune a fresh body from the base model (capped), re-embed the pool under it, fit the head."""
     progress.phase("Loading the base model", "load")
     classifier = Classifier.create(snapshot.label_keys, snapshot.multi_label, base_model_for(project), args)
     texts_by_id = dict(Document.objects.filter(pk__in=snapshot.train_ids.tolist()).values_list("pk", "text").iterator())
     texts = [texts_by_id[int(pk)] for pk in snapshot.train_ids]
     progress.phase("Fine-tuning the body", "fine_tune", total=args.max_steps)
-    classifier.fine_tune_body(texts, snapshot.train_targets, progress_callback=progress)
+    classifier.fine_tune_body(
+        texts, snapshot.train_targets, progress_callback=progress, checkpoint=fine_tune_checkpoint(run_id)
+    )
     pool_ids, _keys, reserved = queued_pool(project)
     needed = np.concatenate([snapshot.train_ids, snapshot.eval_ids, pool_ids[~reserved]])
     progress.phase("Embedding documents with the new body", "embed", total=len(needed))
@@ -1306,8 +1347,13 @@ def _run_finish(
     pool: PoolScores | None,
     duration: float,
     progress: _Progress,
+    retry_if_overtaken: bool = False,
 ) -> None:
-    """One transaction: the version becomes ready (or active, with the whole queue rescored), the run succeeds."""
+    """One transaction: the version becomes ready (or active, with the whole queue rescored), the run succeeds.
+
+    When another model started serving since the comparison, raises _Overtaken (nothing written) if the
+    caller will compare again, else finishes without promoting.
+    """
     with transaction.atomic():
         state = _state_lock(run.project_id)
         current = TrainingRun.objects.select_for_update().get(pk=run.pk)
@@ -1317,6 +1363,8 @@ def _run_finish(
         promote = pool is not None and (active_now.pk if active_now else None) == (
             promote_over.pk if promote_over else None
         )
+        if pool is not None and not promote and retry_if_overtaken:
+            raise _Overtaken
         if pool is not None and not promote:
             metrics["comparison"]["promoted"] = False
             metrics["comparison"]["reason"] = "Another model was switched to while this one trained; not promoted."
@@ -1357,7 +1405,7 @@ def _run_finish(
         current.phase = "Promoted" if promote else "Ready, not promoted"
         current.progress_done = current.progress_total
         current.save(update_fields=["status", "finished_at", "phase", "progress_done"])
-        _kick_follow_up_on_commit(run.project_id)
+        _kick_follow_up_on_commit(run.project_id, run.kind)
     progress.close()
 
 

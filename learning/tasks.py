@@ -2,12 +2,16 @@
 
 Training tasks acknowledge late and are re-queued when their worker dies: running one twice is safe because
 a run is claimed in the database first (a second delivery of the same message takes over a run its dead
-worker left running; any other copy finds the run taken and does nothing).
+worker left running; any other copy finds the run taken and does nothing). A worker asked to stop mid
+fine-tune saves a checkpoint and hands the message back, and the next delivery resumes from it.
 """
 
 from celery import shared_task
+from celery.exceptions import Reject
 
 from learning import services
+from learning.ml.checkpoint import stop_requested
+from learning.ml.exceptions import FineTuneInterrupted
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True)
@@ -44,6 +48,11 @@ def refresh_label_errors(project_id: int, limit: int = 100) -> dict:
 
 
 def _train(run_id: int, task_id: str) -> dict:
-    # One body for both speeds: the run row says which kind it is (a queued fast run may have become slow).
-    run = services.training_run_execute(run_id=run_id, task_id=task_id)
+    # One body for both speeds: the run row says which kind it is.
+    if stop_requested.is_set():
+        raise Reject("this worker is stopping; another takes the run", requeue=True)
+    try:
+        run = services.training_run_execute(run_id=run_id, task_id=task_id)
+    except FineTuneInterrupted as stop:
+        raise Reject(str(stop), requeue=True) from stop
     return {"run": run_id, "status": run.status if run else "not claimed"}

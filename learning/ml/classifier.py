@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import tempfile
 import warnings
 from collections.abc import Callable, Sequence
@@ -30,8 +31,11 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 from sklearn.multiclass import OneVsRestClassifier
 
-from learning.ml.exceptions import ModelFormatError, ModelNotTrained, NotEnoughLabels
+from learning.ml.checkpoint import FineTuneCheckpoint, stop_requested
+from learning.ml.exceptions import FineTuneInterrupted, ModelFormatError, ModelNotTrained, NotEnoughLabels
 from learning.ml.targets import encode_targets
+
+logger = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[int, int], None]
 """Called as `callback(done, total)` while encoding or fine-tuning, so a task can report progress."""
@@ -308,15 +312,16 @@ class Classifier:
         y: Any,
         max_steps: int | None = None,
         progress_callback: ProgressCallback | None = None,
+        checkpoint: FineTuneCheckpoint | None = None,
     ) -> Classifier:
         """Slow path: contrastive fine-tuning of the body, capped at `max_steps` (default `args.max_steps`).
 
         The head is NOT refitted here (the old head no longer matches the body): call `fit_head` on fresh
-        embeddings, or use `fit`, which does both.
+        embeddings, or use `fit`, which does both. With a `checkpoint`, the body is saved every few steps and
+        an earlier interrupted attempt at the same fine-tune is resumed from its last save (the remaining
+        steps draw their pairs with another seed, so the result is close to, not equal to, an uninterrupted
+        run); when `stop_requested` is set, the next step saves and raises FineTuneInterrupted.
         """
-        from setfit import Trainer
-        from setfit import TrainingArguments as SetFitArguments
-        from setfit import logging as setfit_logging
 
         texts = list(texts)
         targets = encode_targets(y, self.labels, self.multi_label)
@@ -325,15 +330,50 @@ class Classifier:
         if steps <= 0:
             return self
         setfit_targets: list[Any] = targets.tolist()
+        fingerprint = _derive_body_id(self._body_id, texts, setfit_targets, steps, self.args)
+        done = checkpoint.resume_point(fingerprint) if checkpoint is not None else 0
+        if done:
+            from sentence_transformers import SentenceTransformer
+
+            logger.info("Resuming a fine-tune at step %d of %d from its checkpoint", done, steps)
+            device = self._model.model_body.device
+            self._model.model_body = SentenceTransformer(str(checkpoint.body_path()), device=str(device))
+        if done < steps:
+            self._train_body(texts, setfit_targets, steps, done, progress_callback, checkpoint, fingerprint)
+        elif progress_callback is not None:
+            progress_callback(steps, steps)
+        self._model.model_head = None
+        self._state.thresholds = []
+        self._body_id = fingerprint
+        self._state.fine_tunes.append(
+            FineTuneRecord(steps=steps, n_texts=len(texts), args=self.args.to_dict(), body_id=self._body_id)
+        )
+        return self
+
+    def _train_body(
+        self,
+        texts: list[str],
+        setfit_targets: list[Any],
+        steps: int,
+        done: int,
+        progress_callback: ProgressCallback | None,
+        checkpoint: FineTuneCheckpoint | None,
+        fingerprint: str,
+    ) -> None:
+        from setfit import Trainer
+        from setfit import TrainingArguments as SetFitArguments
+        from setfit import logging as setfit_logging
+
         with tempfile.TemporaryDirectory(prefix="docket-finetune-") as scratch:
             setfit_args = SetFitArguments(
                 output_dir=scratch,
                 batch_size=self.args.batch_size,
                 num_epochs=self.args.epochs,
-                max_steps=steps,
+                max_steps=steps - done,
                 num_iterations=self.args.num_iterations,
                 body_learning_rate=self.args.body_learning_rate,
-                seed=self.args.seed,
+                # A resumed attempt draws other pairs than the steps already trained on.
+                seed=self.args.seed + done,
                 save_strategy="no",
                 eval_strategy="no",
                 logging_strategy="no",
@@ -341,7 +381,7 @@ class Classifier:
                 report_to="none",
                 show_progress_bar=False,
             )
-            callbacks = [_progress_callback(progress_callback, steps)] if progress_callback else None
+            callbacks = [_step_callback(self, progress_callback, checkpoint, fingerprint, done, steps)]
             trainer = Trainer(model=self._model, args=setfit_args, callbacks=callbacks)
             _silence(trainer)
             verbosity = setfit_logging.get_verbosity()
@@ -353,13 +393,6 @@ class Classifier:
                     trainer.train_embeddings(texts, setfit_targets, args=setfit_args)
             finally:
                 setfit_logging.set_verbosity(verbosity)
-        self._model.model_head = None
-        self._state.thresholds = []
-        self._body_id = _derive_body_id(self._body_id, texts, setfit_targets, steps, self.args)
-        self._state.fine_tunes.append(
-            FineTuneRecord(steps=steps, n_texts=len(texts), args=self.args.to_dict(), body_id=self._body_id)
-        )
-        return self
 
     def fit(
         self,
@@ -566,14 +599,33 @@ def _expand_to_all_classes(head: LogisticRegression, n_labels: int) -> LogisticR
     return expanded
 
 
-def _progress_callback(callback: ProgressCallback, total: int) -> Any:
+def _step_callback(
+    classifier: Classifier,
+    progress: ProgressCallback | None,
+    checkpoint: FineTuneCheckpoint | None,
+    fingerprint: str,
+    done_before: int,
+    total: int,
+) -> Any:
+    """After each step: report progress, save a checkpoint when due, stop (saved) when asked to."""
     from transformers import TrainerCallback
 
-    class _Progress(TrainerCallback):
+    class _Step(TrainerCallback):
         def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            callback(int(state.global_step), total)
+            done = done_before + int(state.global_step)
+            if progress is not None:
+                progress(done, total)
+            if checkpoint is None or done >= total:
+                return
+            stopping = stop_requested.is_set()
+            if stopping or (checkpoint.every_steps > 0 and done % checkpoint.every_steps == 0):
+                checkpoint.save(
+                    classifier.setfit_model.model_body, fingerprint=fingerprint, steps_done=done, steps=total
+                )
+            if stopping:
+                raise FineTuneInterrupted(done, total)
 
-    return _Progress()
+    return _Step()
 
 
 def _embedding_dimension(body: Any) -> int:

@@ -26,3 +26,12 @@ class UnknownStrategy(KeyError):
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else "unknown strategy"
+
+
+class FineTuneInterrupted(Exception):
+    """The process was asked to stop mid fine-tune; a checkpoint was saved to resume from."""
+
+    def __init__(self, steps_done: int, steps: int) -> None:
+        super().__init__(f"fine-tuning stopped after {steps_done} of {steps} steps; a checkpoint was saved")
+        self.steps_done = steps_done
+        self.steps = steps

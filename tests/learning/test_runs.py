@@ -66,11 +66,18 @@ def test_labels_during_a_run_schedule_one_follow_up_enqueued_when_it_ends(django
     assert enqueued == [("fast", follow_up.pk)]
 
 
-def test_the_database_refuses_a_second_running_run_for_a_project():
+def test_the_database_refuses_a_second_running_run_of_the_same_kind_for_a_project():
     project, _ = build_labelled_project()
     TrainingRun.objects.create(project=project, kind="fast", trigger=LABELS, status="running")
     with pytest.raises(IntegrityError), transaction.atomic():
-        TrainingRun.objects.create(project=project, kind="slow", trigger=LABELS, status="running")
+        TrainingRun.objects.create(project=project, kind="fast", trigger=LABELS, status="running")
+
+
+def test_a_head_refit_and_a_fine_tune_of_one_project_may_run_side_by_side():
+    project, _ = build_labelled_project()
+    TrainingRun.objects.create(project=project, kind="slow", trigger=LABELS, status="running")
+    TrainingRun.objects.create(project=project, kind="fast", trigger=LABELS, status="running")
+    assert TrainingRun.objects.filter(project=project, status="running").count() == 2
 
 
 def test_the_database_refuses_a_second_queued_run_for_a_project():
@@ -80,20 +87,26 @@ def test_the_database_refuses_a_second_queued_run_for_a_project():
         TrainingRun.objects.create(project=project, kind="fast", trigger=LABELS, status="queued")
 
 
-def test_a_queued_run_does_not_start_while_another_trains():
+def test_a_queued_run_does_not_start_while_another_of_its_kind_trains():
     project, _ = build_labelled_project()
-    set_running(TrainingRun.objects.create(project=project, kind="slow", trigger=LABELS))
+    set_running(TrainingRun.objects.create(project=project, kind="fast", trigger=LABELS))
     waiting = TrainingRun.objects.create(project=project, kind="fast", trigger=LABELS)
     assert services.training_run_execute(run_id=waiting.pk, task_id="task-2") is None
     waiting.refresh_from_db()
     assert waiting.status == "queued" and not ModelVersion.objects.filter(project=project).exists()
 
 
-def test_a_slow_request_upgrades_the_queued_fast_run():
+def test_a_head_refit_asked_for_during_a_fine_tune_is_sent_to_a_worker_at_once(
+    django_capture_on_commit_callbacks, enqueued
+):
     project, _ = build_labelled_project()
-    fast = services.training_run_request(project=project, kind="fast", trigger=LABELS)
-    slow = services.training_run_request(project=project, kind="slow", trigger=TrainingRun.Trigger.ADMIN)
-    assert slow.pk == fast.pk and slow.kind == "slow" and slow.trigger == "admin"
+    slow = set_running(services.training_run_request(project=project, kind="slow", trigger=LABELS))
+    enqueued.clear()
+    with django_capture_on_commit_callbacks(execute=True):
+        fast = services.training_run_request(project=project, kind="fast", trigger=LABELS, label_events=40)
+    assert fast.pk != slow.pk and fast.phase == "Waiting for a worker"
+    assert enqueued == [("fast", fast.pk)]
+    assert services._run_claim(fast.pk, "fast-task") is not None
 
 
 def test_training_on_one_label_only_is_refused_with_a_message_and_not_retried_at_once(enqueued):
