@@ -28,8 +28,9 @@ def log_worker_start(sender=None, **_kwargs) -> None:
     """One line at start that says what this worker serves, so an operator can tell the two workers apart."""
     from django.conf import settings
 
-    consumer = getattr(sender, "consumer", None)
-    queues = sorted(q.name for q in consumer.task_consumer.queues) if consumer and consumer.task_consumer else []
+    # The sender is the worker's consumer.
+    task_consumer = getattr(sender, "task_consumer", None)
+    queues = sorted(q.name for q in task_consumer.queues) if task_consumer is not None else []
     logger.info(
         "Docket worker %s ready: queues=%s concurrency=%s broker=%s artifacts=%s fine-tune max steps=%s, "
         "checkpoint every %s steps",
@@ -41,27 +42,3 @@ def log_worker_start(sender=None, **_kwargs) -> None:
         settings.DOCKET_FINE_TUNE_MAX_STEPS,
         settings.DOCKET_FINE_TUNE_CHECKPOINT_STEPS,
     )
-
-
-_main_pid: list[int] = []
-
-
-@signals.worker_init.connect
-def remember_main_process(**_kwargs) -> None:
-    _main_pid.append(os.getpid())
-
-
-@signals.worker_process_init.connect
-def stop_fine_tunes_gently_on_sigterm(**_kwargs) -> None:
-    """A pool process asked to stop (systemd sends SIGTERM to every process of the unit) finishes its current
-    fine-tuning step, saves a checkpoint and hands its task back to the broker, instead of dying mid-step.
-
-    Celery would otherwise reset SIGTERM to "die now" in pool processes.
-    """
-    import signal
-
-    from learning.ml.checkpoint import stop_requested
-
-    if os.getpid() in _main_pid:
-        return  # the solo pool runs tasks in the main process, whose SIGTERM is Celery's warm shutdown
-    signal.signal(signal.SIGTERM, lambda _signum, _frame: stop_requested.set())

@@ -6,6 +6,12 @@ worker left running; any other copy finds the run taken and does nothing). A wor
 fine-tune saves a checkpoint and hands the message back, and the next delivery resumes from it.
 """
 
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from billiard import current_process
 from celery import shared_task
 from celery.exceptions import Reject
 
@@ -30,7 +36,27 @@ def train_fast(self, run_id: int) -> dict:
 @shared_task(bind=True, acks_late=True, reject_on_worker_lost=True)
 def train_slow(self, run_id: int) -> dict:
     """Fine-tune the body (capped steps), re-embed the pool in chunks, then switch if promoted."""
-    return _train(run_id, self.request.id or "")
+    with _sigterm_pauses_the_fine_tune():
+        return _train(run_id, self.request.id or "")
+
+
+@contextmanager
+def _sigterm_pauses_the_fine_tune() -> Iterator[None]:
+    """In a pool process, SIGTERM (systemd stops the unit: every process gets it) asks the fine-tune to save a
+    checkpoint after its current step and give the task back, instead of dying mid-step.
+
+    Pool processes otherwise exit on SIGTERM at once (billiard installs that when the process starts, which is
+    why this is set here, per task). In the solo pool the task runs in the main process, whose SIGTERM is
+    Celery's own warm shutdown; it is left alone there.
+    """
+    if current_process().name == "MainProcess" or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, lambda _signum, _frame: stop_requested.set())
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True)
