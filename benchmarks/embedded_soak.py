@@ -15,7 +15,8 @@ Two reviewers then do what the labeling page does, over HTTP with a session and 
 next document with the one on screen as `after` (the prefetch), and every `--interval` seconds submit the
 document on screen with the ticket it came with. Every answer asks the learning loop for a retraining, so the
 worker refits the head every 10 labels, fine-tunes the body every 200 and rescores the queue meanwhile.
-After `--seconds` the reviewers stop and the worker gets up to `--drain` seconds to finish what it holds.
+Reviewers start once the worker has laid out the queue it was given (up to `--warmup` seconds), as after
+`make run`. After `--seconds` they stop and the worker gets up to `--drain` seconds to finish what it holds.
 
 Reported: server errors (HTTP 5xx or no answer), crashed tasks (tasks the worker logged as failed), runs
 stuck (training runs still queued or running after the drain, or failed), and saves acknowledged against
@@ -70,7 +71,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=120.0, help="how long the reviewers label")
     parser.add_argument("--interval", type=float, default=0.2, help="seconds between one reviewer's answers")
     parser.add_argument("--port", type=int, default=8200, help="first port to try (127.0.0.1 only)")
-    parser.add_argument("--documents", type=int, default=1600, help="unlabeled OPP-115 clauses added to the demo")
+    parser.add_argument("--documents", type=int, default=1000, help="unlabeled OPP-115 clauses added to the demo")
+    parser.add_argument("--warmup", type=float, default=900.0, help="longest wait for the first scoring of the queue")
     parser.add_argument("--drain", type=float, default=240.0, help="seconds the worker may take to finish after")
     parser.add_argument("--fine-tune-steps", type=int, default=20)
     parser.add_argument("--no-baseline", action="store_true", help="skip the run on the previous SQLite options")
@@ -238,6 +240,16 @@ def runs_by_status(database: Path, project_id: int) -> dict[str, int]:
     return dict(rows)
 
 
+def unscored(database: Path, project_id: int) -> int:
+    """Queued documents the worker has not placed in the queue yet (no priority row)."""
+    return read_database(
+        database,
+        "SELECT COUNT(*) FROM annotation_document d LEFT JOIN learning_queuepriority q ON q.document_id = d.id "
+        "WHERE d.project_id = ? AND d.status = 'queued' AND q.document_id IS NULL",
+        (project_id,),
+    )[0][0]
+
+
 def runs_stuck(database: Path, project_id: int, *, silent_for: float = STUCK_AFTER_S) -> list[str]:
     """Runs left open that show no sign of life: running with no heartbeat for `silent_for` seconds, or
     queued that long with nothing running ahead of them. A run still reporting progress is not stuck."""
@@ -302,6 +314,14 @@ def soak(args: argparse.Namespace, *, label: str, settings_module: str, workdir:
     )
     try:
         wait_until_up(base, web, web_log)
+        # As after `make run`: the worker first lays out the queue it was given (embedding every document once),
+        # and only then does a reviewer's label set off quick head refits on those cached embeddings.
+        warmup_started = time.monotonic()
+        while unscored(database, project_id) and time.monotonic() - warmup_started < args.warmup:
+            time.sleep(5)
+        warmup = time.monotonic() - warmup_started
+        unscored_at_start = unscored(database, project_id)
+        print(f"[{label}] the worker scored the queue in {warmup:.0f} s ({unscored_at_start} left)", flush=True)
         reviewers = []
         for index, (username, password) in enumerate(REVIEWERS):
             reviewers.append(Reviewer(base, username, password, project_id, [], seed=index))
@@ -361,6 +381,8 @@ def soak(args: argparse.Namespace, *, label: str, settings_module: str, workdir:
         "interval_s": args.interval,
         "labeled_for_s": round(labeled_for, 1),
         "documents_added": added,
+        "queue_scored_in_s": round(warmup, 1),
+        "unscored_at_start": unscored_at_start,
         "requests": sum(r.tally.requests for r in reviewers),
         "server_errors": len(server_errors),
         "server_error_examples": server_errors[:5],
