@@ -447,6 +447,8 @@ def report(results: list[dict]) -> None:
 
 def main() -> None:
     args = parse_args()
+    # A stopped soak still stops its web server and worker and removes its directory (the `finally`s below).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if not OPP115.exists():
         raise SystemExit(f"{OPP115} is missing: the soak adds OPP-115 clauses to the demo")
     root = Path(tempfile.mkdtemp(prefix="docket-embedded-soak-"))
