@@ -25,6 +25,10 @@ class InvalidLabels(DocketError):
     """A submission names labels the project does not offer."""
 
 
+class LabelsChanged(InvalidLabels):
+    """The taxonomy changed while an answer (or a taxonomy change) was on its way: reload and do it again."""
+
+
 class TaxonomyInvalid(DocketError):
     """A taxonomy change or file that would leave the label set inconsistent (bad key, cycle, clash)."""
 

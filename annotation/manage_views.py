@@ -22,7 +22,15 @@ from django.views.decorators.http import require_GET, require_POST
 from markdown_it import MarkdownIt
 
 from annotation import permissions
-from annotation.exceptions import AlreadyMember, DocketError, LabelInUse, LastAdmin, NotAllowed, TaxonomyInvalid
+from annotation.exceptions import (
+    AlreadyMember,
+    DocketError,
+    LabelInUse,
+    LabelsChanged,
+    LastAdmin,
+    NotAllowed,
+    TaxonomyInvalid,
+)
 from annotation.forms_manage import (
     AuditFilterForm,
     LabelForm,
@@ -294,7 +302,7 @@ def labels_merge(request: HttpRequest, project_id: int) -> HttpResponse:
                     target_key=form.target_key(),
                     target_name=data["new_name"],
                 )
-            except TaxonomyInvalid as error:
+            except (TaxonomyInvalid, LabelsChanged) as error:
                 form.add_error(None, str(error))
             else:
                 messages.success(request, f"Merged {', '.join(sources)} into “{target.name}”.")

@@ -12,7 +12,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from annotation import permissions, selectors
-from annotation.exceptions import DocketError, NotAllowed, NotServed, ProjectNotFound
+from annotation.exceptions import DocketError, LabelsChanged, NotAllowed, NotServed, ProjectNotFound
 from annotation.forms import FlagForm, MyWorkSearchForm, NextDocumentForm, SubmissionForm, first_error
 from annotation.services.labeling import annotation_submit, serve_ticket_issue, serve_ticket_read
 from annotation.services.queue import document_flag, document_skip, next_document_for
@@ -148,6 +148,9 @@ def json_call(view: Callable[..., dict]) -> Callable[..., JsonResponse]:
             return JsonResponse({"error": str(error)}, status=403)
         except NotServed as error:
             return JsonResponse({"error": str(error)}, status=409)
+        except LabelsChanged as error:
+            # The page keeps the answer and offers a reload; the code tells it apart from other conflicts.
+            return JsonResponse({"error": str(error), "code": "labels_changed"}, status=409)
         except DocketError as error:
             return JsonResponse({"error": str(error)}, status=400)
         except ValidationError as error:

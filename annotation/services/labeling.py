@@ -14,9 +14,19 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from annotation.exceptions import DocketError, InvalidLabels, NotServed
-from annotation.models import Annotation, AnnotationLabel, AnnotationRevision, Document, Label, Lease, Project
+from annotation.exceptions import DocketError, InvalidLabels, LabelsChanged, NotServed
+from annotation.models import (
+    Annotation,
+    AnnotationLabel,
+    AnnotationRevision,
+    Document,
+    Label,
+    Lease,
+    Project,
+    TaxonomyVersion,
+)
 from annotation.services.audit import audit_record
+from annotation.services.taxonomy import taxonomy_hold
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +81,11 @@ def labels_for_submission(project: Project, label_keys: Iterable[str]) -> list[L
         Label.objects.filter(taxonomy__project=project, key__in=keys, deprecated=False).order_by("order", "id")
     )
     unknown = sorted(set(keys) - {label.key for label in labels})
+    if unknown and _were_labels(project, unknown):
+        raise LabelsChanged(
+            f"The labels changed while you answered ({', '.join(unknown)} "
+            f"{'is' if len(unknown) == 1 else 'are'} no longer offered): reload the page and answer again."
+        )
     if unknown:
         raise InvalidLabels(
             f"Not a current label of {project.name}: {', '.join(unknown)}. Reload the page to see the labels in use."
@@ -80,6 +95,14 @@ def labels_for_submission(project: Project, label_keys: Iterable[str]) -> list[L
     if not project.multi_label and len(labels) != 1:
         raise InvalidLabels(f"{project.name} takes exactly one label per document; you chose {len(labels)}.")
     return labels
+
+
+def _were_labels(project: Project, keys: list[str]) -> bool:
+    """Whether all these keys were labels of the project once (deprecated now, or merged or split away)."""
+    known = set(Label.objects.filter(taxonomy__project=project, key__in=keys).values_list("key", flat=True))
+    for labels in TaxonomyVersion.objects.filter(taxonomy__project=project).values_list("labels", flat=True):
+        known.update(label.get("key") for label in labels or [] if isinstance(label, dict))
+    return set(keys) <= known
 
 
 def annotation_submit(
@@ -98,11 +121,10 @@ def annotation_submit(
     Idempotent: a replayed `submission_id` returns the stored annotation unchanged. A submission whose lease
     expired or went to another reviewer is still saved (and says so in `lease_lost`). The document leaves the
     queue, its lease is removed, the change gets a revision and an audit event, and once committed the
-    learning loop hears that the project's labels changed.
+    learning loop hears that the project's labels changed. An answer naming a label that a taxonomy change
+    removed meanwhile raises LabelsChanged (nothing is stored; the reviewer reloads and answers again).
     """
     project = document.project
-    labels = labels_for_submission(project, label_keys)
-    keys = [label.key for label in labels]
     suggested = list(dict.fromkeys(suggested_labels))
     if seconds_spent is not None:
         seconds_spent = min(max(float(seconds_spent), 0.0), MAX_SECONDS_SPENT)
@@ -111,6 +133,11 @@ def annotation_submit(
             seconds_spent = min(seconds_spent, max((timezone.now() - served_at).total_seconds(), 0.0))
 
     with transaction.atomic():
+        # The taxonomy first, then the document: the order taxonomy changes lock in. The labels are read
+        # after it, so they are the ones this answer is stored under (a merge waits for it, or went first).
+        taxonomy_hold(project)
+        labels = labels_for_submission(project, label_keys)
+        keys = [label.key for label in labels]
         # One submission per document at a time: a double submit waits here, then finds the first one's row.
         document = Document.objects.select_for_update().get(pk=document.pk)
         # The reviewer's earlier answer to this document and a replay of this very submission, in one query.

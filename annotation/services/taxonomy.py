@@ -15,11 +15,11 @@ from typing import Any
 import yaml
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Count, F, Max
 from django.db.models.deletion import ProtectedError
 
-from annotation.exceptions import InputRejected, LabelInUse, TaxonomyInvalid
+from annotation.exceptions import InputRejected, LabelInUse, LabelsChanged, TaxonomyInvalid
 from annotation.models import (
     DESCRIPTION_MAX_CHARS,
     GUIDELINE_MAX_CHARS,
@@ -365,6 +365,40 @@ def _locked_taxonomy(project: Project) -> Taxonomy:
             created_by=None,
         )
     return taxonomy
+
+
+def taxonomy_hold(project: Project) -> None:
+    """Keep the project's taxonomy as it is until this transaction ends (a shared lock on its row).
+
+    Writers of labels (an answer, an import) take this first and only then lock documents, in the order every
+    taxonomy change locks too (the taxonomy row, then what it touches): an answer in flight either commits
+    before a merge starts, and the merge maps it, or waits for the merge and then finds its labels gone.
+    On SQLite the database's single writer lock already serialises them.
+    """
+    if connection.vendor != "postgresql":
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT 1 FROM {Taxonomy._meta.db_table} WHERE project_id = %s FOR SHARE", [project.pk])
+
+
+def _delete_labels_checked(label_ids: Iterable[int], *, what: str) -> None:
+    """Delete labels, turning an answer that still holds one into LabelsChanged instead of a server error.
+
+    Foreign keys are checked at commit on PostgreSQL; checking them here, in a savepoint, lets the caller say
+    what happened while nothing is written yet.
+    """
+    try:
+        with transaction.atomic():
+            Label.objects.filter(pk__in=list(label_ids)).delete()
+            if connection.vendor == "postgresql":
+                with connection.cursor() as cursor:
+                    cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+                    cursor.execute("SET CONSTRAINTS ALL DEFERRED")
+    except (ProtectedError, IntegrityError) as error:
+        raise LabelsChanged(
+            f"An answer with {what} was stored while this change was being made; nothing was changed. "
+            "Look at the preview again and repeat the change."
+        ) from error
 
 
 def _version_save(
@@ -747,7 +781,7 @@ def labels_merge(
     Label.objects.filter(pk__in=source_ids).update(parent=None)
     inherited = next((s.shortcut for s in sources if s.shortcut), "")
     removed = [label_as_dict(s, None) for s in sources]
-    Label.objects.filter(pk__in=source_ids).delete()
+    _delete_labels_checked(source_ids, what=" or ".join(f"“{s.name}”" for s in sources))
     if target_shortcut is not None:
         target.shortcut = _check_shortcut(taxonomy, target_shortcut, exclude_pk=target.pk)
     elif not target.shortcut and inherited:

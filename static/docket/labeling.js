@@ -371,6 +371,10 @@
       doc.id,
       callWithRetry("POST", url("annotate", doc.id), body).then((result) => {
         if (!result.ok) {
+          if (result.status === 409 && result.data.code === "labels_changed") {
+            // The taxonomy changed under this answer: U reloads the labels with this document open.
+            state.labelsChangedFor = doc.id;
+          }
           failure(doc, result.data.error || `The server answered ${result.status}.`);
           return result;
         }
@@ -434,6 +438,10 @@
   // --- Going back to change an earlier answer --------------------------------------------------------------
 
   async function goBack() {
+    if (state.labelsChangedFor) {
+      window.location.assign(`${window.location.pathname}?document=${state.labelsChangedFor}`);
+      return;
+    }
     if (state.busy) return;
     const index = state.mode === "edit" && state.backIndex !== null ? state.backIndex - 1 : state.history.length - 1;
     if (state.history.length === 0) return notice("Nothing to go back to yet: label a document first.");
