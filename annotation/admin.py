@@ -37,6 +37,7 @@ from annotation.services.imports import (
     import_batch_rerun,
     upload_store,
 )
+from annotation.services.projects import project_delete
 from annotation.tasks import import_documents_task
 
 
@@ -61,6 +62,20 @@ class ProjectAdmin(admin.ModelAdmin):
     list_display = ["name", "multi_label", "query_strategy", "document_count", "actions_column"]
     search_fields = ["name"]
     inlines = [MembershipInline]
+
+    def get_deleted_objects(self, objs, request):
+        # A project goes with everything in it: answers, their revisions and labels in use, which are protected
+        # one by one; project_delete removes it all in one audited transaction, and the audit log stays.
+        deleted, counts, _perms_needed, _protected = super().get_deleted_objects(objs, request)
+        return deleted, counts, set(), []
+
+    def delete_model(self, request, obj: Project) -> None:
+        # Through the service: audited, and the project's files go with it.
+        project_delete(actor=request.user, project=obj)
+
+    def delete_queryset(self, request, queryset) -> None:
+        for project in queryset:
+            project_delete(actor=request.user, project=project)
 
     @admin.display(description="Documents")
     def document_count(self, project: Project) -> int:

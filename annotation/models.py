@@ -272,6 +272,8 @@ class ImportBatch(models.Model):
     rejected_count = models.PositiveIntegerField(default=0)
     annotation_count = models.PositiveIntegerField(default=0)
     error = models.TextField(blank=True, help_text="Why the whole file was refused, when it was.")
+    # Written every few seconds while it runs; a running import silent for long lost its process.
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]

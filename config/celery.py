@@ -42,3 +42,11 @@ def log_worker_start(sender=None, **_kwargs) -> None:
         settings.DOCKET_FINE_TUNE_MAX_STEPS,
         settings.DOCKET_FINE_TUNE_CHECKPOINT_STEPS,
     )
+
+
+@signals.worker_ready.connect
+def start_sweeper(**_kwargs) -> None:
+    """Every worker ends the work of dead workers within seconds (learning/recovery.py)."""
+    from learning.recovery import sweeper_start
+
+    sweeper_start()

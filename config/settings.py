@@ -171,8 +171,14 @@ DOCKET_IMPORT_CHUNK = env.int("DOCKET_IMPORT_CHUNK", default=2_000)
 DOCKET_BASE_MODEL = env.str("DOCKET_BASE_MODEL", default="")
 # Cap on body fine-tuning steps in a slow run (~3 s a step on 2 CPU cores).
 DOCKET_FINE_TUNE_MAX_STEPS = env.int("DOCKET_FINE_TUNE_MAX_STEPS", default=100)
-# A running training whose worker has sent no heartbeat for this long is marked failed, so the next can start.
-DOCKET_TRAINING_STALE_SECONDS = env.int("DOCKET_TRAINING_STALE_SECONDS", default=600)
+# Recovery (docs/deploy.md, "When a worker dies"): long work (a training run, an import) writes a heartbeat
+# every DOCKET_HEARTBEAT_SECONDS; every worker sweeps every DOCKET_SWEEP_SECONDS (0: never) and ends work
+# whose heartbeat is older than DOCKET_STALE_SECONDS. A run interrupted that way, or by a dropped database
+# connection, is started again until it has had DOCKET_TRAINING_MAX_ATTEMPTS attempts.
+DOCKET_HEARTBEAT_SECONDS = env.float("DOCKET_HEARTBEAT_SECONDS", default=5.0)
+DOCKET_SWEEP_SECONDS = env.float("DOCKET_SWEEP_SECONDS", default=5.0)
+DOCKET_STALE_SECONDS = env.int("DOCKET_STALE_SECONDS", default=30)
+DOCKET_TRAINING_MAX_ATTEMPTS = env.int("DOCKET_TRAINING_MAX_ATTEMPTS", default=3)
 
 # --- Celery ---------------------------------------------------------------------------------------
 # Default: Celery's file-system broker under var/, so `make run` runs a real worker with no server.

@@ -167,8 +167,11 @@ class TrainingRun(models.Model):
     attempts = models.PositiveSmallIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
-    # Touched by every progress report; a running run whose heartbeat is old lost its worker.
+    # Written every few seconds while it runs (and by every progress report); a running run whose heartbeat
+    # is old lost its worker.
     heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # When its task was last handed to the broker; a queued run silent for long is handed over again.
+    enqueued_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     model_version = models.ForeignKey(
         ModelVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="training_runs"

@@ -2,8 +2,10 @@
 
 import logging
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
+from django.conf import settings
 from django.db.models import F, QuerySet, Subquery
 
 from annotation.models import Document
@@ -153,3 +155,14 @@ def learning_curve(project) -> list[dict[str, Any]]:
 def training_run_by_id(project, run_id: int) -> TrainingRun | None:
     """One run of the project (another project's run id is simply not found)."""
     return TrainingRun.objects.filter(project=project, pk=run_id).select_related("model_version").first()
+
+
+def project_files(project_id: int) -> list[Path]:
+    """Every directory and file the learning side keeps for a project (models, embedding caches, the stored
+    label-error ranking): what goes when the project is deleted. Each holds nothing of another project."""
+    root = Path(settings.ARTIFACT_DIR)
+    return [
+        root / "models" / str(project_id),
+        root / "embeddings" / str(project_id),
+        root / "quality" / f"project-{project_id}-label-errors.json",
+    ]

@@ -17,7 +17,8 @@ import shutil
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -26,13 +27,15 @@ from typing import Any
 import numpy as np
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import IntegrityError, connection, transaction
+from django.core.exceptions import ObjectDoesNotExist
+from django.db import IntegrityError, InterfaceError, OperationalError, connection, transaction
 from django.db.models import Max
 from django.utils import timezone
 
 from annotation.models import Adjudication, AnnotationRevision, Document, Label, Project, Taxonomy
 from annotation.selectors import final_labels_for
 from annotation.services.audit import audit_record
+from annotation.services.liveness import Heartbeat, stale_seconds
 from learning import selectors
 from learning.exceptions import ModelSwitchRefused, RunAbandoned, TrainingRefused
 from learning.ml.checkpoint import FineTuneCheckpoint
@@ -80,11 +83,51 @@ def fine_tune_max_steps() -> int:
 
 def stale_after() -> timedelta:
     """A running run whose heartbeat is older than this lost its worker."""
-    return timedelta(seconds=int(getattr(settings, "DOCKET_TRAINING_STALE_SECONDS", 600)))
+    return timedelta(seconds=stale_seconds())
+
+
+def max_attempts() -> int:
+    """How often a run is started in all when its worker is lost or its database connection drops."""
+    return int(getattr(settings, "DOCKET_TRAINING_MAX_ATTEMPTS", 3))
+
+
+# Errors that say nothing about the run itself: the database connection went away under it. Such a run is
+# started again (up to max_attempts()); any other error ends it "failed" with that error.
+CONNECTION_ERRORS = (OperationalError, InterfaceError)
 
 
 def artifact_root() -> Path:
     return Path(settings.ARTIFACT_DIR)
+
+
+def project_files_remove(project_id: int) -> None:
+    """Delete what the learning side keeps on disk for a deleted project."""
+    for path in selectors.project_files(project_id):
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+
+
+@dataclass
+class _Vanished:
+    deleted: bool = False
+
+
+@contextmanager
+def project_may_vanish(project_id: int) -> Iterator[_Vanished]:
+    """`with project_may_vanish(id) as gone:` a task that finds its project deleted mid-way (a row gone, a
+    foreign key that no longer holds) stops quietly, sets `gone.deleted` and removes the files it wrote after
+    the deletion; any other error, or the same error while the project still exists, passes on."""
+    outcome = _Vanished()
+    try:
+        yield outcome
+    except (IntegrityError, ObjectDoesNotExist, RunAbandoned):
+        if connection.in_atomic_block or Project.objects.filter(pk=project_id).exists():
+            raise
+        project_files_remove(project_id)
+        outcome.deleted = True
+        logger.info("Project %s was deleted while a task worked on it; stopped quietly", project_id)
 
 
 def base_model_for(project: Project) -> str | None:
@@ -889,8 +932,10 @@ def _enqueue(run_id: int, kind: str) -> None:
     task = tasks.train_slow if kind == Kind.SLOW else tasks.train_fast
     try:
         task.delay(run_id)
-    except Exception:  # the broker is down: the run stays queued and the next trigger enqueues it again
+    except Exception:  # the broker is down: the run stays queued and the sweeper sends it again
         logger.exception("Could not enqueue training run %s", run_id)
+        return
+    TrainingRun.objects.filter(pk=run_id, status=RunStatus.QUEUED).update(enqueued_at=timezone.now())
 
 
 def _enqueue_rescore_on_commit(project_id: int) -> None:
@@ -906,20 +951,91 @@ def _enqueue_rescore_on_commit(project_id: int) -> None:
 
 
 def training_runs_fail_stale(*, project_id: int | None = None, now: datetime | None = None) -> int:
-    """Mark runs whose worker stopped reporting as failed, so the next trigger can proceed; returns how many."""
+    """End runs whose worker stopped sending heartbeats: each is started again (while attempts remain) or
+    marked failed, so training goes on; returns how many were ended."""
     now = now or timezone.now()
     stale = TrainingRun.objects.filter(status=RunStatus.RUNNING, heartbeat_at__lt=now - stale_after())
     if project_id is not None:
         stale = stale.filter(project_id=project_id)
     count = 0
-    for run_id, heartbeat in stale.values_list("pk", "heartbeat_at"):
+    for run_id, heartbeat, task_id in stale.values_list("pk", "heartbeat_at", "celery_task_id"):
         message = (
-            f"The worker training this model stopped reporting (last sign of life {heartbeat:%Y-%m-%d %H:%M:%S} "
-            "UTC); it was probably stopped or killed. The active model was not changed; the next trigger or "
-            "“Train now” starts a new run."
+            f"The worker training this model stopped sending heartbeats at {heartbeat:%Y-%m-%d %H:%M:%S} UTC: "
+            "it was stopped or killed (out of memory, a restart), or its machine went away. The active model "
+            "was not changed."
         )
-        if _run_end(run_id, task_id=None, status=RunStatus.FAILED, error=message):
+        if _run_retry_or_fail(run_id, task_id=task_id, error=message, retry=True, stale_before=now - stale_after()):
             count += 1
+    return count
+
+
+def _run_retry_or_fail(
+    run_id: int, *, task_id: str, error: str, retry: bool, stale_before: datetime | None = None
+) -> str | None:
+    """End this task's attempt at a running run: queue it again when `retry` and attempts remain (and no other
+    run waits), else mark it failed with `error`. Returns "queued", "failed", or None when it was not ours.
+
+    `stale_before`: only if the run's heartbeat is still older than this (a sweeper's view may be outdated).
+    """
+    project_id = TrainingRun.objects.filter(pk=run_id).values_list("project_id", flat=True).first()
+    if project_id is None:
+        return None
+    with transaction.atomic():
+        _state_lock(project_id)
+        run = TrainingRun.objects.select_for_update().filter(pk=run_id).first()
+        if run is None or run.status != RunStatus.RUNNING or run.celery_task_id != task_id:
+            return None
+        if stale_before is not None and run.heartbeat_at is not None and run.heartbeat_at >= stale_before:
+            return None
+        waiting = TrainingRun.objects.filter(project_id=project_id, kind=run.kind, status=RunStatus.QUEUED).exists()
+        if not retry or run.attempts >= max_attempts() or waiting:
+            if retry and run.attempts >= max_attempts():
+                error = f"{error} Gave up after {run.attempts} attempts."
+            _run_end(run_id, task_id=task_id, status=RunStatus.FAILED, error=error)
+            return "failed"
+        now = timezone.now()
+        ModelVersion.objects.filter(training_runs=run, status=VersionStatus.TRAINING).update(
+            status=VersionStatus.FAILED, error=f"Interrupted: {error}", finished_at=now
+        )
+        run.status = RunStatus.QUEUED
+        run.error = f"Attempt {run.attempts} of {max_attempts()} was interrupted: {error} Started again."
+        run.phase = "Starting again after an interruption"
+        run.celery_task_id = ""
+        run.heartbeat_at = None
+        run.progress_done = run.progress_total = 0
+        run.model_version = None
+        run.save(
+            update_fields=[
+                "status",
+                "error",
+                "phase",
+                "celery_task_id",
+                "heartbeat_at",
+                "progress_done",
+                "progress_total",
+                "model_version",
+            ]
+        )
+        _enqueue_on_commit(run)
+    logger.warning("Training run %s was interrupted and queued again: %s", run_id, error)
+    return "queued"
+
+
+def training_runs_rekick(*, now: datetime | None = None) -> int:
+    """Send queued runs to the broker again when nothing runs in their lane and their message seems lost
+    (the broker was down when they were asked for, or lost them). Waits double each time; returns how many."""
+    now = now or timezone.now()
+    busy = set(TrainingRun.objects.filter(status=RunStatus.RUNNING).values_list("project_id", "kind"))
+    queued = TrainingRun.objects.filter(status=RunStatus.QUEUED, created_at__lt=now - REKICK_QUEUED_AFTER)
+    count = 0
+    for run in queued:
+        if (run.project_id, run.kind) in busy:
+            continue  # the running one of its lane enqueues it when it ends
+        sent = run.enqueued_at or run.created_at
+        if now - sent < max(REKICK_QUEUED_AFTER, sent - run.created_at):
+            continue
+        _enqueue(run.pk, run.kind)
+        count += 1
     return count
 
 
@@ -938,6 +1054,10 @@ def _run_claim(run_id: int, task_id: str) -> TrainingRun | None:
             _state_lock(project_id)
             run = TrainingRun.objects.select_for_update().get(pk=run_id)
             if run.status == RunStatus.RUNNING and task_id and run.celery_task_id == task_id:
+                # The broker handed this message out again. While its first worker still beats, that worker
+                # has it (a visibility timeout shorter than the run); only a silent one is taken over.
+                if run.heartbeat_at is not None and run.heartbeat_at >= timezone.now() - stale_after():
+                    return None
                 ModelVersion.objects.filter(training_runs=run, status=VersionStatus.TRAINING).update(
                     status=VersionStatus.FAILED, error="Interrupted: the worker was lost; the run was retried."
                 )
@@ -951,7 +1071,9 @@ def _run_claim(run_id: int, task_id: str) -> TrainingRun | None:
             run.started_at = run.heartbeat_at = now
             run.celery_task_id = task_id
             run.attempts += 1
-            run.phase, run.progress_done, run.progress_total, run.error = "Starting", 0, 0, ""
+            run.phase, run.progress_done, run.progress_total = "Starting", 0, 0
+            if run.attempts == 1:
+                run.error = ""  # a retry keeps the note of what interrupted the attempt before
             run.save(
                 update_fields=[
                     "status",
@@ -1065,28 +1187,59 @@ def training_run_execute(*, run_id: int, task_id: str = "") -> TrainingRun | Non
         return None
     progress = _Progress(run)
     started = time.monotonic()
+    task = run.celery_task_id
     try:
-        _run_work(run, progress, started)
+        with Heartbeat(lambda: _run_heartbeat(run_id, task), name=f"heartbeat-run-{run_id}"):
+            _run_work(run, progress, started)
     except (TrainingRefused, NotEnoughLabels) as refusal:
-        _run_end(run.pk, task_id=run.celery_task_id, status=RunStatus.REFUSED, error=str(refusal))
+        _run_end(run.pk, task_id=task, status=RunStatus.REFUSED, error=str(refusal))
     except FineTuneInterrupted as stop:
         # The worker is stopping: the run stays "running" under this task, whose message goes back to the
-        # broker; the worker that receives it again takes the run over and resumes from the checkpoint.
+        # broker; the worker that receives it again takes the run over and resumes from the checkpoint. Its
+        # heartbeat is made old at once, so that delivery may take it over (and the sweeper queues it again if
+        # the message is lost).
         logger.warning("Training run %s paused after %s of %s fine-tuning steps", run.pk, stop.steps_done, stop.steps)
         TrainingRun.objects.filter(pk=run.pk, status=RunStatus.RUNNING).update(
-            phase=f"Paused after {stop.steps_done} of {stop.steps} steps: resumes when a worker is back"
+            phase=f"Paused after {stop.steps_done} of {stop.steps} steps: resumes when a worker is back",
+            heartbeat_at=timezone.now() - stale_after() - timedelta(seconds=1),
         )
         raise
     except RunAbandoned:
-        logger.warning("Training run %s was marked failed while this worker held it; stopping", run.pk)
+        if not Project.objects.filter(pk=project_id).exists():
+            project_files_remove(project_id)  # what this run wrote after the deletion cleared the rest
+            return None
+        logger.warning("Training run %s was ended elsewhere while this worker held it; stopping", run.pk)
     except Exception as error:
-        _run_end(run.pk, task_id=run.celery_task_id, status=RunStatus.FAILED, error=f"{type(error).__name__}: {error}")
-        raise
+        lost_connection = isinstance(error, CONNECTION_ERRORS)
+        if lost_connection or not connection.is_usable():
+            # The error may have come from this very connection; the run is ended on a fresh one.
+            connection.close()
+        if not Project.objects.filter(pk=project_id).exists():
+            project_files_remove(project_id)
+            logger.info("Project %s was deleted while run %s trained; stopped quietly", project_id, run_id)
+            return None
+        outcome = _run_retry_or_fail(
+            run_id, task_id=task, error=f"{type(error).__name__}: {error}".strip(), retry=lost_connection
+        )
+        if outcome != "queued":
+            raise
+        logger.warning("Training run %s lost its database connection; queued again", run_id, exc_info=True)
     finally:
         timings = progress.close()
-        TrainingRun.objects.filter(pk=run.pk).update(timings=timings)
-    fine_tune_checkpoint(run.pk).discard()
-    return TrainingRun.objects.get(pk=run.pk)
+        try:
+            TrainingRun.objects.filter(pk=run.pk).update(timings=timings)
+        except CONNECTION_ERRORS:
+            connection.close()
+    ended = TrainingRun.objects.filter(pk=run.pk).first()
+    if ended is None or ended.is_finished:
+        fine_tune_checkpoint(run.pk).discard()  # a run queued again keeps its checkpoint to resume from
+    return ended
+
+
+def _run_heartbeat(run_id: int, task_id: str) -> None:
+    TrainingRun.objects.filter(pk=run_id, status=RunStatus.RUNNING, celery_task_id=task_id).update(
+        heartbeat_at=timezone.now()
+    )
 
 
 def _run_work(run: TrainingRun, progress: _Progress, started: float) -> None:

@@ -3,7 +3,9 @@
 Training tasks acknowledge late and are re-queued when their worker dies: running one twice is safe because
 a run is claimed in the database first (a second delivery of the same message takes over a run its dead
 worker left running; any other copy finds the run taken and does nothing). A worker asked to stop mid
-fine-tune saves a checkpoint and hands the message back, and the next delivery resumes from it.
+fine-tune saves a checkpoint and hands the message back, and the next delivery resumes from it. A worker that
+dies is noticed sooner by its silence: see learning/recovery.py. A task whose project is deleted under it
+stops quietly.
 """
 
 import signal
@@ -23,8 +25,10 @@ from learning.ml.exceptions import FineTuneInterrupted
 @shared_task(acks_late=True, reject_on_worker_lost=True)
 def labels_changed(project_id: int) -> dict:
     """A project's labels changed: ask for a fast or slow run if one is due (bursts coalesce into one)."""
-    run = services.training_on_labels_changed(project_id=project_id)
-    return {"project": project_id, "run": run.pk if run else None, "kind": run.kind if run else None}
+    with services.project_may_vanish(project_id):
+        run = services.training_on_labels_changed(project_id=project_id)
+        return {"project": project_id, "run": run.pk if run else None, "kind": run.kind if run else None}
+    return {"project": project_id, "run": None, "project_deleted": True}
 
 
 @shared_task(bind=True, acks_late=True, reject_on_worker_lost=True)
@@ -62,7 +66,9 @@ def _sigterm_pauses_the_fine_tune() -> Iterator[None]:
 @shared_task(acks_late=True, reject_on_worker_lost=True)
 def rescore_pool(project_id: int) -> dict:
     """Write queue priorities for every queued document under the active model (or cold-start picks)."""
-    return {"project": project_id, "written": services.pool_rescore(project_id=project_id)}
+    with services.project_may_vanish(project_id):
+        return {"project": project_id, "written": services.pool_rescore(project_id=project_id)}
+    return {"project": project_id, "written": 0, "project_deleted": True}
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True)
@@ -70,7 +76,9 @@ def refresh_label_errors(project_id: int, limit: int = 100) -> dict:
     """Rank the likely label errors of a project too large to rank inside a page request."""
     from learning.quality import label_errors_refresh
 
-    return {"project": project_id, "computed": label_errors_refresh(project_id=project_id, limit=limit)}
+    with services.project_may_vanish(project_id):
+        return {"project": project_id, "computed": label_errors_refresh(project_id=project_id, limit=limit)}
+    return {"project": project_id, "computed": 0, "project_deleted": True}
 
 
 def _train(run_id: int, task_id: str) -> dict:

@@ -16,11 +16,13 @@ import logging
 import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import IO, Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from annotation.exceptions import ImportRejected, InputRejected
@@ -36,6 +38,8 @@ from annotation.models import (
 )
 from annotation.services.audit import audit_record
 from annotation.services.labeling import notify_learning, request_queue_rescore
+from annotation.services.liveness import Heartbeat, stale_seconds
+from annotation.services.taxonomy import taxonomy_hold
 from annotation.spreadsheet_cells import cell_from_spreadsheet
 from annotation.untrusted import json_read, storable
 
@@ -253,15 +257,16 @@ class _Builder:
         self.project = batch.project
         self.chunk_size = chunk_size
         self.max_chars = settings.DOCKET_MAX_TEXT_CHARS
-        self.labels = {
-            label.key: label for label in Label.objects.filter(taxonomy__project=self.project, deprecated=False)
-        }
+        self.labels = self.current_labels()
         self.seen_hashes: set[str] = set()
         self.seen_ids: set[str] = set()
         self.pending: list[tuple[Row, str]] = []
         self.errors: list[ImportRowError] = []
         # The first problems, kept aside so a refused file can still show them after its rollback.
         self.first_errors: list[tuple[int, str]] = []
+
+    def current_labels(self) -> dict[str, Label]:
+        return {label.key: label for label in Label.objects.filter(taxonomy__project=self.project, deprecated=False)}
 
     def check(self, row: Row) -> str:
         if row.error:
@@ -407,11 +412,18 @@ def import_batch_run(*, batch: ImportBatch, stream: IO[bytes], progress: Progres
     """
     options = ImportOptions(**batch.options, format=batch.format)
     batch.status = ImportBatch.Status.RUNNING
-    batch.save(update_fields=["status"])
+    batch.heartbeat_at = timezone.now()
+    batch.save(update_fields=["status", "heartbeat_at"])
     text = _LineCountingText(io.BufferedReader(_ByteCounter(stream, progress), buffer_size=1 << 16))
     builder = _Builder(batch, settings.DOCKET_IMPORT_CHUNK)
+    batch_id = batch.pk
     try:
-        with transaction.atomic():
+        # The rows go in one long transaction; the heartbeat, on its own connection, tells the sweeper that
+        # this process is alive (a killed one's transaction is rolled back and its batch is failed).
+        with Heartbeat(lambda: _import_heartbeat(batch_id), name=f"heartbeat-import-{batch_id}"), transaction.atomic():
+            # Imported labels are answers too: the taxonomy may not change under them until they commit.
+            taxonomy_hold(batch.project)
+            builder.labels = builder.current_labels()
             for row in PARSERS[batch.format](text, options):
                 builder.add(row)
             builder.finish()
@@ -443,6 +455,16 @@ def import_batch_run(*, batch: ImportBatch, stream: IO[bytes], progress: Progres
     except ImportRejected as error:
         import_batch_fail(batch=batch, reason=str(error), first_errors=builder.first_errors)
         raise
+    except (OperationalError, InterfaceError) as error:
+        # The database dropped the connection mid-way: the rows were rolled back with it. Say so on a fresh one.
+        connection.close()
+        try:
+            import_batch_fail(
+                batch=batch, reason=f"The import stopped: the database connection was lost ({error}). {RERUN}"
+            )
+        except DatabaseError:
+            logger.exception("Could not mark import %s failed; the sweeper will", batch.pk)
+        raise
     except Exception as error:
         # A bug or an outage, not the file's fault: the rows rolled back with the transaction, and the batch must
         # not stay "running" for ever. It says where it stopped and can be run again; the error goes on up.
@@ -458,6 +480,53 @@ def import_batch_run(*, batch: ImportBatch, stream: IO[bytes], progress: Progres
         )
         raise
     return batch
+
+
+# What a failed import tells the person who started it.
+RERUN = "Nothing from this file was stored; run the import again."
+
+
+def _import_heartbeat(batch_id: int) -> None:
+    ImportBatch.objects.filter(pk=batch_id, status=ImportBatch.Status.RUNNING).update(heartbeat_at=timezone.now())
+
+
+def import_batches_fail_dead(*, now=None) -> int:
+    """Fail running imports whose process stopped sending heartbeats (killed, or its machine went away).
+
+    Their transaction died with them, so nothing of the file was stored and the import can simply be run
+    again. Called by the sweeper every few seconds; returns how many were failed.
+    """
+    now = now or timezone.now()
+    cutoff = now - timedelta(seconds=stale_seconds())
+    silent = Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True)
+    count = 0
+    for batch in ImportBatch.objects.filter(silent, status=ImportBatch.Status.RUNNING).select_related("project"):
+        seen = f"{batch.heartbeat_at:%Y-%m-%d %H:%M:%S} UTC" if batch.heartbeat_at else "unknown"
+        message = f"The import stopped part-way: its process was stopped or killed (last sign of life {seen}). {RERUN}"
+        with transaction.atomic():
+            # One conditional update: a live import that holds the database (SQLite) or finishes meanwhile
+            # no longer matches, so it is never failed under a worker that is still on it.
+            ended = ImportBatch.objects.filter(silent, pk=batch.pk, status=ImportBatch.Status.RUNNING).update(
+                status=ImportBatch.Status.FAILED,
+                error=message,
+                finished_at=now,
+                rows_seen=0,
+                created_count=0,
+                duplicate_count=0,
+                rejected_count=0,
+                annotation_count=0,
+            )
+            if ended:
+                audit_record(
+                    action="import.failed",
+                    actor=None,
+                    actor_label="sweeper",
+                    project=batch.project,
+                    target=batch,
+                    after={"error": message},
+                )
+                count += 1
+    return count
 
 
 def documents_import(
@@ -481,6 +550,9 @@ def import_batch_run_stored(batch_id: int) -> ImportBatch:
     if batch.status in (ImportBatch.Status.COMPLETED, ImportBatch.Status.FAILED):
         return batch
     if batch.status == ImportBatch.Status.RUNNING:
+        cutoff = timezone.now() - timedelta(seconds=stale_seconds())
+        if batch.heartbeat_at is not None and batch.heartbeat_at >= cutoff:
+            return batch  # the broker handed this task out again while its first worker is still on it
         # A previous attempt died mid-way; its transaction rolled back, so start again from a clean count.
         _reset_counts(batch)
     path = Path(batch.stored_path)

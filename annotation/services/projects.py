@@ -1,15 +1,20 @@
 """Creating projects with their taxonomy and first admin, and changing their settings."""
 
 import json
+import logging
+import shutil
 from pathlib import Path
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 
-from annotation.models import Label, Membership, Project, Taxonomy
+from annotation.models import AnnotationLabel, Label, Membership, Project, Taxonomy
 from annotation.services.audit import audit_record
 from annotation.services.labeling import request_queue_rescore
+
+logger = logging.getLogger(__name__)
 
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "demo"
 # Taxonomy templates offered when a project starts; the file holds labels with guidelines and shortcuts.
@@ -101,3 +106,40 @@ def project_settings_update(*, actor: AbstractBaseUser, project: Project, **chan
         project_id = current.pk
         transaction.on_commit(lambda: request_queue_rescore(project_id))
     return current
+
+
+def project_delete(*, actor: AbstractBaseUser | None, project: Project) -> None:
+    """Delete a project with its documents, answers, models and files.
+
+    Its rows go in one transaction (waiting for a model switch or rescore that holds them to commit); its files
+    (models, embedding caches, uploads waiting for a worker) go once that is committed. A worker still busy
+    with the project stops quietly when it finds it gone, and removes what it wrote meanwhile.
+    """
+    from learning.selectors import project_files
+
+    project_id = project.pk
+    with transaction.atomic():
+        locked = Project.objects.select_for_update().get(pk=project_id)
+        audit_record(
+            action="project.deleted",
+            actor=actor,
+            project=locked,
+            target=locked,
+            before={"name": locked.name, "documents": locked.documents.count()},
+        )
+        # Labels in use and labels with labels under them are protected one by one; with the whole project
+        # going, the answers' labels and the tree go first.
+        AnnotationLabel.objects.filter(label__taxonomy__project=locked).delete()
+        Label.objects.filter(taxonomy__project=locked).update(parent=None)
+        locked.delete()
+        paths = [*project_files(project_id), Path(settings.ARTIFACT_DIR) / "uploads" / str(project_id)]
+        transaction.on_commit(lambda: _files_remove(paths))
+
+
+def _files_remove(paths: list[Path]) -> None:
+    for path in paths:
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        elif path.exists():
+            path.unlink(missing_ok=True)
+    logger.info("Removed the files of a deleted project: %s", ", ".join(str(p) for p in paths))

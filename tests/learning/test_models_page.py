@@ -114,7 +114,7 @@ def test_train_now_queues_a_slow_run_for_the_admin(
 
 
 def test_status_endpoint_reports_progress_and_the_error_of_a_failed_run(client, project, reviewer, settings):
-    settings.DOCKET_TRAINING_STALE_SECONDS = 60
+    settings.DOCKET_STALE_SECONDS = 60
     run = TrainingRun.objects.create(
         project=project,
         kind="slow",
@@ -125,6 +125,7 @@ def test_status_endpoint_reports_progress_and_the_error_of_a_failed_run(client, 
         progress_total=10,
         celery_task_id="t",
         heartbeat_at=timezone.now(),
+        attempts=3,  # the last one: a silent worker now ends the run
     )
     client.force_login(reviewer)
     body = client.get(models_url(project, "status/")).json()
@@ -133,7 +134,7 @@ def test_status_endpoint_reports_progress_and_the_error_of_a_failed_run(client, 
     TrainingRun.objects.filter(pk=run.pk).update(heartbeat_at=timezone.now() - timedelta(minutes=10))
     body = client.get(models_url(project, "status/")).json()
     assert body["run"]["status"] == "failed" and body["run"]["finished"]
-    assert "stopped reporting" in body["run"]["error"]
+    assert "stopped sending heartbeats" in body["run"]["error"]
 
 
 def test_learning_curve_is_an_svg_with_one_point_per_evaluated_version(client, project, reviewer):

@@ -129,10 +129,12 @@ def test_training_with_too_few_labels_is_refused_and_says_how_many(enqueued):
     assert "at least 4 labeled documents" in run.error and "there are 3" in run.error
 
 
-def test_a_run_whose_worker_stopped_reporting_is_failed_and_the_next_trigger_proceeds(settings, enqueued):
-    settings.DOCKET_TRAINING_STALE_SECONDS = 60
+def test_a_run_whose_worker_went_silent_is_queued_again_and_fails_after_its_last_attempt(settings, enqueued):
+    settings.DOCKET_STALE_SECONDS = 60
+    settings.DOCKET_TRAINING_MAX_ATTEMPTS = 2
     project, _ = build_labelled_project()
     run = services.training_run_request(project=project, kind="slow", trigger=LABELS)
+    TrainingRun.objects.filter(pk=run.pk).update(attempts=1)
     set_running(run, heartbeat=timezone.now() - timedelta(minutes=5))
     version = ModelVersion.objects.create(
         project=project, number=1, kind="slow", taxonomy_version=1, status=ModelVersion.Status.TRAINING
@@ -141,14 +143,22 @@ def test_a_run_whose_worker_stopped_reporting_is_failed_and_the_next_trigger_pro
     assert services.training_runs_fail_stale(project_id=project.pk) == 1
     run.refresh_from_db()
     version.refresh_from_db()
-    assert run.status == "failed" and "stopped reporting" in run.error and run.finished_at
+    assert run.status == "queued" and "stopped sending heartbeats" in run.error and not run.celery_task_id
     assert version.status == "failed"
+
+    # The second attempt's worker dies too: that was the last attempt, the run fails and says why.
+    claimed = services._run_claim(run.pk, "task-2")
+    assert claimed.attempts == 2 and "stopped sending heartbeats" in claimed.error
+    TrainingRun.objects.filter(pk=run.pk).update(heartbeat_at=timezone.now() - timedelta(minutes=5))
+    assert services.training_runs_fail_stale(project_id=project.pk) == 1
+    run.refresh_from_db()
+    assert run.status == "failed" and "Gave up after 2 attempts" in run.error and run.finished_at
     follow = services.training_on_labels_changed(project_id=project.pk)
     assert follow is not None and follow.pk != run.pk and follow.status == "queued"
 
 
 def test_a_live_run_is_not_taken_for_dead(settings):
-    settings.DOCKET_TRAINING_STALE_SECONDS = 60
+    settings.DOCKET_STALE_SECONDS = 60
     project, _ = build_labelled_project()
     set_running(TrainingRun.objects.create(project=project, kind="fast", trigger=LABELS))
     assert services.training_runs_fail_stale(project_id=project.pk) == 0
@@ -168,6 +178,9 @@ def test_the_same_message_delivered_again_takes_its_run_over_and_others_do_not()
     project, _ = build_labelled_project()
     run = set_running(TrainingRun.objects.create(project=project, kind="fast", trigger=LABELS), task_id="abc")
     assert services._run_claim(run.pk, "someone-else") is None
+    # While its first worker still beats, a second delivery (a visibility timeout shorter than the run) waits.
+    assert services._run_claim(run.pk, "abc") is None
+    TrainingRun.objects.filter(pk=run.pk).update(heartbeat_at=timezone.now() - timedelta(minutes=5))
     taken = services._run_claim(run.pk, "abc")
     assert taken is not None and taken.attempts == 1 and taken.status == "running"
 
