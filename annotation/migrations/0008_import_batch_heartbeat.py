@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('annotation', '0006_lead_reviewer_role'),
+        ('annotation', '0007_invitation'),
     ]
 
     operations = [
