@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('annotation', '0007_invitation'),
+        ('annotation', '0008_annotation_served_at'),
     ]
 
     operations = [
