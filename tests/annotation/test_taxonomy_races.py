@@ -14,7 +14,7 @@ from django.urls import reverse
 
 from annotation.models import Annotation, AnnotationLabel, Label
 from annotation.services import taxonomy
-from annotation.services.labeling import annotation_submit
+from annotation.services.labeling import annotation_submit, serve_ticket_issue
 from tests.api.conftest import client_with, service_key
 from tests.factories import PASSWORD, DocumentFactory
 
@@ -120,7 +120,8 @@ def test_an_answer_that_arrives_during_a_merge_waits_and_is_refused_with_409_to_
     assert merge.error is None
 
     logged_in(client, reviewer)
-    body = {"labels": ["first_party"], "submission_id": str(uuid.uuid4())}
+    ticket = serve_ticket_issue(reviewer=reviewer, document=document)
+    body = {"labels": ["first_party"], "submission_id": str(uuid.uuid4()), "ticket": ticket}
     answer = Call(
         lambda: client.post(
             reverse("annotation:document-annotate", args=[project.pk, document.pk]),
@@ -140,7 +141,7 @@ def test_an_answer_that_arrives_during_a_merge_waits_and_is_refused_with_409_to_
     # Nothing half-written: the reviewer answers again under the new labels and it is stored.
     retry = client.post(
         reverse("annotation:document-annotate", args=[project.pk, document.pk]),
-        {"labels": ["parties"], "submission_id": str(uuid.uuid4())},
+        {"labels": ["parties"], "submission_id": str(uuid.uuid4()), "ticket": ticket},
         content_type="application/json",
     )
     assert retry.status_code == 200 and retry.json()["created"]
@@ -176,7 +177,7 @@ def test_a_label_that_never_existed_is_still_a_plain_400(client, project, review
     logged_in(client, reviewer)
     response = client.post(
         reverse("annotation:document-annotate", args=[project.pk, document.pk]),
-        {"labels": ["no_such_label"]},
+        {"labels": ["no_such_label"], "ticket": serve_ticket_issue(reviewer=reviewer, document=document)},
         content_type="application/json",
     )
     assert response.status_code == 400 and "no_such_label" in response.json()["error"]
