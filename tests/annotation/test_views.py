@@ -393,7 +393,8 @@ def test_submission_takes_a_fixed_number_of_queries(project, reviewer_client, dj
     DocumentFactory(project=project)
     served = post_json(reviewer_client, next_url(project)).json()["document"]
     document = Document.objects.get(pk=served["id"])
-    with django_assert_max_num_queries(17):
+    # 18: one is the shared hold on the taxonomy, which keeps a merge from changing the labels mid-answer.
+    with django_assert_max_num_queries(18):
         response = post_json(
             reviewer_client, annotate_url(document), {"labels": ["first_party"], "ticket": served["ticket"]}
         )
