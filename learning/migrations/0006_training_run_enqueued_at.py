@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('learning', '0004_model_version_pruned_at'),
+        ('learning', '0005_training_runs_one_per_kind'),
     ]
 
     operations = [
