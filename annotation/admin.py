@@ -1,9 +1,7 @@
 """Django admin for superusers and staff: every table, plus import upload and export per project."""
 
-from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db import transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, StreamingHttpResponse
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -11,6 +9,7 @@ from django.utils.html import format_html
 
 from annotation import permissions
 from annotation.exceptions import ImportRejected
+from annotation.forms_manage import ImportUploadForm
 from annotation.models import (
     Annotation,
     AnnotationLabel,
@@ -28,27 +27,9 @@ from annotation.models import (
     Taxonomy,
     TaxonomyVersion,
 )
-from annotation.services.audit import audit_record
-from annotation.services.exports import EXPORT_FORMATS, export_stream
-from annotation.services.imports import (
-    ImportOptions,
-    detect_format,
-    import_batch_create,
-    import_batch_rerun,
-    upload_store,
-)
+from annotation.services.exports import EXPORT_FORMATS, documents_export
+from annotation.services.imports import ImportOptions, detect_format, import_batch_rerun, import_upload
 from annotation.services.projects import project_delete
-from annotation.tasks import import_documents_task
-
-
-class ImportUploadForm(forms.Form):
-    file = forms.FileField(help_text="CSV with a header row, JSON Lines, or plain text with one document per line.")
-    format = forms.ChoiceField(choices=[("", "From the file name")] + list(ImportBatch.Format.choices), required=False)
-    text_field = forms.CharField(initial="text", help_text="Column or key holding the text (CSV, JSONL).")
-    id_field = forms.CharField(initial="id", help_text="Column or key holding your own id (optional in the file).")
-    label_field = forms.CharField(
-        initial="labels", required=False, help_text="Column or key with label keys; they become annotations."
-    )
 
 
 class MembershipInline(admin.TabularInline):
@@ -120,16 +101,7 @@ class ProjectAdmin(admin.ModelAdmin):
             except ImportRejected as error:
                 form.add_error("file", str(error))
             else:
-                stored = upload_store(project=project, uploaded=data["file"])
-                with transaction.atomic():
-                    batch = import_batch_create(
-                        project=project,
-                        file_name=data["file"].name,
-                        options=options,
-                        user=request.user,
-                        stored_path=stored,
-                    )
-                    transaction.on_commit(lambda: import_documents_task.delay(batch.pk))
+                batch = import_upload(project=project, uploaded=data["file"], options=options, user=request.user)
                 messages.info(request, f"{batch.file_name} is being imported; this page shows the result.")
                 return HttpResponseRedirect(reverse("admin:annotation_importbatch_change", args=[batch.pk]))
         context = {
@@ -146,9 +118,9 @@ class ProjectAdmin(admin.ModelAdmin):
         project = permissions.access_project_by_id(request.user, project_id, action="export")
         if fmt not in EXPORT_FORMATS:
             raise PermissionDenied(f"Unknown export format {fmt}.")
-        audit_record(action="export.documents", actor=request.user, project=project, after={"format": fmt})
         content_type = "application/x-ndjson" if fmt == "jsonl" else "text/csv"
-        response = StreamingHttpResponse(export_stream(project, fmt), content_type=f"{content_type}; charset=utf-8")
+        stream = documents_export(project=project, fmt=fmt, actor=request.user)
+        response = StreamingHttpResponse(stream, content_type=f"{content_type}; charset=utf-8")
         response["Content-Disposition"] = f'attachment; filename="docket-project-{project.pk}.{fmt}"'
         return response
 

@@ -54,3 +54,7 @@ class InputRejected(DocketError):
     def __init__(self, message: str, *, where: str = "") -> None:
         super().__init__(message)
         self.where = where
+
+
+class FlagResolved(DocketError):
+    """The flag was resolved already (by someone else, or in another tab)."""

@@ -42,6 +42,25 @@ class FlagForm(forms.Form):
     )
 
 
+class FlagResolveForm(forms.Form):
+    decision = forms.ChoiceField(
+        choices=[
+            ("requeue", "Back to the review queue: reviewers may label it"),
+            ("close", "Close: keep it out of labeling"),
+        ],
+        widget=forms.RadioSelect,
+        error_messages={"required": "Choose a decision: back to the queue, or close."},
+    )
+    note = forms.CharField(
+        max_length=4000,
+        strip=True,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        label="Note",
+        help_text="What legal review decided and why; kept in the audit log.",
+        error_messages={"required": "Write a note: what was decided and why."},
+    )
+
+
 class MyWorkSearchForm(forms.Form):
     q = forms.CharField(required=False, max_length=200, strip=True, label="Search")
 

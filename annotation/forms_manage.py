@@ -2,7 +2,7 @@
 
 from django import forms
 
-from annotation.models import Label, Membership, Project
+from annotation.models import ImportBatch, Label, Membership, Project
 from annotation.services.projects import PROJECT_SETTINGS, TAXONOMY_TEMPLATES
 from annotation.services.taxonomy import DEFAULT_COLOR, label_depths, tree_order
 
@@ -125,11 +125,15 @@ class AuditFilterForm(forms.Form):
 
     def __init__(self, *args, actions: list[str], actors: list[str], **kwargs):
         super().__init__(*args, **kwargs)
-        # A family of actions ("taxonomy") filters all of them; listed only where it holds more than one.
-        families: dict[str, int] = {}
+        # A family of actions ("taxonomy") filters all of them; listed only where it holds more than one, and
+        # named by what it holds ("All taxonomy actions: add, merge, split") rather than as a pattern.
+        families: dict[str, list[str]] = {}
         for action in actions:
-            families[action.split(".", 1)[0]] = families.get(action.split(".", 1)[0], 0) + 1
-        family_choices = [(f"{f}.", f"{f}.* (all {n})") for f, n in sorted(families.items()) if n > 1]
+            family, _, verb = action.partition(".")
+            families.setdefault(family, []).append(verb or family)
+        family_choices = [
+            (f"{f}.", f"All {f} actions: {', '.join(verbs)}") for f, verbs in sorted(families.items()) if len(verbs) > 1
+        ]
         self.fields["action"].choices = [("", "All actions")] + family_choices + [(a, a) for a in actions]
         self.fields["actor"].choices = [("", "Anyone")] + [(a, a) for a in actors]
 
@@ -186,3 +190,22 @@ class ProjectSettingsForm(forms.ModelForm):
             "trained on; they are what model versions are compared on.",
         }
         widgets = {"description": forms.Textarea(attrs={"rows": 3})}
+
+
+class ImportUploadForm(forms.Form):
+    """A document file to import; the column names default to what an export writes."""
+
+    file = forms.FileField(help_text="CSV with a header row, JSON Lines, or plain text with one document per line.")
+    format = forms.ChoiceField(choices=[("", "From the file name")] + list(ImportBatch.Format.choices), required=False)
+    text_field = forms.CharField(
+        initial="text", max_length=200, help_text="Column or key holding the text (CSV, JSONL)."
+    )
+    id_field = forms.CharField(
+        initial="id", max_length=200, help_text="Column or key holding your own id (optional in the file)."
+    )
+    label_field = forms.CharField(
+        initial="labels",
+        max_length=200,
+        required=False,
+        help_text="Column or key with label keys; they become annotations. Leave empty to import text only.",
+    )

@@ -34,6 +34,12 @@ urlpatterns = [
         views.member_password_link,
         name="member-password-link",
     ),
+    path(f"{project}import/", views.import_page, name="import"),
+    path(f"{project}import/<int:batch_id>/", views.import_batch_page, name="import-batch"),
+    path(f"{project}import/<int:batch_id>/status", views.import_batch_status, name="import-batch-status"),
+    path(f"{project}import/<int:batch_id>/rerun/", views.import_batch_rerun, name="import-batch-rerun"),
+    path(f"{project}export/", views.export_page, name="export"),
+    path(f"{project}export/documents.<str:fmt>", views.documents_export, name="documents-export"),
     # The audit log is read and exported here; there is deliberately no route that edits or deletes it.
     path(f"{project}audit/", views.audit_page, name="audit"),
     path(f"{project}audit/export.<str:fmt>", views.audit_export, name="audit-export"),

@@ -1,4 +1,5 @@
-"""Project admin pages: the taxonomy editor and its history, people and roles, the audit log, new projects.
+"""Project admin pages: the taxonomy editor and its history, people and roles, document import and export,
+the audit log, new projects.
 
 Every view reaches its project through `permissions.access_project_by_id` with the action it needs, so a
 reviewer gets 403, a non-member 404 and an anonymous visitor the login page, exactly as in the API.
@@ -14,7 +15,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
-from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse, reverse_lazy
 from django.utils.safestring import mark_safe
@@ -25,6 +26,7 @@ from annotation import permissions
 from annotation.exceptions import (
     AlreadyMember,
     DocketError,
+    ImportRejected,
     LabelInUse,
     LabelsChanged,
     LastAdmin,
@@ -33,6 +35,7 @@ from annotation.exceptions import (
 )
 from annotation.forms_manage import (
     AuditFilterForm,
+    ImportUploadForm,
     LabelForm,
     MemberAddForm,
     MergeForm,
@@ -42,8 +45,10 @@ from annotation.forms_manage import (
     SplitPartFormSet,
     TaxonomyImportForm,
 )
-from annotation.models import AuditEvent, Document, Label, Membership, Project, TaxonomyVersion
-from annotation.services import audit, members, taxonomy
+from annotation.models import AuditEvent, Document, ImportBatch, Label, Membership, Project, TaxonomyVersion
+from annotation.services import audit, exports, imports, members, taxonomy
+from annotation.services.exports import EXPORT_FORMATS
+from annotation.services.imports import ImportOptions
 from annotation.services.projects import project_create, project_settings_update
 
 # Guidelines are Markdown written by admins; raw HTML in them is shown as text, never run.
@@ -308,9 +313,12 @@ def labels_merge(request: HttpRequest, project_id: int) -> HttpResponse:
                 messages.success(request, f"Merged {', '.join(sources)} into “{target.name}”.")
                 return redirect("manage:taxonomy", project.pk)
         else:
-            keys = sources + ([form.target_key()] if data["into"] == "existing" else [])
-            preview = taxonomy.operation_preview(project=project, operation="merge", label_keys=keys)
-            if len(set(keys)) < 2:
+            # What moves is the sources' annotations; an existing target's own stay where they are.
+            target_key = form.target_key() if data["into"] == "existing" else ""
+            preview = taxonomy.operation_preview(
+                project=project, operation="merge", label_keys=sources, target_key=target_key
+            )
+            if len(set(sources + ([target_key] if target_key else []))) < 2:
                 form.add_error("sources", "Choose at least two labels to merge.")
                 preview = None
     return render(request, "manage/merge.html", _context(request, project, "taxonomy", form=form, preview=preview))
@@ -566,6 +574,126 @@ def audit_export(request: HttpRequest, project_id: int, fmt: str) -> StreamingHt
     content_type = "text/csv" if fmt == "csv" else "application/x-ndjson"
     response = StreamingHttpResponse(audit.audit_export(events, fmt), content_type=f"{content_type}; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="docket-audit-{project.pk}.{fmt}"'
+    return response
+
+
+# --- Documents in and out -------------------------------------------------------------------------------------
+
+IMPORT_ERRORS_SHOWN = 500
+
+
+def _wants_json(request: HttpRequest) -> bool:
+    """The upload page's script asks for JSON so it can show its progress bar; without script a form posts."""
+    return "application/json" in request.headers.get("Accept", "")
+
+
+@login_required
+def import_page(request: HttpRequest, project_id: int) -> HttpResponse:
+    """Upload a CSV, JSON Lines or text file; a worker imports it through the same service as the command line."""
+    project = permissions.access_project_by_id(request.user, project_id, action="import")
+    form = ImportUploadForm(request.POST or None, request.FILES or None)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        options = ImportOptions(
+            text_field=data["text_field"].strip(),
+            id_field=data["id_field"].strip(),
+            label_field=data["label_field"].strip() or None,
+            format=data["format"] or None,
+        )
+        try:
+            batch = imports.import_upload(project=project, uploaded=data["file"], options=options, user=request.user)
+        except ImportRejected as error:
+            form.add_error("file", str(error))
+        else:
+            target = reverse("manage:import-batch", args=[project.pk, batch.pk])
+            return JsonResponse({"redirect": target}) if _wants_json(request) else redirect(target)
+    if request.method == "POST" and _wants_json(request):
+        return JsonResponse({"errors": form.errors.get_json_data()}, status=400)
+    recent = ImportBatch.objects.filter(project=project).select_related("created_by")[:10]
+    context = _context(request, project, "import", form=form, recent=recent)
+    return render(request, "manage/import_documents.html", context, status=400 if form.errors else 200)
+
+
+def _batch(project: Project, batch_id: int) -> ImportBatch:
+    batch = ImportBatch.objects.filter(project=project, pk=batch_id).select_related("created_by").first()
+    if batch is None:
+        raise Http404("No such import in this project.")
+    return batch
+
+
+def _batch_state(batch: ImportBatch) -> dict[str, Any]:
+    return {
+        "status": batch.status,
+        "status_display": batch.get_status_display(),
+        "finished": batch.status in (ImportBatch.Status.COMPLETED, ImportBatch.Status.FAILED),
+        "rows": batch.rows_seen,
+        "created": batch.created_count,
+        "duplicates": batch.duplicate_count,
+        "rejected": batch.rejected_count,
+        "annotations": batch.annotation_count,
+        "error": batch.error,
+    }
+
+
+@login_required
+def import_batch_page(request: HttpRequest, project_id: int, batch_id: int) -> HttpResponse:
+    """What an import stored and what it refused, row by row; it waits for the worker while the file runs."""
+    project = permissions.access_project_by_id(request.user, project_id, action="import")
+    batch = _batch(project, batch_id)
+    errors = list(batch.row_errors.order_by("line", "id")[:IMPORT_ERRORS_SHOWN])
+    context = _context(
+        request, project, "import", batch=batch, state=_batch_state(batch), errors=errors, more=batch.row_errors.count()
+    )
+    return render(request, "manage/import_batch.html", context)
+
+
+@login_required
+@require_POST
+def import_batch_rerun(request: HttpRequest, project_id: int, batch_id: int) -> HttpResponse:
+    """Run a failed upload again from its stored file (after the cause was fixed, e.g. a missing label added)."""
+    project = permissions.access_project_by_id(request.user, project_id, action="import")
+    batch = _batch(project, batch_id)
+    try:
+        imports.import_batch_rerun(batch=batch, actor=request.user)
+    except ImportRejected as error:
+        messages.error(request, str(error))
+    else:
+        messages.info(request, f"{batch.file_name} is being imported again.")
+    return redirect("manage:import-batch", project.pk, batch.pk)
+
+
+@login_required
+@require_GET
+def import_batch_status(request: HttpRequest, project_id: int, batch_id: int) -> JsonResponse:
+    project = permissions.access_project_by_id(request.user, project_id, action="import")
+    return JsonResponse(_batch_state(_batch(project, batch_id)))
+
+
+@login_required
+@require_GET
+def export_page(request: HttpRequest, project_id: int) -> HttpResponse:
+    """Every download Docket has, in one place: documents with labels, the taxonomy, the audit log."""
+    project = permissions.access_project_by_id(request.user, project_id, action="export")
+    context = _context(
+        request,
+        project,
+        "export",
+        document_count=Document.objects.filter(project=project).count(),
+        can_view_quality=permissions.can(request.user, project, "view_quality"),
+    )
+    return render(request, "manage/export.html", context)
+
+
+@login_required
+@require_GET
+def documents_export(request: HttpRequest, project_id: int, fmt: str) -> StreamingHttpResponse:
+    project = permissions.access_project_by_id(request.user, project_id, action="export")
+    if fmt not in EXPORT_FORMATS:
+        raise Http404("Export as jsonl or csv.")
+    content_type = "application/x-ndjson" if fmt == "jsonl" else "text/csv"
+    stream = exports.documents_export(project=project, fmt=fmt, actor=request.user)
+    response = StreamingHttpResponse(stream, content_type=f"{content_type}; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="docket-project-{project.pk}.{fmt}"'
     return response
 
 

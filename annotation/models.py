@@ -305,6 +305,7 @@ class Document(models.Model):
         QUEUED = "queued", "Waiting for review"
         LABELED = "labeled", "Labeled"
         FLAGGED = "flagged", "Held for legal review"
+        CLOSED = "closed", "Closed by legal review"
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="documents")
     external_id = models.CharField(max_length=255, blank=True)
@@ -329,7 +330,7 @@ class Document(models.Model):
                 fields=["project", "external_id"], condition=~Q(external_id=""), name="document_unique_external_id"
             ),
             models.CheckConstraint(
-                condition=Q(status__in=["queued", "labeled", "flagged"]), name="document_status_valid"
+                condition=Q(status__in=["queued", "labeled", "flagged", "closed"]), name="document_status_valid"
             ),
         ]
         indexes = [models.Index(fields=["project", "status", "random_key"], name="document_queue_idx")]
@@ -364,7 +365,11 @@ class Skip(models.Model):
 
 
 class Flag(models.Model):
-    """A document sent to legal review with the reviewer's comment."""
+    """A document sent to legal review with the reviewer's comment, and how legal review resolved it."""
+
+    class Decision(models.TextChoices):
+        REQUEUE = "requeue", "Back to the review queue"
+        CLOSE = "close", "Closed: not to be labeled"
 
     document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="flags")
     reviewer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
@@ -374,6 +379,23 @@ class Flag(models.Model):
     resolved_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    decision = models.CharField(max_length=16, choices=Decision.choices, blank=True)
+    resolution_note = models.TextField(blank=True, help_text="What legal review decided and why.")
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            # Open, or resolved with a decision: never half of each.
+            models.CheckConstraint(
+                condition=(Q(resolved_at__isnull=True) & Q(decision=""))
+                | (Q(resolved_at__isnull=False) & Q(decision__in=["requeue", "close"])),
+                name="flag_resolution_whole",
+            ),
+        ]
+        indexes = [models.Index(fields=["document", "resolved_at"], name="flag_open_idx")]
+
+    def __str__(self) -> str:
+        return f"flag {self.pk} on {self.document_id}"
 
 
 class Annotation(models.Model):

@@ -15,17 +15,19 @@ ADMIN_ACTIONS = REVIEWER_ACTIONS | frozenset(
     | {"view_audit"}
     # Review quality: the dashboard, adjudicating disputes, gold answers, sending documents back.
     | {"view_quality", "adjudicate", "manage_gold"}
+    | {"resolve_flags"}
 )
-# Lead reviewers label, read the quality figures and settle disputes; the taxonomy, people, imports, models,
-# keys and gold answers stay with admins.
-LEAD_ACTIONS = REVIEWER_ACTIONS | frozenset({"view_quality", "adjudicate"})
+# Lead reviewers label, read the quality figures, settle disputes and resolve flags for legal review (both are
+# decisions on one document's content; docs/admin-guide.md says why no separate legal role); the taxonomy,
+# people, imports, models, keys and gold answers stay with admins.
+LEAD_ACTIONS = REVIEWER_ACTIONS | frozenset({"view_quality", "adjudicate", "resolve_flags"})
 ACTIONS_BY_ROLE = {Role.REVIEWER: REVIEWER_ACTIONS, Role.LEAD: LEAD_ACTIONS, Role.ADMIN: ADMIN_ACTIONS}
 
 # API scopes a member may put on a personal token of their own, by role. A token never does more than its
 # owner's role allows either way; this keeps a reviewer from holding a token that only looks like more.
 PERSONAL_TOKEN_SCOPES = {
     Role.REVIEWER: frozenset({"predict", "read"}),
-    Role.LEAD: frozenset({"predict", "read"}),
+    Role.LEAD: frozenset({"predict", "read", "write"}),  # write: to resolve flags from another system
     Role.ADMIN: frozenset({"predict", "read", "write", "admin"}),
 }
 

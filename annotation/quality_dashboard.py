@@ -152,6 +152,9 @@ def labels_by_field(project: Project, field: str, counts: dict[str, list[tuple]]
     return _by_group(project, "field", f"Labels by {field}", counts["field"], field)
 
 
+PACE_DAYS = 7
+
+
 def burn_down(project: Project) -> dict:
     """Documents still to label after each day, and when the queue empties at the last 7 days' pace."""
     per_day = labeled_per_day(project)
@@ -165,8 +168,15 @@ def burn_down(project: Project) -> dict:
         points.append((f"{day:%Y-%m-%d}", max(remaining, 0)))
         rows.append((f"{day:%Y-%m-%d}", n, max(remaining, 0)))
     today = timezone.localdate()
-    recent = sum(n for day, n in per_day if day > today - timedelta(days=7))
-    pace = recent / 7
+    # The pace is the reviewers' own: an import that brought labels says nothing about how fast people work.
+    # Over the last 7 days, or fewer when reviewers started later, so day one is not divided by seven.
+    reviewed = reviewer_labeled_per_day(project)
+    first_day = reviewed[0][0] if reviewed else today
+    window_start = max(today - timedelta(days=PACE_DAYS - 1), min(first_day, today))
+    pace_days = (today - window_start).days + 1
+    recent = sum(n for day, n in reviewed if day >= window_start)
+    pace = recent / pace_days
+    span = "today" if pace_days == 1 else f"last {pace_days} days"
     queued = counts["queued"]
     forecast, note = [], ""
     if queued == 0:
@@ -175,9 +185,9 @@ def burn_down(project: Project) -> dict:
         days = queued / pace
         end = today + timedelta(days=round(days))
         forecast = [(f"{end:%Y-%m-%d}", 0)]
-        note = f"{queued:,} to go at {pace:,.1f} documents a day (last 7 days): empty around {end:%d %b %Y}."
+        note = f"{queued:,} to go at {pace:,.1f} documents a day (reviewers, {span}): empty around {end:%d %b %Y}."
     else:
-        note = f"{queued:,} to go; nothing was labeled in the last 7 days, so there is no pace to forecast from."
+        note = f"{queued:,} to go; reviewers labeled nothing in the last {PACE_DAYS} days, so there is no pace yet."
     chart = _chart(
         "burndown",
         "Queue burn-down",
@@ -188,7 +198,20 @@ def burn_down(project: Project) -> dict:
     )
     chart["forecast_date"] = forecast[0][0] if forecast else None
     chart["pace"] = pace
+    chart["pace_span"] = span
     return chart
+
+
+def reviewer_labeled_per_day(project: Project) -> list[tuple[date, int]]:
+    """(day, documents a reviewer answered for the first time that day), oldest first; imports left out."""
+    if connection.vendor != "postgresql":
+        return _portable.labeled_per_day(project, reviewers_only=True)
+    return _rows(
+        f"SELECT first::date, COUNT(*) FROM (SELECT MIN(a.created_at) AS first FROM {T_ANN} a "
+        f"JOIN {T_DOC} d ON d.id = a.document_id WHERE d.project_id = %s AND a.reviewer_id IS NOT NULL "
+        "AND a.source <> 'import' GROUP BY a.document_id) f GROUP BY 1 ORDER BY 1",
+        [project.pk],
+    )
 
 
 def labeled_per_day(project: Project) -> list[tuple[date, int]]:

@@ -65,13 +65,11 @@ def metadata_fields(project: Project, sample: int) -> list[str]:
     return sorted(keys)
 
 
-def labeled_per_day(project: Project) -> list[tuple[date, int]]:
-    firsts = (
-        Annotation.objects.filter(document__project=project)
-        .values("document_id")
-        .annotate(first=Min("created_at"))
-        .values_list("first", flat=True)
-    )
+def labeled_per_day(project: Project, *, reviewers_only: bool = False) -> list[tuple[date, int]]:
+    annotations = Annotation.objects.filter(document__project=project)
+    if reviewers_only:
+        annotations = annotations.filter(reviewer__isnull=False).exclude(source=Annotation.Source.IMPORT)
+    firsts = annotations.values("document_id").annotate(first=Min("created_at")).values_list("first", flat=True)
     per_day = Counter(_utc_day(first) for first in firsts)
     return sorted(per_day.items())
 

@@ -18,7 +18,7 @@ from django.views.decorators.http import require_POST
 
 from annotation import permissions, quality_selectors
 from annotation.exceptions import DocketError, NotAllowed, ProjectNotFound
-from annotation.models import Document, Project
+from annotation.models import Document, Label, Project
 from annotation.quality_dashboard import dashboard_data
 from annotation.selectors import review_labels
 from annotation.services import quality
@@ -205,7 +205,19 @@ def label_errors_page(request: HttpRequest, project: Project) -> HttpResponse:
     from learning.quality import likely_label_errors_cached  # the model side, asked only by this page
 
     report = likely_label_errors_cached(project)
-    return render(request, "quality/label_errors.html", _context(request, project, "label-errors", report=report))
+    # Reviewers know labels by name; keys (third_party) are for files and the API. A key no longer in the
+    # taxonomy keeps its key, so nothing is hidden.
+    names = dict(Label.objects.filter(taxonomy__project=project).values_list("key", "name"))
+    rows = [
+        {
+            **issue,
+            "given_names": [names.get(key, key) for key in issue["given"]],
+            "suggested_names": [names.get(key, key) for key in issue["suggested"]],
+        }
+        for issue in report.issues
+    ]
+    context = _context(request, project, "label-errors", report=report, rows=rows)
+    return render(request, "quality/label_errors.html", context)
 
 
 @require_POST

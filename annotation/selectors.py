@@ -195,7 +195,20 @@ def suggestion_for(project: Project, document: Document, label_keys: list[str]) 
     prediction = learning_selectors.prediction_for_review(project, document)
     if not prediction:
         return None
-    probabilities = {k: float(p) for k, p in (prediction["probabilities"] or {}).items() if k in label_keys}
+    # Imported here: the taxonomy service reads this module's RESERVED_KEYS when it loads.
+    from annotation.services.taxonomy import current_labels
+
+    raw = prediction["probabilities"] or {}
+    mapped = current_labels(
+        project,
+        model_taxonomy_version=prediction["taxonomy_version"],
+        keys=raw,
+        current_version=prediction["current_taxonomy_version"],
+        current_keys=label_keys,
+    )
+    probabilities = {
+        k: float(p) for k, p in mapped.probabilities(raw, multi_label=project.multi_label).items() if k in label_keys
+    }
     if not probabilities:
         return None
     best = max(probabilities, key=probabilities.get)

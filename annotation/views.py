@@ -3,17 +3,26 @@
 from collections.abc import Callable
 from functools import wraps
 
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from annotation import permissions, selectors
 from annotation.exceptions import DocketError, LabelsChanged, NotAllowed, NotServed, ProjectNotFound
-from annotation.forms import FlagForm, MyWorkSearchForm, NextDocumentForm, SubmissionForm, first_error
+from annotation.forms import (
+    FlagForm,
+    FlagResolveForm,
+    MyWorkSearchForm,
+    NextDocumentForm,
+    SubmissionForm,
+    first_error,
+)
+from annotation.services import legal_review
 from annotation.services.labeling import annotation_submit, serve_ticket_issue, serve_ticket_read
 from annotation.services.queue import document_flag, document_skip, next_document_for
 from annotation.untrusted import json_read
@@ -64,6 +73,9 @@ def labeling_page(request: HttpRequest, project_id: int) -> HttpResponse:
         "recent": selectors.recent_annotated_document_ids(project, request.user),
         "editDocument": edit_document.pk if edit_document else None,
         "returnUrl": reverse("annotation:my-work", args=[project.pk]) if edit_document else "",
+        "savedUrl": (
+            f"{reverse('annotation:my-work', args=[project.pk])}?saved={edit_document.pk}" if edit_document else ""
+        ),
         "urls": {
             "next": reverse("annotation:queue-next", args=[project.pk]),
             "model": reverse("annotation:labeling-model", args=[project.pk]),
@@ -100,6 +112,10 @@ def my_work(request: HttpRequest, project_id: int) -> HttpResponse:
     page = Paginator(selectors.my_annotations(project, request.user, query=query), 25).get_page(request.GET.get("page"))
     keys = selectors.annotation_label_keys(a.pk for a in page.object_list)
     names = {label["key"]: label["name"] for label in selectors.review_labels(project)}
+    saved = None
+    if request.GET.get("saved", "").isdigit():
+        # Back from changing an answer: say so, for the reviewer's own document only.
+        saved = selectors.my_annotations(project, request.user).filter(document_id=int(request.GET["saved"])).first()
     rows = [
         {
             "annotation": a,
@@ -117,8 +133,62 @@ def my_work(request: HttpRequest, project_id: int) -> HttpResponse:
             "page": page,
             "rows": rows,
             "role": permissions.role_in(request.user, project),
+            "saved": saved,
+            "saved_changed": request.GET.get("changed") != "0",
         },
     )
+
+
+@login_required
+def legal_review_page(request: HttpRequest, project_id: int) -> HttpResponse:
+    """Flagged documents with who flagged them, when and why; a lead or an admin resolves each with a note."""
+    project = permissions.access_project_by_id(request.user, project_id, action="resolve_flags")
+    return _legal_review(request, project)
+
+
+def _legal_review(request: HttpRequest, project, bound: tuple[int, FlagResolveForm] | None = None) -> HttpResponse:
+    state = "resolved" if request.GET.get("state") == "resolved" else "open"
+    flags = list(legal_review.flags_for(project, state=state)[:200])
+    earlier = legal_review.earlier_flags(flags)
+    rows = [
+        {
+            "flag": flag,
+            "earlier": earlier.get(flag.pk, []),
+            "form": bound[1] if bound and bound[0] == flag.pk else FlagResolveForm(auto_id=f"flag-{flag.pk}-%s"),
+        }
+        for flag in flags
+    ]
+    context = {
+        "project": project,
+        "role": permissions.role_in(request.user, project),
+        "state": state,
+        "rows": rows,
+        "open_count": legal_review.flags_for(project, state="open").count(),
+    }
+    return render(request, "annotation/legal_review.html", context, status=400 if bound else 200)
+
+
+@login_required
+@require_POST
+def flag_resolve_view(request: HttpRequest, project_id: int, flag_id: int) -> HttpResponse:
+    project = permissions.access_project_by_id(request.user, project_id, action="resolve_flags")
+    flag = legal_review.flag_for(project, flag_id)
+    form = FlagResolveForm(request.POST, auto_id=f"flag-{flag.pk}-%s")
+    if not form.is_valid():
+        return _legal_review(request, project, bound=(flag.pk, form))
+    try:
+        flag = legal_review.flag_resolve(
+            actor=request.user, flag=flag, decision=form.cleaned_data["decision"], note=form.cleaned_data["note"]
+        )
+    except (legal_review.ResolutionInvalid, DocketError) as error:
+        form.add_error(None, str(error))
+        return _legal_review(request, project, bound=(flag.pk, form))
+    title = str(flag.document)
+    if flag.decision == flag.Decision.REQUEUE:
+        messages.success(request, f"Resolved: {title} is back in the review queue.")
+    else:
+        messages.success(request, f"Resolved: {title} is closed and stays out of labeling.")
+    return redirect("annotation:legal-review", project.pk)
 
 
 # --- JSON calls of the labeling page -------------------------------------------------------------------------

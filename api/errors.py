@@ -14,6 +14,7 @@ from rest_framework.response import Response
 
 from annotation.exceptions import (
     DocketError,
+    FlagResolved,
     ImportRejected,
     InputRejected,
     InvalidLabels,
@@ -40,6 +41,7 @@ DOMAIN_ERRORS: list[tuple[type[Exception], int, str]] = [
     (InvalidLabels, status.HTTP_400_BAD_REQUEST, "invalid_labels"),
     (TaxonomyInvalid, status.HTTP_400_BAD_REQUEST, "taxonomy_invalid"),
     (LastAdmin, status.HTTP_409_CONFLICT, "last_admin"),
+    (FlagResolved, status.HTTP_409_CONFLICT, "flag_resolved"),
     (ImportRejected, status.HTTP_400_BAD_REQUEST, "import_rejected"),
     (InputRejected, status.HTTP_400_BAD_REQUEST, "invalid"),
     (ModelNotReady, status.HTTP_503_SERVICE_UNAVAILABLE, "model_not_ready"),

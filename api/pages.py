@@ -115,7 +115,8 @@ class PersonalTokenForm(forms.Form):
         choices=Scope.choices,
         initial=[Scope.PREDICT, Scope.READ],
         widget=forms.CheckboxSelectMultiple,
-        help_text="Reviewers may choose predict and read; write and admin need the admin role in every project.",
+        help_text="Reviewers may choose predict and read, lead reviewers also write (to resolve legal-review flags); "
+        "admin needs the admin role in every project.",
     )
     expires_in_days = forms.IntegerField(
         min_value=1,
@@ -127,7 +128,11 @@ class PersonalTokenForm(forms.Form):
 
     def __init__(self, *args, user, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["projects"].queryset = permissions.projects_for(user).order_by("name")
+        projects = permissions.projects_for(user).order_by("name")
+        self.fields["projects"].queryset = projects
+        only = list(projects[:2])
+        if len(only) == 1:  # nothing to choose: a member of one project means that project
+            self.fields["projects"].initial = [only[0].pk]
 
 
 def _personal_tokens(user):

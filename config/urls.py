@@ -1,10 +1,23 @@
+from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
+from django.http import FileResponse, HttpRequest
 from django.urls import include, path
+from django.views.decorators.cache import cache_control
 
 from api import pages as api_pages
 
+
+@cache_control(public=True, max_age=7 * 24 * 3600)
+def favicon(request: HttpRequest) -> FileResponse:
+    """Browsers and link previews ask for /favicon.ico whatever the page says; answer it, not with a 404."""
+    return FileResponse(
+        open(settings.BASE_DIR / "static" / "docket" / "favicon.ico", "rb"), content_type="image/x-icon"
+    )
+
+
 urlpatterns = [
+    path("favicon.ico", favicon, name="favicon"),
     path("", include("operations.urls")),
     path("admin/", admin.site.urls),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),

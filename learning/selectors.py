@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.db.models import F, QuerySet, Subquery
+from django.db.models import F, OuterRef, QuerySet, Subquery
 
-from annotation.models import Document
+from annotation.models import Document, Taxonomy
 from learning.models import ModelVersion, QueuePriority, TrainingRun
 
 logger = logging.getLogger(__name__)
@@ -20,12 +20,29 @@ def order_by_priority(documents: QuerySet) -> QuerySet:
 
 
 def predictions_for(document_ids: Iterable[int]) -> dict[int, dict]:
-    """The active model's probabilities per document id, for exports and suggestions."""
-    rows = QueuePriority.objects.filter(document_id__in=list(document_ids), model_version__isnull=False).values(
-        "document_id", "model_version", "probabilities"
+    """The active model's probabilities per document id, for exports and suggestions.
+
+    Each carries `taxonomy_version`, the taxonomy the scoring model was trained on, and
+    `current_taxonomy_version`, the project's now: when they differ, keys may have been merged or split since
+    and the reader maps them to today's labels (annotation.services.taxonomy.current_labels). Both come in the
+    same query.
+    """
+    trained_on = ModelVersion.objects.filter(project=OuterRef("project"), number=OuterRef("model_version"))
+    rows = (
+        QueuePriority.objects.filter(document_id__in=list(document_ids), model_version__isnull=False)
+        .annotate(
+            trained_on=Subquery(trained_on.values("taxonomy_version")[:1]),
+            current=Subquery(Taxonomy.objects.filter(project=OuterRef("project")).values("version")[:1]),
+        )
+        .values("document_id", "model_version", "probabilities", "trained_on", "current")
     )
     return {
-        row["document_id"]: {"model_version": row["model_version"], "probabilities": row["probabilities"]}
+        row["document_id"]: {
+            "model_version": row["model_version"],
+            "taxonomy_version": row["trained_on"],
+            "current_taxonomy_version": row["current"],
+            "probabilities": row["probabilities"],
+        }
         for row in rows
     }
 
@@ -42,10 +59,17 @@ def prediction_for_review(project, document) -> dict | None:
     active_number = Subquery(
         ModelVersion.objects.filter(project=project, status=ModelVersion.Status.ACTIVE).values("number")[:1]
     )
+    # With them, the taxonomy version the scoring model was trained on and the project's now, so the reader can
+    # map an outdated model's labels to today's (annotation.services.taxonomy.current_labels).
+    trained_on = ModelVersion.objects.filter(project=project, number=OuterRef("queue_priority__model_version"))
     row = (
         Document.objects.filter(pk=document.pk)
-        .annotate(active=active_number)
-        .values("active", "queue_priority__model_version", "queue_priority__probabilities")
+        .annotate(
+            active=active_number,
+            trained_on=Subquery(trained_on.values("taxonomy_version")[:1]),
+            current=Subquery(Taxonomy.objects.filter(project=project).values("version")[:1]),
+        )
+        .values("active", "queue_priority__model_version", "queue_priority__probabilities", "trained_on", "current")
         .first()
     )
     active = row["active"] if row else None
@@ -53,6 +77,8 @@ def prediction_for_review(project, document) -> dict | None:
     if row and row["queue_priority__model_version"] is not None:
         stored = {
             "model_version": row["queue_priority__model_version"],
+            "taxonomy_version": row["trained_on"],
+            "current_taxonomy_version": row["current"],
             "probabilities": row["queue_priority__probabilities"],
         }
     if active is None or (stored is not None and stored["model_version"] == active):
@@ -67,6 +93,8 @@ def prediction_for_review(project, document) -> dict | None:
         return stored
     return {
         "model_version": served.number,
+        "taxonomy_version": served.taxonomy_version,
+        "current_taxonomy_version": row["current"] if row else None,
         "probabilities": {key: float(p) for key, p in zip(served.label_keys, probabilities, strict=True)},
     }
 

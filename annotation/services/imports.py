@@ -672,3 +672,23 @@ def _first_error(builder: _Builder) -> str:
 def _reset_counts(batch: ImportBatch) -> None:
     batch.rows_seen = batch.created_count = batch.duplicate_count = 0
     batch.rejected_count = batch.annotation_count = 0
+
+
+def import_upload(*, project: Project, uploaded, options: ImportOptions, user=None) -> ImportBatch:
+    """An uploaded file, stored where any worker can read it, recorded as a queued batch and handed to the
+    worker once committed. The Manage pages and the Django admin both upload through here."""
+    # Imported here: the task module imports this one.
+    from annotation.tasks import import_documents_task
+
+    detect_format(uploaded.name, options.format)  # refuse an unknown format before storing anything
+    stored = upload_store(project=project, uploaded=uploaded)
+    try:
+        with transaction.atomic():
+            batch = import_batch_create(
+                project=project, file_name=uploaded.name, options=options, user=user, stored_path=stored
+            )
+            transaction.on_commit(lambda: import_documents_task.delay(batch.pk))
+    except Exception:
+        Path(stored).unlink(missing_ok=True)
+        raise
+    return batch

@@ -178,7 +178,7 @@ def taxonomy_parse(content: str | bytes, *, fmt: str) -> dict[str, Any]:
     except json.JSONDecodeError as error:
         raise TaxonomyInvalid(f"Not valid JSON: {error.msg} (line {error.lineno}, column {error.colno}).") from error
     except yaml.YAMLError as error:
-        raise TaxonomyInvalid(f"Not valid YAML: {error}") from error
+        raise TaxonomyInvalid(_yaml_problem(error)) from error
     except InputRejected as error:
         raise TaxonomyInvalid(str(error)) from error
     if isinstance(data, list):
@@ -186,6 +186,17 @@ def taxonomy_parse(content: str | bytes, *, fmt: str) -> dict[str, Any]:
     if not isinstance(data, dict) or not isinstance(data.get("labels"), list):
         raise TaxonomyInvalid('The file must hold a list of labels, or an object with a "labels" list.')
     return data
+
+
+def _yaml_problem(error: yaml.YAMLError) -> str:
+    """The parser's complaint in one sentence with its line, without its internal dump of the text."""
+    mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
+    problem = getattr(error, "problem", None) or getattr(error, "context", None) or "the text cannot be read"
+    where = f" on line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return (
+        f"Not valid YAML: {problem}{where}. Check the indentation there (spaces, not tabs) and that every "
+        f'"key: value" has a space after its colon.'
+    )
 
 
 def taxonomy_for(project: Project) -> Taxonomy:
@@ -206,8 +217,14 @@ class OperationPreview:
     refused: str = ""  # why it cannot be applied, when it cannot
 
 
-def operation_preview(*, project: Project, operation: str, label_keys: Iterable[str]) -> OperationPreview:
-    keys = list(dict.fromkeys(label_keys))
+def operation_preview(
+    *, project: Project, operation: str, label_keys: Iterable[str], target_key: str = ""
+) -> OperationPreview:
+    """Counts of what the operation changes. For a merge, `label_keys` are the labels that go away and
+    `target_key` the existing label they go into: the target's own annotations do not move, so they are not
+    counted as moved, but one that also holds a source label ends with the target once and counts as combined.
+    """
+    keys = [key for key in dict.fromkeys(label_keys) if key != target_key]
     links = AnnotationLabel.objects.filter(label__taxonomy__project=project, label__key__in=keys)
     counts = links.aggregate(
         annotations=Count("annotation_id", distinct=True), documents=Count("annotation__document_id", distinct=True)
@@ -220,8 +237,17 @@ def operation_preview(*, project: Project, operation: str, label_keys: Iterable[
             .count()
         )
     elif operation == "merge":
+        merged = keys + ([target_key] if target_key else [])
+        moved = links.values("annotation_id")
         preview["combined"] = (
-            links.values("annotation_id").annotate(n=Count("label_id")).filter(n__gt=1).order_by().count()
+            AnnotationLabel.objects.filter(
+                label__taxonomy__project=project, label__key__in=merged, annotation_id__in=moved
+            )
+            .values("annotation_id")
+            .annotate(n=Count("label_id"))
+            .filter(n__gt=1)
+            .order_by()
+            .count()
         )
     elif operation == "delete" and counts["annotations"]:
         preview["refused"] = _in_use_message(keys[0], counts["annotations"], counts["documents"])
@@ -290,6 +316,70 @@ def label_key_mapping(project: Project, from_version: int) -> dict[str, str | No
         keys = list(dict.fromkeys(keys))
     operations = [(v.operation, v.details) for v in versions if v.version > from_version]
     return compose_key_mapping(keys, operations, current_keys)
+
+
+@dataclass(frozen=True)
+class CurrentLabels:
+    """How the label keys of a model trained on `model_taxonomy_version` read in today's taxonomy.
+
+    Predictions, suggestions and exports pass a model's probabilities through `probabilities` so that nobody
+    downstream sees a label the taxonomy no longer has: merged-away labels count towards their target, a split
+    or deleted label's probability is left out (its meaning changed) and listed in `unmapped`.
+    """
+
+    taxonomy_version: int
+    model_taxonomy_version: int | None
+    mapping: dict[str, str | None]
+
+    @property
+    def labels(self) -> list[str]:
+        return list(dict.fromkeys(key for key in self.mapping.values() if key is not None))
+
+    @property
+    def unmapped(self) -> list[str]:
+        return [key for key, now in self.mapping.items() if now is None]
+
+    def probabilities(self, probabilities: dict[str, float], *, multi_label: bool) -> dict[str, float]:
+        """Single-label probabilities of merged labels add up (they were exclusive outcomes of one softmax);
+        multi-label ones are independent per label, and the merged label applies when any source did, so the
+        highest one stands for it (each head's threshold is folded in at 0.5, so the decision is kept)."""
+        mapped: dict[str, float] = {}
+        for key, probability in probabilities.items():
+            now = self.mapping.get(key)
+            if now is None:
+                continue
+            if now in mapped:
+                mapped[now] = max(mapped[now], probability) if multi_label else mapped[now] + probability
+            else:
+                mapped[now] = float(probability)
+        return mapped
+
+
+def current_labels(
+    project: Project,
+    *,
+    model_taxonomy_version: int | None,
+    keys: Iterable[str],
+    current_version: int | None = None,
+    current_keys: Iterable[str] | None = None,
+) -> CurrentLabels:
+    """`keys` of a model trained on `model_taxonomy_version`, led through the changes made since.
+
+    A caller that knows today's version and label keys passes them; when the model saw today's version, that
+    costs no query (the labeling page asks this for every document it shows).
+    """
+    keys = list(keys)
+    if current_version is None:
+        current_version = taxonomy_for(project).version
+    changed = model_taxonomy_version is not None and model_taxonomy_version != current_version
+    if current_keys is None or changed:
+        current_keys = Label.objects.filter(taxonomy__project=project, deprecated=False).values_list("key", flat=True)
+    current = set(current_keys)
+    through = label_key_mapping(project, model_taxonomy_version) if changed else {}
+    mapping = {key: (through[key] if key in through else (key if key in current else None)) for key in keys}
+    return CurrentLabels(
+        taxonomy_version=current_version, model_taxonomy_version=model_taxonomy_version, mapping=mapping
+    )
 
 
 def model_status(project: Project) -> dict[str, Any] | None:
@@ -468,6 +558,12 @@ def _check_color(color: str) -> str:
     return color.lower()
 
 
+def _text(value: str | None) -> str:
+    """Free text as stored: browsers send a textarea's line breaks as CRLF, so a form that only renames a label
+    would otherwise look like a guideline change."""
+    return (value or "").replace("\r\n", "\n").replace("\r", "\n").strip()
+
+
 def _check_name(name: str) -> str:
     name = (name or "").strip()
     if not name:
@@ -534,8 +630,8 @@ def label_add(
         taxonomy=taxonomy,
         key=_check_key(taxonomy, key),
         name=_check_name(name),
-        description=description.strip(),
-        guideline=guideline.strip(),
+        description=_text(description),
+        guideline=_text(guideline),
         color=_check_color(color),
         shortcut=_check_shortcut(taxonomy, shortcut),
         parent=_parent_for(taxonomy, parent_key),
@@ -569,9 +665,9 @@ def label_update(*, label: Label, actor: AbstractBaseUser | None, **changes: Any
     if "name" in changes:
         label.name = _check_name(changes["name"])
     if "description" in changes:
-        label.description = (changes["description"] or "").strip()
+        label.description = _text(changes["description"])
     if "guideline" in changes:
-        label.guideline = (changes["guideline"] or "").strip()
+        label.guideline = _text(changes["guideline"])
     if "color" in changes:
         label.color = _check_color(changes["color"])
     if "shortcut" in changes:
@@ -764,7 +860,12 @@ def labels_merge(
                 raise TaxonomyInvalid(f"“{target.name}” lies under one of the merged labels; merge into that one.")
             current = parents.get(current)
 
-    usage = operation_preview(project=project, operation="merge", label_keys=[s.key for s in sources])
+    usage = operation_preview(
+        project=project,
+        operation="merge",
+        label_keys=[s.key for s in sources],
+        target_key="" if created else target.key,
+    )
     affected = list(
         AnnotationLabel.objects.filter(label_id__in=source_ids).values_list("annotation_id", flat=True).distinct()
     )
@@ -844,8 +945,8 @@ def label_split(*, label: Label, actor: AbstractBaseUser | None, parts: Iterable
             taxonomy=taxonomy,
             key=_check_key(taxonomy, part.key),
             name=_check_name(part.name),
-            description=part.description.strip(),
-            guideline=part.guideline.strip(),
+            description=_text(part.description),
+            guideline=_text(part.guideline),
             color=_check_color(part.color or label.color),
             shortcut=_check_shortcut(taxonomy, wanted_shortcut),
             parent_id=label.parent_id,

@@ -10,6 +10,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotation.exceptions import ProjectNotFound
+from annotation.services import taxonomy
 from api.auth import access_project
 from api.exceptions import ModelNotReady, TooLarge
 from api.input import JsonInput
@@ -65,10 +66,29 @@ class PredictResult(serializers.Serializer):
 
 class PredictOutput(serializers.Serializer):
     model_version = serializers.IntegerField()
-    taxonomy_version = serializers.IntegerField()
+    taxonomy_version = serializers.IntegerField(
+        help_text="The project's taxonomy version now: labels and probabilities are expressed in it."
+    )
+    model_taxonomy_version = serializers.IntegerField(help_text="The taxonomy version the model was trained on.")
     multi_label = serializers.BooleanField()
-    labels = serializers.ListField(child=serializers.CharField(), help_text="The model's labels, in order.")
+    labels = serializers.ListField(
+        child=serializers.CharField(), help_text="Today's labels the model speaks for (merged labels once)."
+    )
+    unmapped_labels = serializers.ListField(
+        child=serializers.CharField(),
+        help_text="Labels the model was trained on that no current label stands for (split, deleted, deprecated); "
+        "their probabilities are left out.",
+    )
     results = PredictResult(many=True)
+
+
+def _decide(probabilities: dict[str, float], *, multi_label: bool) -> list[str]:
+    """The argmax label, or (multi-label) every label at or above 0.5: each head's threshold is folded in."""
+    if not probabilities:
+        return []
+    if multi_label:
+        return [key for key, probability in probabilities.items() if probability >= 0.5]
+    return [max(probabilities, key=probabilities.get)]
 
 
 class PredictApi(APIView):
@@ -93,9 +113,11 @@ class PredictApi(APIView):
                 "Result",
                 value={
                     "model_version": 4,
-                    "taxonomy_version": 2,
+                    "taxonomy_version": 3,
+                    "model_taxonomy_version": 2,
                     "multi_label": False,
                     "labels": ["first_party", "third_party", "data_retention"],
+                    "unmapped_labels": [],
                     "results": [
                         {
                             "labels": ["third_party"],
@@ -123,10 +145,13 @@ class PredictApi(APIView):
         started = time.perf_counter()
         probabilities = model.predict_proba(texts)
         model_ms = (time.perf_counter() - started) * 1000
-        decided = model.decide(probabilities)
+        # The model may predate a merge or split: answer in today's labels, never in merged-away ones.
+        current = taxonomy.current_labels(project, model_taxonomy_version=model.taxonomy_version, keys=model.label_keys)
         results = []
-        for row, (labels, scores) in enumerate(zip(decided, probabilities, strict=True)):
-            result = {"labels": labels, "probabilities": dict(zip(model.label_keys, map(float, scores), strict=True))}
+        for row, scores in enumerate(probabilities):
+            raw = dict(zip(model.label_keys, map(float, scores), strict=True))
+            mapped = current.probabilities(raw, multi_label=model.multi_label)
+            result = {"labels": _decide(mapped, multi_label=model.multi_label), "probabilities": mapped}
             if "documents" in data:
                 result = {"id": data["documents"][row]["id"], **result}
             results.append(result)
@@ -135,9 +160,11 @@ class PredictApi(APIView):
             headers={"Server-Timing": f"model;dur={model_ms:.2f}"},
             data={
                 "model_version": model.number,
-                "taxonomy_version": model.taxonomy_version,
+                "taxonomy_version": current.taxonomy_version,
+                "model_taxonomy_version": model.taxonomy_version,
                 "multi_label": model.multi_label,
-                "labels": model.label_keys,
+                "labels": current.labels,
+                "unmapped_labels": current.unmapped,
                 "results": results,
             },
         )

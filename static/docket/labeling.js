@@ -147,6 +147,7 @@
     state.selected = new Set(selection);
     state.selectionTouched = false;
     renderSelection();
+    resetGuideline(selection);
     markShown({ restartClock: true });
     $("skip-button").disabled = state.mode !== "queue";
     if (document.activeElement && document.activeElement !== document.body) document.activeElement.blur();
@@ -478,7 +479,8 @@
       if (!result.ok) return;
       notice(result.data.changed ? `Changed your answer for “${doc.title}”.` : "No change: the labels were the same.");
       if (state.standaloneEdit) {
-        window.location.assign(boot.returnUrl);
+        // My work says what was saved; the notice above would vanish with this page.
+        window.location.assign(`${boot.savedUrl}&changed=${result.data.changed ? 1 : 0}`);
         return;
       }
       leaveEarlier();
@@ -616,6 +618,17 @@
     const body = $("guideline-body");
     body.classList.toggle("muted", !text);
     body.innerHTML = text ? renderGuideline(text) : "No guideline has been written for this label yet.";
+  }
+
+  // A new document starts with the guideline of the label it arrives with (the suggestion, or the reviewer's
+  // earlier answer), never the one the previous document left behind.
+  function resetGuideline(selection) {
+    const first = [...selection].find((key) => labelsByKey.has(key));
+    if (first) return showGuideline(first);
+    $("guideline-title").textContent = "Guidelines";
+    const body = $("guideline-body");
+    body.classList.add("muted");
+    body.textContent = "Point at a label, or press its key, to read its guideline here.";
   }
 
   for (const [key, button] of buttons) {

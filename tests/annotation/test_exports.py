@@ -72,7 +72,12 @@ def test_jsonl_export_carries_annotations_status_and_predictions():
     assert record["status"] == "labeled"
     assert record["annotations"][0]["source"] == "import"
     assert record["annotations"][0]["labels"] == ["third_party"]
-    assert record["prediction"] == {"model_version": 3, "probabilities": {"third_party": 0.9}}
+    assert record["prediction"] == {
+        "model_version": 3,
+        "model_taxonomy_version": None,  # no such model version on record: its keys are read as today's
+        "taxonomy_version": project.taxonomy.version,
+        "probabilities": {"third_party": 0.9},
+    }
     assert record["metadata"] == {"product": "Pay"}
 
 
@@ -84,3 +89,37 @@ def test_export_command_writes_a_file(tmp_path):
     rows = list(csv.DictReader(out.open(encoding="utf-8")))
     assert len(rows) == 3
     assert {r["id"] for r in rows} == {"p-1", "p-2", ""}
+
+
+def test_after_a_merge_exported_predictions_carry_only_current_labels_with_both_versions():
+    from annotation.services import taxonomy
+    from learning.models import ModelVersion
+
+    project = project_with_labels()
+    import_rows(project, [{"id": "q-1", "text": "We tell advertisers what you bought."}])
+    document = Document.objects.get(project=project)
+    trained_on = project.taxonomy.version
+    ModelVersion.objects.create(
+        project=project,
+        number=1,
+        status="active",
+        kind="fast",
+        taxonomy_version=trained_on,
+        label_keys=["first_party", "third_party", "data_security"],
+        artifact_path="m/1",
+    )
+    QueuePriority.objects.create(
+        document=document,
+        project=project,
+        score=0.4,
+        model_version=1,
+        probabilities={"first_party": 0.2, "third_party": 0.7, "data_security": 0.1},
+    )
+    taxonomy.labels_merge(project=project, actor=None, source_keys=["third_party"], target_key="first_party")
+    (record,) = [json.loads(line) for line in "".join(export_stream(project, "jsonl")).splitlines()]
+    project.taxonomy.refresh_from_db()
+    prediction = record["prediction"]
+    assert prediction["model_taxonomy_version"] == trained_on
+    assert prediction["taxonomy_version"] == project.taxonomy.version > trained_on
+    assert set(prediction["probabilities"]) == {"first_party", "data_security"}
+    assert prediction["probabilities"]["first_party"] == pytest.approx(0.9)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from annotation.models import AuditEvent, Document, GoldAnswer
+from annotation.models import AuditEvent, Document, GoldAnswer, Label
 from annotation.services.labeling import annotation_submit
 from learning.quality import project_body_id
 from learning.services import _shard_write
@@ -102,6 +102,9 @@ def test_label_error_page_ranks_a_flipped_label_first_and_sends_it_back(client, 
     client.force_login(project_admin)
     html = client.get(f"/projects/{project.pk}/quality/label-errors/").content.decode()
     assert f'data-document-id="{documents[7].pk}" class="selected"' in html
+    names = dict(Label.objects.filter(taxonomy__project=project).values_list("key", "name"))
+    given = html.split(f'data-document-id="{documents[7].pk}"', 1)[1].split("</tr>", 1)[0]
+    assert any(f"<td>{name}</td>" in given for key, name in names.items() if name != key)  # names, not keys
     client.post(f"/projects/{project.pk}/quality/label-errors/{documents[7].pk}/send-back/", {"reason": "check"})
     documents[7].refresh_from_db()
     assert documents[7].status == Document.Status.QUEUED

@@ -560,3 +560,80 @@ def test_a_version_bumped_by_another_writer_gets_a_baseline_snapshot_first(proje
     taxonomy.label_add(project=project, actor=admin, key="x", name="X")
     versions = list(TaxonomyVersion.objects.filter(taxonomy=project.taxonomy).values_list("version", "operation"))
     assert versions == [(5, "baseline"), (6, "add")]
+
+
+def test_a_broken_yaml_file_is_explained_in_one_sentence_with_its_line():
+    broken = "labels:\n  - key: a\n    name: A\n   - key: b\n"
+    with pytest.raises(TaxonomyInvalid) as caught:
+        taxonomy.taxonomy_parse(broken, fmt="yaml")
+    message = str(caught.value)
+    assert "line 4" in message
+    assert "^" not in message and 'in "<unicode string>"' not in message  # no parser dump of the text
+
+
+def test_renaming_with_a_guideline_sent_back_with_crlf_line_breaks_logs_only_the_rename(project, admin):
+    label = Label.objects.get(taxonomy__project=project, key="first_party")
+    taxonomy.label_update(label=label, actor=admin, guideline="Line one.\n\nLine two.")
+    taxonomy.label_update(label=label, actor=admin, name="Collected by us", guideline="Line one.\r\n\r\nLine two.")
+    version = TaxonomyVersion.objects.filter(taxonomy=project.taxonomy).order_by("-version").first()
+    assert version.operation == "rename"
+    assert set(version.details["changes"]) == {"name"}
+
+
+def test_merge_preview_into_an_existing_label_counts_what_moves_not_what_is_there(project, admin):
+    first, third = (Label.objects.get(taxonomy__project=project, key=k) for k in ("first_party", "third_party"))
+    for _ in range(3):
+        AnnotationFactory(document=DocumentFactory(project=project), label_list=[first])
+    moved = [AnnotationFactory(document=DocumentFactory(project=project), label_list=[third]) for _ in range(2)]
+    preview = taxonomy.operation_preview(
+        project=project, operation="merge", label_keys=["first_party", "third_party"], target_key="first_party"
+    )
+    taxonomy.labels_merge(
+        project=project, actor=admin, source_keys=["first_party", "third_party"], target_key="first_party"
+    )
+    really_moved = AnnotationRevision.objects.filter(reason="taxonomy.merge").count()
+    assert (preview.annotations, preview.documents) == (really_moved, really_moved) == (len(moved), 2)
+
+
+def test_current_labels_add_up_single_label_merges_and_keep_the_highest_multi_label_one():
+    mapped = taxonomy.CurrentLabels(
+        taxonomy_version=3, model_taxonomy_version=1, mapping={"a": "a", "b": "a", "c": None, "d": "d"}
+    )
+    probabilities = {"a": 0.3, "b": 0.4, "c": 0.2, "d": 0.1}
+    assert mapped.probabilities(probabilities, multi_label=False) == pytest.approx({"a": 0.7, "d": 0.1})
+    assert mapped.probabilities(probabilities, multi_label=True) == pytest.approx({"a": 0.4, "d": 0.1})
+    assert (mapped.labels, mapped.unmapped) == (["a", "d"], ["c"])
+
+
+def test_a_suggestion_after_a_merge_shows_the_merged_label_with_the_sources_probability(project, admin):
+    from annotation.selectors import suggestion_for
+    from learning.models import ModelVersion, QueuePriority
+
+    document = DocumentFactory(project=project)
+    ModelVersion.objects.create(
+        project=project,
+        number=1,
+        status="active",
+        kind="fast",
+        taxonomy_version=project.taxonomy.version,
+        label_keys=["first_party", "third_party", "data_security"],
+        artifact_path="m/1",
+    )
+    QueuePriority.objects.create(
+        document=document,
+        project=project,
+        score=0.5,
+        model_version=1,
+        probabilities={"first_party": 0.3, "third_party": 0.45, "data_security": 0.25},
+    )
+    taxonomy.labels_merge(
+        project=project,
+        actor=admin,
+        source_keys=["first_party", "third_party"],
+        target_key="parties",
+        target_name="Parties",
+    )
+    keys = [label["key"] for label in review_labels(project)]
+    suggestion = suggestion_for(project, document, keys)
+    assert suggestion["labels"] == ["parties"]
+    assert suggestion["probabilities"] == pytest.approx({"parties": 0.75, "data_security": 0.25})

@@ -42,7 +42,8 @@ def test_predict_returns_labels_probabilities_and_versions(with_models, trained_
     body = response.json()
     assert body["model_version"] == 2
     assert response["Server-Timing"].startswith("model;dur=")
-    assert body["taxonomy_version"] == with_models.project.taxonomy.version
+    assert body["taxonomy_version"] == body["model_taxonomy_version"] == with_models.project.taxonomy.version
+    assert body["unmapped_labels"] == []
     assert body["labels"] == LABELS
     assert len(body["results"]) == 2
     for result in body["results"]:
@@ -228,3 +229,21 @@ def test_model_swap_during_concurrent_predicts_fails_no_request(trained_models, 
     assert len(statuses) >= 8 and set(statuses) == {200}
     assert 1 in versions and 2 in versions
     assert versions[-1] == 1
+
+
+@pytest.mark.django_db
+def test_a_prediction_after_a_merge_carries_no_merged_away_label(with_models):
+    from annotation.services import taxonomy
+
+    trained_on = with_models.project.taxonomy.version
+    taxonomy.labels_merge(
+        project=with_models.project, actor=with_models.admin, source_keys=["third_party"], target_key="first_party"
+    )
+    client = client_with(personal_key(with_models.admin, [with_models.project], ["predict"]))
+    body = predict(client, with_models, {"texts": TEXTS}).json()
+    assert body["model_taxonomy_version"] == trained_on
+    assert body["taxonomy_version"] == trained_on + 1
+    assert "third_party" not in body["labels"] and body["unmapped_labels"] == []
+    for result in body["results"]:
+        assert "third_party" not in result["probabilities"] and "third_party" not in result["labels"]
+        assert sum(result["probabilities"].values()) == pytest.approx(1.0, abs=1e-6)

@@ -231,8 +231,9 @@ def test_reviewer_finds_an_earlier_answer_in_my_work_and_changes_it(new_page):
     assert page.get_attribute(".label-choice[data-key=first_party]", "aria-pressed") == "true"
     page.keyboard.press("3")
     page.keyboard.press("Enter")
-    page.wait_for_url(lambda url: url.endswith("/my-work/"))
+    page.wait_for_url(lambda url: "/my-work/" in url)
     assert "Data Security" in page.inner_text("table.work")
+    assert "Saved your change" in page.inner_text("#saved-notice")  # the change is confirmed, not silent
     assert page.errors == [] and page.external_requests == []
 
     annotation = Annotation.objects.get(document=target, reviewer=reviewer)

@@ -109,7 +109,7 @@ def test_dashboard_and_adjudication_screenshots(new_page):
             metrics={"macro_f1": macro, "micro_f1": macro + 0.05, "confusion": {"labels": keys, "matrix": matrix}},
         )
 
-    page = new_page(viewport={"width": 1400, "height": 1000})
+    page = new_page(viewport={"width": 1280, "height": 1000})
     log_in(page, admin.username, PASSWORD)
     page.goto(f"/projects/{project.pk}/quality/?field=product")
     page.wait_for_selector("#chart-field svg")

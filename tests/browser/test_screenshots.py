@@ -255,7 +255,7 @@ def test_screenshots_of_the_reviewer_pages(new_page):
     project, reviewer = realistic_project()
     out = output_dir()
     out.mkdir(parents=True, exist_ok=True)
-    page = new_page(viewport={"width": 1360, "height": 860})
+    page = new_page(viewport={"width": 1280, "height": 860})
     log_in(page, reviewer.username, PASSWORD)
 
     page.goto(f"/projects/{project.pk}/")

@@ -154,3 +154,14 @@ def test_version_page_shows_per_label_metrics_and_the_confusion_matrix(client, p
     assert "Per label" in page and "0.750" in page
     assert "Confusion matrix" in page
     assert client.get(models_url(project, "9/")).status_code == 404
+
+
+def test_the_cadence_is_said_once_and_promote_asks_like_roll_back(client, project, project_admin):
+    add_versions(project)
+    project.fast_retrain_every, project.slow_retrain_every = 10, 200
+    project.save()
+    client.force_login(project_admin)
+    page = client.get(models_url(project)).content.decode()
+    assert "Every 10 new labels refit the classifier head" in page and "Every label" not in page
+    promote_forms = [part for part in page.split("<form") if "promote" in part.split(">", 1)[0]]
+    assert promote_forms and all("return confirm('Promote v" in form for form in promote_forms)
