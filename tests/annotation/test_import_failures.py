@@ -159,3 +159,14 @@ def test_only_a_failed_import_with_its_file_can_run_again(staff_admin, tmp_path)
     assert batch.status == ImportBatch.Status.COMPLETED and not batch.rerunnable
     with pytest.raises(imports.ImportRejected):
         import_batch_rerun(batch=batch, actor=user)
+
+
+def test_an_upload_whose_every_row_has_a_nul_ends_failed_with_the_line_and_can_run_again(staff_admin, tmp_path):
+    project, user = staff_admin
+    batch = stored_upload(project, tmp_path, b"id,text\nc1,Bad\x00text.\nc2,Also\x00bad.\n")
+    imports.import_batch_run_stored(batch.pk)  # what the worker runs for an admin upload
+    batch.refresh_from_db()
+    assert batch.status == ImportBatch.Status.FAILED
+    assert "line 2" in batch.error and "NUL" in batch.error
+    assert batch.rerunnable
+    assert sorted(batch.row_errors.values_list("line", flat=True)) == [2, 3]
