@@ -286,7 +286,7 @@ def main() -> int:
         check(
             "a head refit finished while the fine-tune of the same project ran",
             refit is not None and slow_then.get("status") == "running",
-            f"fine-tune {slow_then.get('status')} at step {slow_then.get('progress_done')}",
+            f"fine-tune {slow_then.get('status')} at step {slow_then.get('done')} of {slow_then.get('total')}",
         )
         timings["head refit during the fine-tune"] = time.monotonic() - step
         done = wait_until(
@@ -301,10 +301,16 @@ def main() -> int:
         check("the fine-tune succeeded", done and done["status"] == "succeeded", (done or {}).get("error", ""))
         timings["fine-tune"] = time.monotonic() - step
 
+        # Web processes look for a newly promoted model every DOCKET_MODEL_POLL_SECONDS (10) and load it.
+        time.sleep(15)
         step = time.monotonic()
         predict = admin.post(f"/api/v1/projects/{project}/predict", json={"texts": ["We sell your data."]})
-        check("predict answers 200", predict.status_code == 200, predict.text[:200])
-        timings["predict"] = time.monotonic() - step
+        check(
+            "predict answers 200 with the newest model, already loaded",
+            predict.status_code == 200 and time.monotonic() - step < 5,
+            f"{predict.text[:80]}, {1000 * (time.monotonic() - step):.0f} ms",
+        )
+        timings["first predict after the promotion"] = time.monotonic() - step
         metrics = requests.get(f"{base}/metrics", headers=PROXY_HEADERS, timeout=30).text
         check(
             "/metrics has queue depth per queue, runs by outcome, predict latency by version",
@@ -319,10 +325,19 @@ def main() -> int:
         )
 
         if "docket-flower" in processes:
-            workers = wait_until(
-                lambda: requests.get(f"http://127.0.0.1:{options.port + 1}/api/workers", timeout=10).json(), 90
+            # Flower's JSON API stays closed without authentication; its workers page lists the nodes.
+            page = wait_until(
+                lambda: (
+                    (r := requests.get(f"http://127.0.0.1:{options.port + 1}/workers", timeout=10)).ok
+                    and f"training@{HOSTNAME}" in r.text
+                    and r.text
+                ),
+                90,
             )
-            check("Flower sees both workers", workers and len(workers) >= 2, ", ".join(sorted(workers or {})))
+            check(
+                "Flower shows both workers",
+                page and f"default@{HOSTNAME}" in page and f"training@{HOSTNAME}" in page,
+            )
 
         step = time.monotonic()
         os.kill(processes["docket-web"].pid, signal.SIGHUP)  # systemctl reload docket-web

@@ -234,6 +234,8 @@ if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
 DOCKET_FINE_TUNE_CHECKPOINT_STEPS = env.int("DOCKET_FINE_TUNE_CHECKPOINT_STEPS", default=10)
 # Web processes load every project's active model when they start (config/wsgi.py), so no request pays it.
 DOCKET_WARM_MODELS = env.bool("DOCKET_WARM_MODELS", default=True)
+# ... and check this often for a newly promoted model, loading it before any request asks (0: never).
+DOCKET_MODEL_POLL_SECONDS = env.int("DOCKET_MODEL_POLL_SECONDS", default=10)
 # /metrics asks for `Authorization: Bearer <token>` when this is set (or block it at the proxy).
 DOCKET_METRICS_TOKEN = env.str("DOCKET_METRICS_TOKEN", default="")
 

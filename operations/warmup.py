@@ -36,6 +36,7 @@ def active_models_load() -> dict[int, int]:
 
 
 def _run() -> None:
+    from django.conf import settings
     from django.db import connection
 
     started = time.monotonic()
@@ -50,6 +51,16 @@ def _run() -> None:
             state["seconds"],
             ", ".join(f"project {p} v{n}" for p, n in sorted(state["loaded"].items())) or "none yet",
         )
+    # A model promoted later (by a worker or an admin) is loaded here too, before a request asks for it.
+    interval = settings.DOCKET_MODEL_POLL_SECONDS
+    while interval > 0:
+        time.sleep(interval)
+        try:
+            state["loaded"].update(active_models_load())
+        except Exception:  # the database is away for a moment: try again at the next turn
+            logger.warning("Could not check for newly promoted models", exc_info=True)
+        finally:
+            connection.close()
 
 
 def warm_up_in_background() -> None:
