@@ -13,6 +13,8 @@ def production_environment(tmp_path: Path) -> dict[str, str]:
     """The template's variables as a service would get them; only the host's directories are swapped."""
     env = {key: value for key, value in os.environ.items() if not key.startswith(("DOCKET_", "CELERY_"))}
     env.pop("DATABASE_URL", None)
+    # Set by the browser tests for Playwright in this process; never part of a deployment.
+    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
     for line in TEMPLATE.read_text().splitlines():
         if line.strip() and not line.lstrip().startswith("#"):
             key, _, value = line.partition("=")
