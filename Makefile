@@ -12,8 +12,11 @@ export TOKENIZERS_PARALLELISM := false
 
 # The suite proves things on PostgreSQL, Redis and a real Celery worker, never on SQLite.
 # TEST_DB_NAME and TEST_BROKER_URL let two checkouts run the suite side by side without meeting.
+# The app (tests, live server, worker) connects as docket_app, which owns nothing and may only INSERT and SELECT
+# on the audit log; docket_owner creates the test database and runs migrations (docs/security.md).
 TEST_ENV := DOCKET_DEVELOPMENT=1 \
-	DATABASE_URL=$${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/$${TEST_DB_NAME:-docket}} \
+	DATABASE_URL=$${TEST_DATABASE_URL:-postgres://docket_app:docket_app@127.0.0.1:5432/$${TEST_DB_NAME:-docket}} \
+	DATABASE_OWNER_URL=$${TEST_DATABASE_OWNER_URL:-postgres://docket_owner:docket_owner@127.0.0.1:5432/$${TEST_DB_NAME:-docket}} \
 	CELERY_BROKER_URL=$${TEST_BROKER_URL:-redis://127.0.0.1:6379/15} \
 	CELERY_RESULT_BACKEND=django-db \
 	DOCKET_VAR_DIR=$(CURDIR)/var/test

@@ -511,14 +511,29 @@ class Adjudication(models.Model):
 
 
 class AuditEvent(models.Model):
-    """Append-only record of who did what. The app only ever inserts these rows."""
+    """Append-only record of who did what. The app only ever inserts these rows.
+
+    Project and actor are kept as they were, ids and names alike, whatever is deleted later: the columns carry
+    no foreign-key constraint (a constraint's ON DELETE would have to rewrite the row), and the app's database
+    role may only INSERT and SELECT here (docs/security.md).
+    """
 
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     actor = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        related_name="+",
     )
     actor_label = models.CharField(max_length=200, blank=True, help_text="Who acted, kept even if the user goes.")
-    project = models.ForeignKey(Project, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    project = models.ForeignKey(
+        Project, null=True, blank=True, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+"
+    )
+    project_label = models.CharField(
+        max_length=200, blank=True, help_text="The project's name at the time, kept even if the project goes."
+    )
     action = models.CharField(max_length=64, db_index=True)
     target_type = models.CharField(max_length=64, blank=True)
     target_id = models.CharField(max_length=64, blank=True)

@@ -119,6 +119,10 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     _sqlite.setdefault("init_command", "PRAGMA journal_mode=WAL")
     DATABASES["default"]["CONN_MAX_AGE"] = 0
 
+# The role that owns the tables: `migrate` and `grant_app_role` run as it, the app never does (docs/security.md).
+# The test suite creates its database as this role and then runs as DATABASE_URL's restricted role.
+DATABASE_OWNER_URL = env.str("DATABASE_OWNER_URL", default="")
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Service accounts never sign in with a password (annotation/sign_in.py).

@@ -36,6 +36,7 @@ def audit_record(
         actor=user,
         actor_label=label,
         project=project,
+        project_label=project.name if project is not None else "",
         target_type=type(target).__name__.lower() if target is not None else "",
         target_id=str(getattr(target, "pk", "") or "") if target is not None else "",
         before=before,

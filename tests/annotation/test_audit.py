@@ -4,11 +4,11 @@ import csv
 import io
 import json
 from datetime import timedelta
+from unittest import mock
 
 import pytest
 from django.core.exceptions import ValidationError
 from django.core.management import call_command
-from django.db import connection
 from django.urls import reverse
 from django.utils import timezone
 
@@ -114,14 +114,12 @@ def events(project, admin, reviewer):
     """Four events: two taxonomy changes by ada today, a role change by ada and one by the reviewer long ago."""
     taxonomy.label_add(project=project, actor=admin, key="x", name="X")
     taxonomy.label_rename(label=project.taxonomy.labels.get(key="x"), actor=admin, name="Y")
-    old = audit_record(action="membership.role_changed", actor=admin, project=project, after={"role": "admin"})
-    older = audit_record(action="annotation.create", actor=reviewer, project=project, after={"labels": ["a"]})
-    # Backdating needs the append-only trigger off for a moment (this test's transaction only).
-    with connection.cursor() as cursor:
-        cursor.execute("SET LOCAL session_replication_role = replica")
-        AuditEvent.objects.filter(pk=old.pk).update(created_at=timezone.now() - timedelta(days=10))
-        AuditEvent.objects.filter(pk=older.pk).update(created_at=timezone.now() - timedelta(days=40))
-        cursor.execute("SET LOCAL session_replication_role = origin")
+    # Events are written at the time they happen (nothing can backdate a stored one), so these happen "then".
+    now = timezone.now()
+    with mock.patch("django.utils.timezone.now", return_value=now - timedelta(days=10)):
+        audit_record(action="membership.role_changed", actor=admin, project=project, after={"role": "admin"})
+    with mock.patch("django.utils.timezone.now", return_value=now - timedelta(days=40)):
+        audit_record(action="annotation.create", actor=reviewer, project=project, after={"labels": ["a"]})
     audit_record(action="taxonomy.add", actor=admin, project=project_with_labels())  # another project: not shown
     return project
 
