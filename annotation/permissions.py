@@ -14,13 +14,15 @@ ADMIN_ACTIONS = REVIEWER_ACTIONS | frozenset(
     {"manage_settings", "manage_members", "manage_taxonomy", "import", "export", "manage_models", "manage_keys"}
     | {"view_audit"}
     # Review quality: the dashboard, adjudicating disputes, gold answers, sending documents back.
-    | {"view_quality", "adjudicate", "manage_gold"}
+    | {"view_quality", "adjudicate", "manage_gold", "view_answers"}
     | {"resolve_flags"}
 )
 # Lead reviewers label, read the quality figures, settle disputes and resolve flags for legal review (both are
 # decisions on one document's content; docs/admin-guide.md says why no separate legal role); the taxonomy,
 # people, imports, models, keys and gold answers stay with admins.
-LEAD_ACTIONS = REVIEWER_ACTIONS | frozenset({"view_quality", "adjudicate", "resolve_flags"})
+LEAD_ACTIONS = REVIEWER_ACTIONS | frozenset({"view_quality", "adjudicate", "resolve_flags", "view_answers"})
+# "view_answers": read other people's answers (final labels, gold answers, colleagues' annotations). Reviewers
+# never may: gold checks and designed overlap only measure anything while the reviewer answers blind.
 ACTIONS_BY_ROLE = {Role.REVIEWER: REVIEWER_ACTIONS, Role.LEAD: LEAD_ACTIONS, Role.ADMIN: ADMIN_ACTIONS}
 
 # API scopes a member may put on a personal token of their own, by role. A token never does more than its

@@ -95,6 +95,17 @@ def latest_adjudications(document_ids: Iterable[int]) -> dict[int, list[str]]:
     return adjudicated
 
 
+def own_label_keys_for(document_ids: Iterable[int], reviewer: AbstractBaseUser) -> dict[int, list[str]]:
+    """The reviewer's own answer per document (empty where they gave none): all a blind reviewer may read."""
+    mine = dict(
+        Annotation.objects.filter(document_id__in=list(document_ids), reviewer=reviewer).values_list(
+            "document_id", "id"
+        )
+    )
+    keys = annotation_label_keys(mine.values())
+    return {document_id: keys.get(annotation_id, []) for document_id, annotation_id in mine.items()}
+
+
 def final_labels_for(document_ids: Iterable[int]) -> dict[int, FinalLabel]:
     """Each document's final label with adjudications and gold answers taken into account, in four queries."""
     document_ids = list(document_ids)
@@ -237,18 +248,18 @@ def document_for_review(
         "metadata": other,
         "my_labels": annotation_label_keys([mine]).get(mine, []) if mine else None,
         "suggestion": None
-        if _second_opinion(document, project, reviewer)
+        if _suggestion_would_reveal_answers(document, reviewer)
         else suggestion_for(project, document, label_keys),
     }
 
 
-def _second_opinion(document: Document, project: Project, reviewer: AbstractBaseUser) -> bool:
-    """Whether another reviewer already answered this (overlapped) document. The model learned from that answer,
-    so its suggestion would show this reviewer the other's label: it is withheld to keep the answers blind."""
-    if project.overlap_rate == 0:
-        return False
-    others = Annotation.objects.filter(document=document, reviewer__isnull=False, document__gold_answer__isnull=True)
-    return others.exclude(reviewer=reviewer).exists()
+def _suggestion_would_reveal_answers(document: Document, reviewer: AbstractBaseUser) -> bool:
+    """Whether the model has learned someone else's answer to this document: a gold answer, another reviewer's
+    (designed overlap) or an imported one. Its suggestion would show this reviewer that answer, so it is withheld
+    to keep gold checks and agreement blind."""
+    others = Annotation.objects.filter(document=OuterRef("pk")).exclude(reviewer=reviewer)
+    known = Document.objects.filter(pk=document.pk).filter(Q(gold_answer__isnull=False) | Q(Exists(others)))
+    return known.exists()  # one query on the labeling page's hot path
 
 
 def queue_state(project: Project, reviewer: AbstractBaseUser) -> str:

@@ -7,8 +7,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from annotation import selectors
-from annotation.models import Document, ImportBatch
+from annotation import permissions, selectors
+from annotation.models import Annotation, Document, ImportBatch
 from api import services
 from api.auth import access_document, access_project
 from api.exceptions import TooLarge
@@ -28,15 +28,24 @@ class DocumentOutput(serializers.Serializer):
     status = serializers.ChoiceField(choices=Document.Status.choices)
     labels = serializers.ListField(
         child=serializers.CharField(),
-        help_text="Final labels: adjudicated, gold, unanimous or a single reviewer's; empty while disputed.",
+        help_text=(
+            "For leads and admins the final labels: adjudicated, gold, unanimous or a single reviewer's; empty "
+            "while disputed. For reviewers (blind review) only their own answer, empty if they gave none."
+        ),
     )
     created_at = serializers.DateTimeField()
 
 
-def _with_labels(documents: list[Document]) -> list[Document]:
-    finals = selectors.final_labels_for(d.pk for d in documents)
+def _with_labels(documents: list[Document], request: Request, project) -> list[Document]:
+    """Final labels for those who may see others' answers; a reviewer reads only their own (blind review)."""
+    if permissions.can(request.user, project, "view_answers"):
+        finals = selectors.final_labels_for(d.pk for d in documents)
+        for document in documents:
+            document.labels = finals[document.pk].labels
+        return documents
+    mine = selectors.own_label_keys_for((d.pk for d in documents), request.user)
     for document in documents:
-        document.labels = finals[document.pk].labels
+        document.labels = mine.get(document.pk, [])
     return documents
 
 
@@ -50,7 +59,10 @@ class DocumentListApi(APIView):
         operation_id="documents_list",
         tags=TAGS,
         summary="List documents",
-        description="Scope `read`; any member. Cursor-paginated in id order: follow `next` until it is null.",
+        description=(
+            "Scope `read`; any member. Cursor-paginated in id order: follow `next` until it is null. Reviewers "
+            "read blind: `labels` and the `label` filter see only their own answers."
+        ),
         parameters=[
             DocumentFilter,
             *PAGE_PARAMETERS,
@@ -65,12 +77,17 @@ class DocumentListApi(APIView):
         if "status" in filters.validated_data:
             documents = documents.filter(status=filters.validated_data["status"])
         if "label" in filters.validated_data:
-            documents = documents.filter(annotations__labels__key=filters.validated_data["label"]).distinct()
+            annotations = Annotation.objects.filter(
+                document__project=project, labels__key=filters.validated_data["label"]
+            )
+            if not permissions.can(request.user, project, "view_answers"):
+                annotations = annotations.filter(reviewer=request.user)  # others' answers stay unseen
+            documents = documents.filter(pk__in=annotations.values("document_id"))
         if "external_id" in filters.validated_data:
             documents = documents.filter(external_id=filters.validated_data["external_id"])
         paginator = IdCursorPagination()
         page = paginator.paginate_queryset(documents, request, view=self)
-        return paginator.get_paginated_response(DocumentOutput(_with_labels(page), many=True).data)
+        return paginator.get_paginated_response(DocumentOutput(_with_labels(page, request, project), many=True).data)
 
 
 class DocumentDetailApi(APIView):
@@ -78,12 +95,12 @@ class DocumentDetailApi(APIView):
         operation_id="documents_retrieve",
         tags=TAGS,
         summary="Read a document",
-        description="Scope `read`; any member.",
+        description="Scope `read`; any member. Reviewers read blind: `labels` holds only their own answer.",
         responses={200: DocumentOutput, **errors(404)},
     )
     def get(self, request: Request, project_id: int, document_id: int) -> Response:
         document = access_document(request, project_id, document_id, scope=Scope.READ)
-        return Response(DocumentOutput(_with_labels([document])[0]).data)
+        return Response(DocumentOutput(_with_labels([document], request, document.project)[0]).data)
 
 
 class DocumentBulkCreateApi(APIView):
