@@ -4,9 +4,13 @@ Roles are decided by annotation/permissions.py as for every page; a key only nar
 scopes and its projects. A browser session (the browsable API) carries every scope of its user's roles.
 """
 
+import time
+
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
+from django.core.cache import cache
 from django.db.models import QuerySet
-from rest_framework import authentication, throttling
+from rest_framework import authentication, exceptions, throttling
 from rest_framework.request import Request
 from rest_framework.settings import api_settings
 
@@ -29,11 +33,49 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
             return None
         if len(header) != 2:
             raise KeyInvalid("Send exactly one key: Authorization: Bearer <key>.")
-        key = services.api_key_authenticate(token=header[1].decode("latin-1"))
+        failures = InvalidKeyFailures(request)
+        failures.refuse_when_exceeded()
+        try:
+            key = services.api_key_authenticate(token=header[1].decode("latin-1"))
+        except KeyInvalid:
+            failures.count_one()
+            raise
         return key.user, key
 
     def authenticate_header(self, request: Request) -> str:
         return 'Bearer realm="api"'
+
+
+class InvalidKeyFailures:
+    """Invalid keys sent from one address, counted per fixed window in the shared cache.
+
+    Past DOCKET_API_KEY_FAILURES (e.g. 20/min) every further request with a key from that address gets 429 with
+    Retry-After until the window ends, before its key is even looked up: an address busy guessing learns nothing
+    more. Valid keys from other addresses are untouched; each key also has its own budget (ApiKeyRateThrottle).
+    """
+
+    def __init__(self, request: Request) -> None:
+        self.limit, self.window = throttling.SimpleRateThrottle.parse_rate(None, settings.DOCKET_API_KEY_FAILURES)
+        now = time.time()
+        bucket = int(now // self.window)
+        self.retry_after = max(1, int((bucket + 1) * self.window - now))
+        address = request.META.get("REMOTE_ADDR", "") or "unknown"
+        self.cache_key = f"docket:api-key-failures:{address}:{bucket}"
+
+    def refuse_when_exceeded(self) -> None:
+        if (cache.get(self.cache_key) or 0) >= self.limit:
+            raise exceptions.Throttled(
+                wait=self.retry_after,
+                detail=f"Too many invalid API keys from your address; try again in {self.retry_after} seconds.",
+            )
+
+    def count_one(self) -> None:
+        if cache.add(self.cache_key, 1, timeout=self.window + 1):
+            return
+        try:
+            cache.incr(self.cache_key)
+        except ValueError:  # expired between add and incr: this failure starts the next count
+            cache.add(self.cache_key, 1, timeout=self.window + 1)
 
 
 class ApiKeyRateThrottle(throttling.SimpleRateThrottle):

@@ -58,6 +58,7 @@ INSTALLED_APPS = [
     "django_celery_results",
     "django_prometheus",
     "operations",
+    "axes",
     "annotation",
     "learning",
     "api",
@@ -78,6 +79,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "annotation.middleware.AccessErrorMiddleware",
     "annotation.middleware.RefuseNulCharacters",
+    # Late, as django-axes asks: it turns a locked-out sign-in into annotation.sign_in.locked_out's answer.
+    "axes.middleware.AxesMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
@@ -125,8 +128,17 @@ DATABASE_OWNER_URL = env.str("DATABASE_OWNER_URL", default="")
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-# Service accounts never sign in with a password (annotation/sign_in.py).
-AUTHENTICATION_BACKENDS = ["annotation.sign_in.PeopleOnlyBackend"]
+# Sign-in (annotation/sign_in.py): a locked-out username and address are refused first, then only people's
+# passwords are checked; service accounts never sign in with a password.
+AUTHENTICATION_BACKENDS = ["annotation.sign_in.SignInLockout", "annotation.sign_in.PeopleOnlyBackend"]
+# After AXES_FAILURE_LIMIT failed sign-ins for one username from one address, that pair is refused for
+# DOCKET_SIGN_IN_LOCKOUT_MINUTES; a superuser unlocks it sooner (Django admin, or `manage.py axes_reset_username`).
+AXES_FAILURE_LIMIT = env.int("DOCKET_SIGN_IN_FAILURES", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("DOCKET_SIGN_IN_LOCKOUT_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "annotation.sign_in.locked_out"
+AXES_VERBOSE = False
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -152,6 +164,11 @@ STORAGES = {
     },
 }
 WHITENOISE_USE_FINDERS = DEVELOPMENT
+
+# "Forgot your password?" mails a reset link to the account's address (docs/deploy.md: EMAIL_URL).
+EMAIL_CONFIG = env.email_url("EMAIL_URL", default="consolemail://")
+vars().update(EMAIL_CONFIG)
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="docket@localhost")
 
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "annotation:my-projects"
@@ -299,6 +316,8 @@ SPECTACULAR_SETTINGS = {
     },
 }
 # Limits of one API request: texts per predict call, documents per bulk create, items per page.
+# Invalid API keys one address may send per period before every key from it gets 429 for the rest of it.
+DOCKET_API_KEY_FAILURES = env.str("DOCKET_API_KEY_FAILURES", default="20/min")
 DOCKET_API_MAX_BATCH = env.int("DOCKET_API_MAX_BATCH", default=64)
 DOCKET_API_MAX_DOCUMENTS = env.int("DOCKET_API_MAX_DOCUMENTS", default=500)
 DOCKET_API_PAGE_SIZE = env.int("DOCKET_API_PAGE_SIZE", default=100)
