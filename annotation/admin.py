@@ -32,6 +32,48 @@ from annotation.services.imports import ImportOptions, detect_format, import_bat
 from annotation.services.projects import project_delete
 
 
+class ProjectsOfStaffFilter(admin.SimpleListFilter):
+    """ "By project", offering only the projects the staff member may see: no other project's name shows here."""
+
+    title = "project"
+    parameter_name = "project"
+    project_path = "project"
+
+    def lookups(self, request, model_admin):
+        return list(permissions.projects_for(request.user).order_by("name").values_list("pk", "name"))
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        if not value:
+            return queryset
+        if not str(value).isdigit():
+            return queryset.none()
+        return queryset.filter(**{self.project_path: int(value)})
+
+
+def by_project(path: str) -> type[ProjectsOfStaffFilter]:
+    """The project filter for a table reaching its project through `path` (e.g. "document__project")."""
+    return type(f"ByProject_{path}", (ProjectsOfStaffFilter,), {"project_path": path})
+
+
+class ProjectScopedAdmin(admin.ModelAdmin):
+    """A table that belongs to projects: a staff member who is not a superuser sees only their own projects' rows,
+    filters and choices, so one project's admin never reads another project's name in the Django admin."""
+
+    project_path = "project"
+
+    def get_queryset(self, request):
+        rows = super().get_queryset(request)
+        if request.user.is_superuser:
+            return rows
+        return rows.filter(**{f"{self.project_path}__in": permissions.projects_for(request.user).values("pk")})
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.related_model is Project and not request.user.is_superuser:
+            kwargs["queryset"] = permissions.projects_for(request.user)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+
 class MembershipInline(admin.TabularInline):
     model = Membership
     extra = 0
@@ -39,7 +81,8 @@ class MembershipInline(admin.TabularInline):
 
 
 @admin.register(Project)
-class ProjectAdmin(admin.ModelAdmin):
+class ProjectAdmin(ProjectScopedAdmin):
+    project_path = "pk"
     list_display = ["name", "multi_label", "query_strategy", "document_count", "actions_column"]
     search_fields = ["name"]
     inlines = [MembershipInline]
@@ -139,7 +182,7 @@ class ImportRowErrorInline(admin.TabularInline):
 
 
 @admin.register(ImportBatch)
-class ImportBatchAdmin(admin.ModelAdmin):
+class ImportBatchAdmin(ProjectScopedAdmin):
     list_display = [
         "file_name",
         "project",
@@ -149,7 +192,7 @@ class ImportBatchAdmin(admin.ModelAdmin):
         "rejected_count",
         "created_at",
     ]
-    list_filter = ["status", "project"]
+    list_filter = ["status", by_project("project")]
     readonly_fields = [
         "project",
         "created_by",
@@ -221,9 +264,9 @@ class ImportBatchAdmin(admin.ModelAdmin):
 
 
 @admin.register(Document)
-class DocumentAdmin(admin.ModelAdmin):
+class DocumentAdmin(ProjectScopedAdmin):
     list_display = ["__str__", "project", "status", "short_text", "created_at"]
-    list_filter = ["status", "project"]
+    list_filter = ["status", by_project("project")]
     search_fields = ["external_id", "text"]
     raw_id_fields = ["import_batch"]
     readonly_fields = ["content_hash", "random_key"]
@@ -240,20 +283,22 @@ class AnnotationLabelInline(admin.TabularInline):
 
 
 @admin.register(Annotation)
-class AnnotationAdmin(admin.ModelAdmin):
+class AnnotationAdmin(ProjectScopedAdmin):
+    project_path = "document__project"
     list_display = ["id", "document", "reviewer", "source", "created_at", "updated_at"]
-    list_filter = ["source", "document__project"]
+    list_filter = ["source", by_project("document__project")]
     raw_id_fields = ["document"]
     inlines = [AnnotationLabelInline]
 
 
 @admin.register(AnnotationRevision)
-class AnnotationRevisionAdmin(admin.ModelAdmin):
+class AnnotationRevisionAdmin(ProjectScopedAdmin):
+    project_path = "annotation__document__project"
     list_display = ["annotation", "label_keys", "changed_by", "changed_at", "reason"]
     raw_id_fields = ["annotation"]
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class ReadOnlyAdmin(ProjectScopedAdmin):
     """Shown to superusers for inspection only; changes go through the services that version and audit them."""
 
     def has_add_permission(self, request, obj=None):
@@ -293,46 +338,51 @@ class TaxonomyAdmin(ReadOnlyAdmin):
 
 @admin.register(Label)
 class LabelAdmin(ReadOnlyAdmin):
+    project_path = "taxonomy__project"
     list_display = ["name", "key", "taxonomy", "shortcut", "order", "deprecated"]
-    list_filter = ["taxonomy__project", "deprecated"]
+    list_filter = [by_project("taxonomy__project"), "deprecated"]
 
 
 @admin.register(TaxonomyVersion)
 class TaxonomyVersionAdmin(ReadOnlyAdmin):
+    project_path = "taxonomy__project"
     list_display = ["taxonomy", "version", "operation", "created_by", "created_at"]
-    list_filter = ["taxonomy__project"]
+    list_filter = [by_project("taxonomy__project")]
 
 
 @admin.register(Membership)
-class MembershipAdmin(admin.ModelAdmin):
+class MembershipAdmin(ProjectScopedAdmin):
     list_display = ["user", "project", "role", "created_at"]
-    list_filter = ["role", "project"]
+    list_filter = ["role", by_project("project")]
 
 
 @admin.register(Lease)
-class LeaseAdmin(admin.ModelAdmin):
+class LeaseAdmin(ProjectScopedAdmin):
+    project_path = "document__project"
     list_display = ["document", "reviewer", "acquired_at", "expires_at"]
     raw_id_fields = ["document"]
 
 
 @admin.register(Skip)
-class SkipAdmin(admin.ModelAdmin):
+class SkipAdmin(ProjectScopedAdmin):
+    project_path = "document__project"
     list_display = ["document", "reviewer", "created_at"]
     raw_id_fields = ["document"]
 
 
 @admin.register(Flag)
-class FlagAdmin(admin.ModelAdmin):
+class FlagAdmin(ProjectScopedAdmin):
+    project_path = "document__project"
     list_display = ["document", "reviewer", "comment", "created_at", "resolved_at"]
     raw_id_fields = ["document"]
 
 
 @admin.register(AuditEvent)
-class AuditEventAdmin(admin.ModelAdmin):
+class AuditEventAdmin(ProjectScopedAdmin):
     """Read-only: the log is append-only, even for superusers."""
 
-    list_display = ["created_at", "actor_label", "project", "action", "target_type", "target_id"]
-    list_filter = ["action", "project"]
+    list_display = ["created_at", "actor_label", "project_label", "action", "target_type", "target_id"]
+    list_filter = ["action", by_project("project")]
     search_fields = ["actor_label", "action", "target_id"]
 
     def has_add_permission(self, request):

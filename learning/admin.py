@@ -2,10 +2,11 @@
 
 from django.contrib import admin
 
+from annotation.admin import ProjectScopedAdmin, by_project
 from learning.models import EmbeddingShard, EvaluationReservation, ModelVersion, TrainingRun
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class ReadOnlyAdmin(ProjectScopedAdmin):
     def has_add_permission(self, request, obj=None) -> bool:
         return False
 
@@ -16,22 +17,22 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 @admin.register(ModelVersion)
 class ModelVersionAdmin(ReadOnlyAdmin):
     list_display = ("project", "number", "status", "kind", "train_label_count", "eval_label_count", "macro_f1")
-    list_filter = ("status", "kind", "project")
+    list_filter = ("status", "kind", by_project("project"))
 
 
 @admin.register(TrainingRun)
 class TrainingRunAdmin(ReadOnlyAdmin):
     list_display = ("project", "id", "kind", "trigger", "status", "phase", "started_at", "finished_at")
-    list_filter = ("status", "kind", "project")
+    list_filter = ("status", "kind", by_project("project"))
 
 
 @admin.register(EvaluationReservation)
 class EvaluationReservationAdmin(ReadOnlyAdmin):
     list_display = ("document", "project", "created_at")
-    list_filter = ("project",)
+    list_filter = (by_project("project"),)
 
 
 @admin.register(EmbeddingShard)
 class EmbeddingShardAdmin(ReadOnlyAdmin):
     list_display = ("project", "body_id", "document_count", "dimension", "created_at")
-    list_filter = ("project",)
+    list_filter = (by_project("project"),)
