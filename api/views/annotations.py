@@ -1,4 +1,4 @@
-"""Annotations: list (admins see all, reviewers their own), export the project, create from automation."""
+"""Annotations: list (leads and admins see all, reviewers their own), export the project, create from automation."""
 
 from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
@@ -52,7 +52,7 @@ class AnnotationListApi(APIView):
         tags=TAGS,
         summary="List annotations",
         description=(
-            "Scope `read`. Project admins see every annotation; reviewers see their own. Cursor-paginated in "
+            "Scope `read`. Leads and admins see every annotation; reviewers see their own. Cursor-paginated in "
             "id order; `updated_after` fetches what changed since a previous sync."
         ),
         parameters=[
@@ -66,8 +66,8 @@ class AnnotationListApi(APIView):
         filters = self.AnnotationFilter(data=request.query_params)
         filters.is_valid(raise_exception=True)
         annotations = Annotation.objects.filter(document__project=project).select_related("reviewer")
-        if not permissions.can(request.user, project, "export"):
-            annotations = annotations.filter(reviewer=request.user)
+        if not permissions.can(request.user, project, "view_answers"):
+            annotations = annotations.filter(reviewer=request.user)  # blind review: only their own
         if "document" in filters.validated_data:
             annotations = annotations.filter(document_id=filters.validated_data["document"])
         if "source" in filters.validated_data:

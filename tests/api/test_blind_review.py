@@ -65,3 +65,15 @@ def test_a_reviewer_role_service_key_reads_blind_too(home, gold):
     response = client_with(token).get(f"/api/v1/projects/{home.project.pk}/documents/{gold.pk}")
     assert response.json()["labels"] == []
     assert Membership.objects.filter(project=home.project, role="reviewer").count() >= 2
+
+
+def test_annotations_list_is_blind_for_reviewers_and_complete_for_leads(home):
+    colleague = UserFactory()
+    MembershipFactory(project=home.project, user=colleague, role="reviewer")
+    AnnotationFactory(document=home.queued, reviewer=colleague, label_list=[home.label])
+    lead = UserFactory()
+    MembershipFactory(project=home.project, user=lead, role="lead")
+    mine = _read(home.reviewer, home.project, "annotations").json()["results"]
+    assert {a["reviewer"] for a in mine} == {home.reviewer.username}
+    everyone = _read(lead, home.project, "annotations").json()["results"]
+    assert {a["reviewer"] for a in everyone} >= {home.reviewer.username, colleague.username}
