@@ -68,7 +68,7 @@ def lenient_trigger(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("annotation", "0008_annotation_served_at"),
+        ("annotation", "0009_import_batch_heartbeat"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
