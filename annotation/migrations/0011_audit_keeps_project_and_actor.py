@@ -68,7 +68,7 @@ def lenient_trigger(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("annotation", "0009_import_batch_heartbeat"),
+        ("annotation", "0010_legal_review"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
