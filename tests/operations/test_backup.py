@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import environ
 import psycopg2
 import pytest
 from django.conf import settings
@@ -40,23 +41,35 @@ def installation_with_a_model(artifact_dir: Path):
     return project, model_dir
 
 
+def owner_role() -> tuple[str, str]:
+    """Restores create and fill a database: the owner role's job (docs/deploy.md), not the restricted app's."""
+    if settings.DATABASE_OWNER_URL:
+        config = environ.Env.db_url_config(settings.DATABASE_OWNER_URL)
+        return config["USER"], config.get("PASSWORD") or ""
+    db = settings.DATABASES["default"]
+    return db["USER"] or "postgres", db.get("PASSWORD") or ""
+
+
 def fresh_database(name: str) -> str:
     db = settings.DATABASES["default"]
+    user, password = owner_role()
     connection = psycopg2.connect(
-        dbname="postgres", host=db["HOST"] or "127.0.0.1", port=db["PORT"] or 5432, user=db["USER"] or "postgres"
+        dbname="postgres", host=db["HOST"] or "127.0.0.1", port=db["PORT"] or 5432, user=user, password=password
     )
     connection.autocommit = True
     with connection.cursor() as cursor:
         cursor.execute(f'DROP DATABASE IF EXISTS "{name}"')
         cursor.execute(f'CREATE DATABASE "{name}"')
     connection.close()
-    return f"postgres://{db['USER'] or 'postgres'}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{name}"
+    secret = f":{password}" if password else ""
+    return f"postgres://{user}{secret}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{name}"
 
 
 def drop_database(name: str) -> None:
     db = settings.DATABASES["default"]
+    user, password = owner_role()
     connection = psycopg2.connect(
-        dbname="postgres", host=db["HOST"] or "127.0.0.1", port=db["PORT"] or 5432, user=db["USER"] or "postgres"
+        dbname="postgres", host=db["HOST"] or "127.0.0.1", port=db["PORT"] or 5432, user=user, password=password
     )
     connection.autocommit = True
     with connection.cursor() as cursor:
