@@ -65,7 +65,8 @@ class Call:
 
     def waits_on_a_lock(self) -> bool:
         """True once the request is blocked on a row lock; False if it finished without waiting."""
-        deadline = time.monotonic() + 20
+        # Generous: on a machine under heavy load a request takes seconds to reach its first query.
+        deadline = time.monotonic() + 90
         while self.thread.is_alive() and time.monotonic() < deadline:
             with connection.cursor() as cursor:
                 cursor.execute(
