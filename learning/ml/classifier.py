@@ -82,12 +82,15 @@ class TrainingArgs:
     """With "cv": a tuned threshold moves from 0.5 by n_pos / (n_pos + threshold_prior) of the way."""
     cv_min_documents: int = 600
     head_max_iter: int = 2000
+    anchor_copies: int = 0
+    """How many labelled documents each label's own text (name, description, guideline) counts as in the head's
+    training data, when the caller passes `anchors` to `fit_head`; 0 ignores them."""
 
     def __post_init__(self) -> None:
         if self.threshold_rule not in THRESHOLD_RULES:
             raise ValueError(f"threshold_rule must be one of {THRESHOLD_RULES}, not {self.threshold_rule!r}")
-        if self.max_steps < 0 or self.batch_size < 1 or self.head_c <= 0:
-            raise ValueError("max_steps must be >= 0, batch_size >= 1 and head_c > 0")
+        if self.max_steps < 0 or self.batch_size < 1 or self.head_c <= 0 or self.anchor_copies < 0:
+            raise ValueError("max_steps must be >= 0, batch_size >= 1, head_c > 0 and anchor_copies >= 0")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -286,24 +289,36 @@ class Classifier:
             progress_callback(0, 0)
         return out
 
-    def fit_head(self, embeddings: np.ndarray, y: Any) -> Classifier:
+    def fit_head(
+        self, embeddings: np.ndarray, y: Any, *, anchors: tuple[np.ndarray, np.ndarray] | None = None
+    ) -> Classifier:
         """Fast path: fit a class-balanced logistic-regression head on precomputed body embeddings.
 
         `y` is a list of label names (single-label), a list of lists of names (multi-label), or the
-        equivalent index array / indicator matrix. Replaces any previous head.
+        equivalent index array / indicator matrix. Replaces any previous head. `anchors` are extra
+        (embeddings, encoded targets) rows, the labels' own texts (`label_descriptions.anchor_rows`), each
+        repeated `args.anchor_copies` times; they need the same body's embeddings.
         """
         embeddings = np.asarray(embeddings, dtype=np.float32)
         targets = encode_targets(y, self.labels, self.multi_label)
         if len(targets) != len(embeddings):
             raise ValueError(f"{len(embeddings)} embeddings but {len(targets)} targets")
+        n_documents = len(targets)
+        if anchors is not None and self.args.anchor_copies > 0:
+            anchor_embeddings, anchor_targets = anchors
+            if anchor_embeddings.shape[1:] != embeddings.shape[1:]:
+                raise ValueError("anchor embeddings come from another body: their width differs")
+            copies = self.args.anchor_copies
+            embeddings = np.concatenate([embeddings, np.repeat(np.asarray(anchor_embeddings, np.float32), copies, 0)])
+            targets = np.concatenate([targets, np.repeat(np.asarray(anchor_targets, targets.dtype), copies, 0)])
         self._check_trainable(targets)
         if self.multi_label:
-            head, thresholds = self._fit_multi_label_head(embeddings, targets)
+            head, thresholds = self._fit_multi_label_head(embeddings, targets, n_documents)
         else:
             head, thresholds = self._fit_single_label_head(embeddings, targets), [0.5] * len(self.labels)
         self._model.model_head = head
         self._state.thresholds = thresholds
-        self._state.n_trained_on = len(targets)
+        self._state.n_trained_on = n_documents
         return self
 
     def fine_tune_body(
@@ -507,7 +522,7 @@ class Classifier:
         return _expand_to_all_classes(head, len(self.labels))
 
     def _fit_multi_label_head(
-        self, embeddings: np.ndarray, targets: np.ndarray
+        self, embeddings: np.ndarray, targets: np.ndarray, n_documents: int
     ) -> tuple[OneVsRestClassifier, list[float]]:
         head = OneVsRestClassifier(self._new_logistic_regression())
         with warnings.catch_warnings():
@@ -518,7 +533,7 @@ class Classifier:
             head.fit(embeddings, targets)
         thresholds = [0.5] * len(self.labels)
         rule = self.args.threshold_rule
-        if rule == "cv" or (rule == "auto" and len(targets) >= self.args.cv_min_documents):
+        if rule == "cv" or (rule == "auto" and n_documents >= self.args.cv_min_documents):
             thresholds = self._tune_thresholds(embeddings, targets)
         for j, estimator in enumerate(head.estimators_):
             if isinstance(estimator, LogisticRegression) and thresholds[j] != 0.5:

@@ -6,6 +6,12 @@ strategy (`learning.ml.strategies`) for the next `step` documents and reveals th
 budget is spent. Every round is evaluated on the held-out test rows. Several strategies run over several
 seeds; a seed fixes the seed set, so strategies are compared on the same start (paired).
 
+With `folds` and a `group_field` (e.g. policy) the held-out test rows are never touched: the training rows'
+groups are dealt into K folds, and each fold is evaluated on its own groups with the other folds' rows as
+the pool (policy-grouped cross-validation). Every choice is made on those figures; the test split is for
+one confirmation at the end. With label texts (`label_descriptions`), the taxonomy's own words give a
+zero-shot point at 0 labels and, with `anchor_copies`, extra rows in every head fit, as in the live loop.
+
 Outputs under `out/`: curves.csv, learning_curves.png, summary.json and summary.md.
 """
 
@@ -28,6 +34,12 @@ from learning.ml.classifier import THRESHOLD_RULES, Classifier, TrainingArgs
 from learning.ml.coldstart import COLD_STARTS, cold_start
 from learning.ml.embeddings import EmbeddingCache
 from learning.ml.exceptions import NotEnoughLabels
+from learning.ml.label_descriptions import (
+    anchor_rows,
+    encode_label_texts,
+    label_texts_from_file,
+    zero_shot_probabilities,
+)
 from learning.ml.metrics import f1_scores
 from learning.ml.strategies import get_strategy
 
@@ -46,6 +58,8 @@ class LabelledCorpus:
     test_mask: np.ndarray
     split_source: str
     skipped_unlabelled: int = 0
+    groups: np.ndarray | None = None
+    """The group of each row (e.g. its policy) when a group field was given: folds and per-group figures."""
 
     @property
     def train_indices(self) -> np.ndarray:
@@ -79,6 +93,10 @@ class SimulationConfig:
     base_model: str | None = None
     cache_dir: Path = Path("var/cache/embeddings")
     report_at: Sequence[int] = (100, 200, 400)
+    folds: int | None = None
+    """Policy-grouped cross-validation over the training rows (needs group_field); None: the test split."""
+    label_descriptions: Path | None = None
+    """Taxonomy JSON with each label's name, description and guideline: zero-shot point and anchors."""
     training_args: TrainingArgs = field(default_factory=TrainingArgs)
     show_progress: bool = True
     threads: int | None = 1
@@ -93,6 +111,14 @@ class SimulationConfig:
             counts.append(self.budget)
         return counts
 
+    def check(self) -> None:
+        """Refuse inconsistent options before any work."""
+        if self.folds is not None:
+            if self.folds < 2:
+                raise ValueError("cross-validation needs at least 2 folds")
+            if not self.group_field:
+                raise ValueError("cross-validation needs --group-field (e.g. policy) so no group straddles folds")
+
 
 @dataclass
 class CurvePoint:
@@ -101,6 +127,17 @@ class CurvePoint:
     n_labels: int
     macro_f1: float
     micro_f1: float
+    fold: int = 0
+    """Cross-validation fold (0 on the test split); a run is one (fold, seed)."""
+
+
+@dataclass
+class Fold:
+    """One evaluation of the loop: which rows form the pool and which are held out to score it."""
+
+    index: int
+    pool: np.ndarray
+    test: np.ndarray
 
 
 @dataclass
@@ -184,7 +221,41 @@ def load_corpus(
         test_mask=test_mask,
         split_source=source,
         skipped_unlabelled=skipped,
+        groups=np.array([str(row.get(group_field)) for row in rows]) if group_field else None,
     )
+
+
+def grouped_folds(corpus: LabelledCorpus, k: int) -> list[Fold]:
+    """K folds over the training rows' groups: each fold's test rows come from groups no other fold has.
+
+    Groups are shuffled with a fixed seed and dealt, largest first, to the fold with the fewest rows so far,
+    so folds are about equal in rows and the same file always gives the same folds. The test split's rows
+    are in no fold.
+    """
+    if corpus.groups is None:
+        raise ValueError("grouped folds need the rows' groups (load the corpus with a group_field)")
+    train = corpus.train_indices
+    groups = corpus.groups[train]
+    names, sizes = np.unique(groups, return_counts=True)
+    if len(names) < k:
+        raise ValueError(f"{len(names)} groups cannot fill {k} folds")
+    order = np.random.default_rng(0).permutation(len(names))
+    order = order[np.argsort(-sizes[order], kind="stable")]
+    fold_of_group: dict[str, int] = {}
+    load = np.zeros(k, dtype=np.int64)
+    for g in order:
+        target = int(np.argmin(load))
+        fold_of_group[str(names[g])] = target
+        load[target] += sizes[g]
+    fold_of_row = np.array([fold_of_group[str(g)] for g in groups])
+    return [Fold(index=f, pool=train[fold_of_row != f], test=train[fold_of_row == f]) for f in range(k)]
+
+
+def evaluation_folds(corpus: LabelledCorpus, folds: int | None) -> list[Fold]:
+    """The grouped cross-validation folds, or the one test split when `folds` is None."""
+    if folds is None:
+        return [Fold(index=0, pool=corpus.train_indices, test=corpus.test_indices)]
+    return grouped_folds(corpus, folds)
 
 
 def _random_split(rows: list[dict[str, Any]], group_field: str | None, fraction: float, seed: int) -> np.ndarray:
@@ -225,34 +296,63 @@ def simulate_run(
     *,
     cold_start_name: str = "random",
     on_round: Callable[[], None] | None = None,
+    fold: Fold | None = None,
+    label_vectors: np.ndarray | None = None,
+    keep_predictions_at: Sequence[int] = (),
+    predictions: dict[tuple[str, int, int, int], np.ndarray] | None = None,
 ) -> list[CurvePoint]:
     """One learning curve: one strategy from one seed set, evaluated at each of `label_counts`.
 
     `strategy_name` may carry its own cold start as "name@cold_start" (e.g. "diverse@diverse").
+    `fold` picks pool and test rows (default: the corpus's split). With `label_vectors` (one embedding per
+    label's own text) the curve starts with the zero-shot point at 0 labels, the cold start "zero_shot" may
+    pick the seed set by the strategy on zero-shot probabilities, and every head gets the labels' texts as
+    anchors when the classifier's `anchor_copies` > 0. Test-row predictions at `keep_predictions_at` go
+    into `predictions`, keyed (strategy, fold, seed, n_labels), for per-group figures.
     """
     strategy_key, cold_start_name = parse_strategy_spec(strategy_name, cold_start_name)
     strategy = get_strategy(strategy_key, corpus.multi_label)
-    train = corpus.train_indices
-    test = corpus.test_indices
+    fold = fold or Fold(index=0, pool=corpus.train_indices, test=corpus.test_indices)
+    train, test = fold.pool, fold.test
     pool_embeddings = embeddings[train]
-    # The seed set depends on the seed only, never on the strategy: runs are paired.
-    labelled = list(cold_start(cold_start_name, pool_embeddings, label_counts[0], rng=seed))
+    anchors = None
+    if label_vectors is not None and classifier.args.anchor_copies > 0:
+        anchors = anchor_rows(label_vectors, corpus.multi_label)
     rng = np.random.default_rng([seed, _stable_hash(strategy_name)])
-    points = []
+    points: list[CurvePoint] = []
+
+    def record(n_labels: int, predicted: np.ndarray | None) -> None:
+        if predicted is None:
+            macro = micro = float("nan")
+        else:
+            macro, micro = f1_scores(corpus.targets[test], predicted, len(corpus.labels), corpus.multi_label)
+            if predictions is not None and n_labels in keep_predictions_at:
+                predictions[(strategy_name, fold.index, seed, n_labels)] = predicted
+        points.append(CurvePoint(strategy_name, seed, n_labels, macro, micro, fold.index))
+
+    if label_vectors is not None:
+        test_zero_shot = zero_shot_probabilities(embeddings[test], label_vectors, corpus.multi_label)
+        record(0, _decide(test_zero_shot, corpus.multi_label))
+    if cold_start_name == "zero_shot":
+        if label_vectors is None:
+            raise ValueError("the zero_shot cold start needs label descriptions")
+        pool_zero_shot = zero_shot_probabilities(pool_embeddings, label_vectors, corpus.multi_label)
+        first = strategy.select(pool_zero_shot, label_counts[0], embeddings=pool_embeddings, rng=rng)
+        labelled = [int(i) for i in first]
+    else:
+        # The seed set depends on the seed only, never on the strategy: runs are paired.
+        labelled = list(cold_start(cold_start_name, pool_embeddings, label_counts[0], rng=seed))
     for round_index in range(len(label_counts)):
         chosen = np.asarray(labelled, dtype=np.int64)
         try:
-            classifier.fit_head(pool_embeddings[chosen], corpus.targets[train[chosen]])
+            classifier.fit_head(pool_embeddings[chosen], corpus.targets[train[chosen]], anchors=anchors)
             trained = True
         except NotEnoughLabels:
             trained = False
         if trained:
-            probabilities = classifier.predict_proba_embeddings(embeddings[test])
-            predicted = _decide(probabilities, corpus.multi_label)
-            macro, micro = f1_scores(corpus.targets[test], predicted, len(corpus.labels), corpus.multi_label)
+            record(len(labelled), _decide(classifier.predict_proba_embeddings(embeddings[test]), corpus.multi_label))
         else:
-            macro = micro = float("nan")
-        points.append(CurvePoint(strategy_name, seed, len(labelled), macro, micro))
+            record(len(labelled), None)
         if on_round is not None:
             on_round()
         if round_index + 1 == len(label_counts):
@@ -267,6 +367,7 @@ def simulate_run(
                 embeddings=pool_embeddings[unlabelled],
                 labelled_embeddings=pool_embeddings[chosen],
                 rng=rng,
+                labelled_targets=corpus.targets[train[chosen]],
             )
         else:
             # No model yet (one class only): widen the seed set at random, as a person would.
@@ -291,13 +392,19 @@ def _stable_hash(text: str) -> int:
     return int.from_bytes(text.encode()[:8].ljust(8, b"\0"), "little") % (2**31)
 
 
-def full_training_ceiling(corpus: LabelledCorpus, embeddings: np.ndarray, classifier: Classifier) -> dict[str, Any]:
-    """The same head trained on every training row: what labelling everything would give.
+def full_training_ceiling(
+    corpus: LabelledCorpus,
+    embeddings: np.ndarray,
+    classifier: Classifier,
+    fold: Fold | None = None,
+) -> dict[str, Any]:
+    """The same head trained on every pool row: what labelling everything would give.
 
     Reported with the fixed 0.5 threshold (the head the curves use) and, for multi-label, with out-of-fold
     tuned thresholds (what the live loop uses once it has that many labels).
     """
-    train, test = corpus.train_indices, corpus.test_indices
+    fold = fold or Fold(index=0, pool=corpus.train_indices, test=corpus.test_indices)
+    train, test = fold.pool, fold.test
     result: dict[str, Any] = {"n_labels": int(len(train))}
     original = classifier.args
     try:
@@ -314,8 +421,25 @@ def full_training_ceiling(corpus: LabelledCorpus, embeddings: np.ndarray, classi
     return result
 
 
+def _mean_ceiling(ceilings: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Fold ceilings averaged (one fold: itself), with the per-fold figures kept."""
+    if len(ceilings) == 1:
+        return ceilings[0]
+    out: dict[str, Any] = {"n_labels": int(np.mean([c["n_labels"] for c in ceilings])), "per_fold": list(ceilings)}
+    for key in ("fixed_thresholds", "cv_thresholds"):
+        if key in ceilings[0]:
+            out[key] = {m: float(np.mean([c[key][m] for c in ceilings])) for m in ("macro_f1", "micro_f1")}
+    out["macro_f1"] = out["fixed_thresholds"]["macro_f1"]
+    out["micro_f1"] = out["fixed_thresholds"]["micro_f1"]
+    return out
+
+
+SIMULATION_COLD_STARTS = (*COLD_STARTS, "zero_shot")
+"""Cold starts of the simulation: the embedding-only ones, and the strategy on zero-shot probabilities."""
+
+
 def run_simulation(config: SimulationConfig, classifier: Classifier | None = None) -> SimulationResult:
-    """Run every (strategy, seed) curve, then write curves.csv, the plot and the summary under `config.out`."""
+    """Run every (strategy, fold, seed) curve, then write curves.csv, the plot and the summary under `config.out`."""
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(limits=config.threads):
@@ -324,11 +448,14 @@ def run_simulation(config: SimulationConfig, classifier: Classifier | None = Non
 
 def _run_simulation(config: SimulationConfig, classifier: Classifier | None) -> SimulationResult:
     started = time.time()
+    config.check()
     for spec in config.strategies:
         name, cold = parse_strategy_spec(spec, config.cold_start)
         get_strategy(name)  # fail before encoding anything, not an hour in
-        if cold not in COLD_STARTS:
-            raise ValueError(f"unknown cold start {cold!r} in {spec!r}; choose one of {COLD_STARTS}")
+        if cold not in SIMULATION_COLD_STARTS:
+            raise ValueError(f"unknown cold start {cold!r} in {spec!r}; choose one of {SIMULATION_COLD_STARTS}")
+        if cold == "zero_shot" and config.label_descriptions is None:
+            raise ValueError(f"{spec!r} starts from zero-shot suggestions: give --label-descriptions")
     corpus = load_corpus(
         config.data,
         split_field=config.split_field,
@@ -336,9 +463,11 @@ def _run_simulation(config: SimulationConfig, classifier: Classifier | None) -> 
         test_fraction=config.test_fraction,
         multi_label=config.multi_label,
     )
+    folds = evaluation_folds(corpus, config.folds)
     counts = config.label_counts()
-    if counts[-1] > len(corpus.train_indices):
-        raise ValueError(f"budget {config.budget} exceeds the {len(corpus.train_indices)} training rows")
+    smallest_pool = min(len(fold.pool) for fold in folds)
+    if counts[-1] > smallest_pool:
+        raise ValueError(f"budget {config.budget} exceeds the {smallest_pool} rows of the smallest pool")
     classifier = classifier or Classifier.create(
         corpus.labels, corpus.multi_label, config.base_model, config.training_args
     )
@@ -346,26 +475,48 @@ def _run_simulation(config: SimulationConfig, classifier: Classifier | None) -> 
     embeddings = corpus_embeddings(
         corpus, classifier, config.cache_dir, progress=progress("encoding", len(corpus.texts))
     )
-    tick = progress("simulating", len(config.strategies) * config.seeds * len(counts))
+    label_vectors = None
+    if config.label_descriptions is not None:
+        texts = label_texts_from_file(config.label_descriptions, corpus.labels)
+        label_vectors = encode_label_texts(texts, classifier.encode)
+    report_at = sorted({*config.report_at, 0})
+    tick = progress("simulating", len(config.strategies) * config.seeds * len(counts) * len(folds))
     points: list[CurvePoint] = []
-    for seed in range(config.seed_offset, config.seed_offset + config.seeds):
-        for name in config.strategies:
-            points.extend(
-                simulate_run(
-                    corpus,
-                    embeddings,
-                    classifier,
-                    name,
-                    seed,
-                    counts,
-                    cold_start_name=config.cold_start,
-                    on_round=lambda: tick(1, 0),
+    predictions: dict[tuple[str, int, int, int], np.ndarray] = {}
+    for fold in folds:
+        for seed in range(config.seed_offset, config.seed_offset + config.seeds):
+            for name in config.strategies:
+                points.extend(
+                    simulate_run(
+                        corpus,
+                        embeddings,
+                        classifier,
+                        name,
+                        seed,
+                        counts,
+                        cold_start_name=config.cold_start,
+                        on_round=lambda: tick(1, 0),
+                        fold=fold,
+                        label_vectors=label_vectors,
+                        keep_predictions_at=report_at,
+                        predictions=predictions,
+                    )
                 )
-            )
-    ceiling = full_training_ceiling(corpus, embeddings, classifier)
+    ceiling = _mean_ceiling([full_training_ceiling(corpus, embeddings, classifier, fold) for fold in folds])
     config.out.mkdir(parents=True, exist_ok=True)
     write_curves(points, config.out / "curves.csv")
     summary = summarise(points, config, corpus, ceiling, elapsed=time.time() - started)
+    if corpus.groups is not None:
+        summary["per_group"] = per_group_figures(corpus, folds, predictions, config.strategies, report_at)
+    summary["fold_sizes"] = [
+        {
+            "fold": fold.index,
+            "pool": int(len(fold.pool)),
+            "test": int(len(fold.test)),
+            "test_groups": int(len(np.unique(corpus.groups[fold.test]))) if corpus.groups is not None else None,
+        }
+        for fold in folds
+    ]
     plot_curves(points, config.out / "learning_curves.png", ceiling=ceiling, title=Path(config.data).name)
     (config.out / "summary.json").write_text(json.dumps(summary, indent=2))
     (config.out / "summary.md").write_text(summary_markdown(summary))
@@ -401,10 +552,17 @@ def _progress_bar(enabled: bool) -> Callable[[str, int], Callable[[int, int], No
 def write_curves(points: Sequence[CurvePoint], path: Path) -> None:
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["strategy", "seed", "n_labels", "macro_f1", "micro_f1"])
+        writer.writerow(["strategy", "fold", "seed", "n_labels", "macro_f1", "micro_f1"])
         for point in points:
             writer.writerow(
-                [point.strategy, point.seed, point.n_labels, f"{point.macro_f1:.6f}", f"{point.micro_f1:.6f}"]
+                [
+                    point.strategy,
+                    point.fold,
+                    point.seed,
+                    point.n_labels,
+                    f"{point.macro_f1:.6f}",
+                    f"{point.micro_f1:.6f}",
+                ]
             )
 
 
@@ -412,40 +570,47 @@ def read_curves(path: str | Path) -> list[CurvePoint]:
     with open(path, newline="") as handle:
         return [
             CurvePoint(
-                row["strategy"], int(row["seed"]), int(row["n_labels"]), float(row["macro_f1"]), float(row["micro_f1"])
+                row["strategy"],
+                int(row["seed"]),
+                int(row["n_labels"]),
+                float(row["macro_f1"]),
+                float(row["micro_f1"]),
+                int(row.get("fold") or 0),
             )
             for row in csv.DictReader(handle)
         ]
 
 
-def _table(points: Sequence[CurvePoint], metric: str) -> dict[str, dict[int, dict[int, float]]]:
-    """strategy -> n_labels -> seed -> value."""
-    table: dict[str, dict[int, dict[int, float]]] = {}
+Run = tuple[int, int]
+"""(fold, seed): one curve of one strategy; strategies are paired on it."""
+
+
+def _table(points: Sequence[CurvePoint], metric: str) -> dict[str, dict[int, dict[Run, float]]]:
+    """strategy -> n_labels -> (fold, seed) -> value."""
+    table: dict[str, dict[int, dict[Run, float]]] = {}
     for point in points:
-        table.setdefault(point.strategy, {}).setdefault(point.n_labels, {})[point.seed] = getattr(point, metric)
+        by_run = table.setdefault(point.strategy, {}).setdefault(point.n_labels, {})
+        by_run[(point.fold, point.seed)] = getattr(point, metric)
     return table
 
 
-def paired_test(
-    points: Sequence[CurvePoint], strategy: str, baseline: str = BASELINE, metric: str = "macro_f1", after: int = 0
-) -> dict[str, Any]:
-    """Strategy minus baseline, paired over (seed, n_labels) for every n_labels > `after` (past the seed set).
-
-    Points of one curve are not independent, so read the p-values as a screen, not a proof; the spread
-    over seeds in the plot is the honest picture.
-    """
-    from scipy import stats
-
-    table = _table(points, metric)
+def _differences(
+    table: dict[str, dict[int, dict[Run, float]]], strategy: str, baseline: str, keep: Callable[[int], bool]
+) -> np.ndarray:
     differences = []
-    for n_labels, by_seed in table.get(strategy, {}).items():
-        if n_labels <= after:
+    for n_labels, by_run in table.get(strategy, {}).items():
+        if not keep(n_labels):
             continue
-        for seed, value in by_seed.items():
-            base = table.get(baseline, {}).get(n_labels, {}).get(seed)
+        for run, value in by_run.items():
+            base = table.get(baseline, {}).get(n_labels, {}).get(run)
             if base is not None and not (math.isnan(value) or math.isnan(base)):
                 differences.append(value - base)
-    diffs = np.asarray(differences)
+    return np.asarray(differences)
+
+
+def _signed_rank(diffs: np.ndarray) -> dict[str, Any]:
+    from scipy import stats
+
     result: dict[str, Any] = {
         "n_pairs": int(len(diffs)),
         "mean_difference": float(diffs.mean()) if len(diffs) else None,
@@ -460,6 +625,18 @@ def paired_test(
     return result
 
 
+def paired_test(
+    points: Sequence[CurvePoint], strategy: str, baseline: str = BASELINE, metric: str = "macro_f1", after: int = 0
+) -> dict[str, Any]:
+    """Strategy minus baseline, paired over (fold, seed, n_labels) for every n_labels > `after`.
+
+    Points of one curve are not independent, so read these p-values as a screen; the paired test at one
+    label count (`summarise`, "paired_vs_random" per report point) and the test across groups are the
+    honest ones.
+    """
+    return _signed_rank(_differences(_table(points, metric), strategy, baseline, lambda n: n > after))
+
+
 def summarise(
     points: Sequence[CurvePoint],
     config: SimulationConfig,
@@ -468,34 +645,41 @@ def summarise(
     *,
     elapsed: float,
 ) -> dict[str, Any]:
-    """Mean and spread at the report points, differences against random, paired tests, run facts."""
+    """Mean and spread (over runs, folds and seeds) at the report points, paired tests against random."""
     macro = _table(points, "macro_f1")
     micro = _table(points, "micro_f1")
     counts = sorted({p.n_labels for p in points})
-    report_at = [n for n in config.report_at if n in counts] or [counts[-1]]
+    report_at = [n for n in sorted({*config.report_at, 0}) if n in counts] or [counts[-1]]
     strategies: dict[str, Any] = {}
     for name in config.strategies:
         at: dict[str, Any] = {}
         for n in report_at:
-            values = np.array(list(macro[name][n].values()))
+            by_run = macro[name][n]
+            values = np.array(list(by_run.values()))
             micro_values = np.array(list(micro[name][n].values()))
-            entry = {
+            fold_means = [np.nanmean([v for (f, _), v in by_run.items() if f == fold]) for fold in _folds(by_run)]
+            seed_means = [np.nanmean([v for (_, s), v in by_run.items() if s == seed]) for seed in _seeds(by_run)]
+            entry: dict[str, Any] = {
                 "macro_f1_mean": float(np.nanmean(values)),
                 "macro_f1_sd": float(np.nanstd(values)),
                 "macro_f1_min": float(np.nanmin(values)),
                 "macro_f1_max": float(np.nanmax(values)),
+                "macro_f1_sd_over_folds": float(np.nanstd(fold_means)),
+                "macro_f1_sd_over_seeds": float(np.nanstd(seed_means)),
                 "micro_f1_mean": float(np.nanmean(micro_values)),
             }
-            if BASELINE in macro and name != BASELINE:
+            if BASELINE in macro and name != BASELINE and n in macro[BASELINE]:
                 base = float(np.nanmean(list(macro[BASELINE][n].values())))
                 entry["difference_vs_random"] = entry["macro_f1_mean"] - base
                 entry["ratio_vs_random"] = entry["macro_f1_mean"] / base if base else None
+                entry["paired_vs_random"] = _signed_rank(_differences(macro, name, BASELINE, lambda m, n=n: m == n))
             at[str(n)] = entry
-        curve_mean = [float(np.nanmean(list(macro[name][n].values()))) for n in counts]
+        curve_counts = [n for n in counts if n >= config.seed_size]
+        curve_mean = [float(np.nanmean(list(macro[name][n].values()))) for n in curve_counts]
         strategies[name] = {
             "at": at,
-            "area_under_curve": float(np.trapezoid(curve_mean, counts) / (counts[-1] - counts[0]))
-            if len(counts) > 1
+            "area_under_curve": float(np.trapezoid(curve_mean, curve_counts) / (curve_counts[-1] - curve_counts[0]))
+            if len(curve_counts) > 1
             else curve_mean[0],
         }
         if BASELINE in macro and name != BASELINE:
@@ -511,13 +695,20 @@ def summarise(
         "labels": corpus.labels,
         "multi_label": corpus.multi_label,
         "split": corpus.split_source,
+        "evaluation": (
+            f"{config.folds}-fold cross-validation grouped by '{config.group_field}' over the training rows"
+            if config.folds
+            else "the test split"
+        ),
         "skipped_unlabelled": corpus.skipped_unlabelled,
         "seed_size": config.seed_size,
         "step": config.step,
         "budget": config.budget,
         "seeds": config.seeds,
         "seed_offset": config.seed_offset,
+        "folds": config.folds,
         "cold_start": config.cold_start,
+        "label_descriptions": str(config.label_descriptions) if config.label_descriptions else None,
         "report_at": report_at,
         "training_args": config.training_args.to_dict(),
         "strategies": strategies,
@@ -529,6 +720,88 @@ def summarise(
     }
 
 
+def _folds(by_run: dict[Run, float]) -> list[int]:
+    return sorted({fold for fold, _ in by_run})
+
+
+def _seeds(by_run: dict[Run, float]) -> list[int]:
+    return sorted({seed for _, seed in by_run})
+
+
+def _macro_f1_by_group(
+    truth: np.ndarray, predicted: np.ndarray, groups: np.ndarray, corpus: LabelledCorpus
+) -> dict[str, float]:
+    """Macro-F1 of each group's rows, as `f1_scores` computes it, in one pass of counts (thousands of groups x
+    runs would take minutes through scikit-learn)."""
+    n_labels = len(corpus.labels)
+    if not corpus.multi_label:
+        truth, predicted = np.eye(n_labels, dtype=np.int64)[truth], np.eye(n_labels, dtype=np.int64)[predicted]
+    names, index = np.unique(groups, return_inverse=True)
+    membership = np.eye(len(names), dtype=np.int64)[index].T  # (groups, rows)
+    tp = membership @ (truth & predicted)
+    support = membership @ truth
+    predicted_count = membership @ predicted
+    denominator = support + predicted_count
+    f1 = np.divide(2 * tp, denominator, out=np.zeros(tp.shape, dtype=np.float64), where=denominator > 0)
+    scored = denominator > 0
+    macro = np.where(scored.any(axis=1), (f1 * scored).sum(axis=1) / np.maximum(scored.sum(axis=1), 1), 0.0)
+    return {str(name): float(value) for name, value in zip(names, macro, strict=True)}
+
+
+def per_group_figures(
+    corpus: LabelledCorpus,
+    folds: Sequence[Fold],
+    predictions: dict[tuple[str, int, int, int], np.ndarray],
+    strategies: Sequence[str],
+    report_at: Sequence[int],
+) -> dict[str, Any]:
+    """Macro-F1 per test group (policy), averaged over seeds: its spread, and strategy - random across groups.
+
+    A group's macro-F1 averages over the labels that occur in it or are predicted for it. The signed-rank
+    test across groups asks whether a strategy's gain holds policy by policy, not only on the pooled rows.
+    """
+    from scipy import stats
+
+    if corpus.groups is None:
+        return {}
+    scores: dict[tuple[str, int], dict[str, float]] = {}
+    for name in strategies:
+        for n in report_at:
+            per_group: dict[str, list[float]] = {}
+            for fold in folds:
+                groups = corpus.groups[fold.test]
+                truth = corpus.targets[fold.test]
+                for key, predicted in predictions.items():
+                    if key[0] != name or key[1] != fold.index or key[3] != n:
+                        continue
+                    for group, macro in _macro_f1_by_group(truth, predicted, groups, corpus).items():
+                        per_group.setdefault(group, []).append(macro)
+            scores[(name, n)] = {group: float(np.mean(values)) for group, values in per_group.items()}
+    out: dict[str, Any] = {}
+    for name in strategies:
+        at: dict[str, Any] = {}
+        for n in report_at:
+            values = np.array(list(scores[(name, n)].values()))
+            if not len(values):
+                continue
+            entry: dict[str, Any] = {
+                "n_groups": int(len(values)),
+                "median": float(np.median(values)),
+                "q25": float(np.percentile(values, 25)),
+                "q75": float(np.percentile(values, 75)),
+            }
+            base = scores.get((BASELINE, n), {})
+            if name != BASELINE and base:
+                diffs = np.array([value - base[g] for g, value in scores[(name, n)].items() if g in base])
+                entry["mean_difference_vs_random"] = float(diffs.mean())
+                entry["groups_better"] = int((diffs > 0).sum())
+                entry["groups_worse"] = int((diffs < 0).sum())
+                entry["wilcoxon_p"] = float(stats.wilcoxon(diffs).pvalue) if np.any(diffs != 0) else None
+            at[str(n)] = entry
+        out[name] = at
+    return out
+
+
 def _cpu_count() -> int:
     import os
 
@@ -536,15 +809,18 @@ def _cpu_count() -> int:
 
 
 def summary_markdown(summary: dict[str, Any]) -> str:
-    """The summary as a Markdown table: macro-F1 mean ± sd per strategy at each report point."""
+    """The summary as Markdown: macro-F1 mean ± sd per strategy at each report point, then the paired tests."""
     report_at = summary["report_at"]
     header = "| strategy | " + " | ".join(f"macro-F1 @ {n}" for n in report_at) + " | mean over curve |"
     lines = [
         f"Data: `{summary['data']}` ({summary['n_train']} train / {summary['n_test']} test, {summary['split']}; "
         f"{'multi' if summary['multi_label'] else 'single'}-label, {len(summary['labels'])} labels). "
+        f"Evaluated on {summary.get('evaluation', 'the test split')}. "
         f"Seed {summary['seed_size']} ({summary['cold_start']}), step {summary['step']}, "
         f"budget {summary['budget']}, {summary['seeds']} seeds "
         f"({summary['seed_offset']}-{summary['seed_offset'] + summary['seeds'] - 1}).",
+        "",
+        "Mean ± sd over runs (fold x seed); difference against random in brackets.",
         "",
         header,
         "|" + " --- |" * (len(report_at) + 2),
@@ -552,7 +828,10 @@ def summary_markdown(summary: dict[str, Any]) -> str:
     for name, entry in summary["strategies"].items():
         cells = []
         for n in report_at:
-            cell = entry["at"][str(n)]
+            cell = entry["at"].get(str(n))
+            if cell is None:
+                cells.append("")
+                continue
             text = f"{cell['macro_f1_mean']:.3f} ± {cell['macro_f1_sd']:.3f}"
             if "difference_vs_random" in cell:
                 text += f" ({cell['difference_vs_random']:+.3f})"
@@ -562,7 +841,7 @@ def summary_markdown(summary: dict[str, Any]) -> str:
     if ceiling:
         lines += [
             "",
-            f"All {ceiling['n_labels']} training rows, same head: macro-F1 {ceiling['macro_f1']:.3f}, "
+            f"All {ceiling['n_labels']} pool rows, same head: macro-F1 {ceiling['macro_f1']:.3f}, "
             f"micro-F1 {ceiling['micro_f1']:.3f}.",
         ]
         if "cv_thresholds" in ceiling:
@@ -571,22 +850,32 @@ def summary_markdown(summary: dict[str, Any]) -> str:
                 f"micro-F1 {ceiling['cv_thresholds']['micro_f1']:.3f}."
             )
     tested = [
-        (name, entry["paired_vs_random"])
+        (name, n, entry["at"][str(n)]["paired_vs_random"])
         for name, entry in summary["strategies"].items()
-        if "paired_vs_random" in entry
+        for n in report_at
+        if "paired_vs_random" in entry["at"].get(str(n), {})
     ]
     if tested:
+        groups = summary.get("per_group", {})
         lines += [
             "",
-            "Paired against random over (seed, label count) past the seed set (macro-F1):",
+            "Against random at each label count: paired over runs (fold x seed), and across test groups "
+            "(each group's macro-F1 averaged over seeds):",
             "",
-            "| strategy | mean difference | wins / losses | Wilcoxon p | paired t p |",
-            "| --- | --- | --- | --- | --- |",
+            "| strategy | labels | mean difference | runs better / worse | Wilcoxon p (runs) | groups better / worse "
+            "| Wilcoxon p (groups) |",
+            "| --- | --- | --- | --- | --- | --- | --- |",
         ]
-        for name, test in tested:
+        for name, n, test in tested:
+            group = groups.get(name, {}).get(str(n), {})
+            group_cells = (
+                f"{group['groups_better']} / {group['groups_worse']} | {_fmt(group.get('wilcoxon_p'), '.2g')}"
+                if "groups_better" in group
+                else "n/a | n/a"
+            )
             lines.append(
-                f"| {name} | {_fmt(test['mean_difference'], '+.4f')} | {test['wins']} / {test['losses']} | "
-                f"{_fmt(test['wilcoxon_p'], '.2g')} | {_fmt(test['paired_t_p'], '.2g')} |"
+                f"| {name} | {n} | {_fmt(test['mean_difference'], '+.4f')} | {test['wins']} / {test['losses']} | "
+                f"{_fmt(test['wilcoxon_p'], '.2g')} | {group_cells} |"
             )
     return "\n".join(lines) + "\n"
 
@@ -602,7 +891,7 @@ def plot_curves(
     ceiling: dict[str, Any] | None = None,
     title: str = "",
 ) -> Path:
-    """Mean macro- and micro-F1 per strategy against labels, with the min-max band over seeds."""
+    """Mean macro- and micro-F1 per strategy against labels, with the min-max band over runs (fold x seed)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -628,7 +917,8 @@ def plot_curves(
         axis.set_ylabel(f"{name} on the test split")
         axis.grid(alpha=0.3)
     axes[0].legend(loc="lower right", fontsize="small")
-    figure.suptitle(f"{title}: mean over seeds, band = min-max" if title else "mean over seeds, band = min-max")
+    caption = "mean over runs (fold x seed), band = min-max"
+    figure.suptitle(f"{title}: {caption}" if title else caption)
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=110)
@@ -656,12 +946,32 @@ def add_simulation_arguments(parser: Any) -> None:
     parser.add_argument("--seed-offset", type=int, default=0, help="first seed (fresh seeds confirm a choice)")
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--split-field", default="split", help="rows whose field is 'test' are held out")
-    parser.add_argument("--group-field", default=None, help="keep groups whole in a random split (e.g. policy)")
+    parser.add_argument(
+        "--group-field", default=None, help="keep groups whole in splits and folds, report per group (e.g. policy)"
+    )
+    parser.add_argument(
+        "--folds",
+        type=int,
+        default=None,
+        help="grouped cross-validation over the training rows (needs --group-field); the test split is not used",
+    )
+    parser.add_argument(
+        "--label-descriptions",
+        type=Path,
+        default=None,
+        help="taxonomy JSON (labels with key/name, description, guideline): zero-shot at 0 labels and anchors",
+    )
+    parser.add_argument(
+        "--anchor-copies",
+        type=int,
+        default=TrainingArgs.anchor_copies,
+        help="how many documents each label's text counts as in every head fit (needs --label-descriptions)",
+    )
     parser.add_argument("--test-fraction", type=float, default=0.25)
     kind = parser.add_mutually_exclusive_group()
     kind.add_argument("--multi-label", dest="multi_label", action="store_true", default=None)
     kind.add_argument("--single-label", dest="multi_label", action="store_false")
-    parser.add_argument("--cold-start", choices=COLD_STARTS, default="random")
+    parser.add_argument("--cold-start", choices=SIMULATION_COLD_STARTS, default="random")
     parser.add_argument("--report-at", type=int, nargs="+", default=[100, 200, 400])
     parser.add_argument("--base-model", default=None, help="local SentenceTransformer directory")
     parser.add_argument("--cache-dir", type=Path, default=Path("var/cache/embeddings"))
@@ -691,8 +1001,14 @@ def config_from_arguments(options: Any) -> SimulationConfig:
         multi_label=values["multi_label"],
         cold_start=values["cold_start"],
         report_at=tuple(values["report_at"]),
+        folds=values.get("folds"),
+        label_descriptions=Path(values["label_descriptions"]) if values.get("label_descriptions") else None,
         base_model=values["base_model"],
         cache_dir=Path(values["cache_dir"]),
-        training_args=TrainingArgs(head_c=values["head_c"], threshold_rule=values["threshold_rule"]),
+        training_args=TrainingArgs(
+            head_c=values["head_c"],
+            threshold_rule=values["threshold_rule"],
+            anchor_copies=values.get("anchor_copies", TrainingArgs.anchor_copies),
+        ),
         show_progress=values["show_progress"],
     )

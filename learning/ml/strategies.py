@@ -64,7 +64,9 @@ class QueryStrategy:
     def __init__(self, multi_label: bool = False) -> None:
         self.multi_label = multi_label
 
-    def scores(self, probabilities: np.ndarray, *, rng: Rng = None) -> np.ndarray:
+    def scores(
+        self, probabilities: np.ndarray, *, rng: Rng = None, labelled_targets: np.ndarray | None = None
+    ) -> np.ndarray:
         """Informativeness of each row of `probabilities` (n, n_labels); higher = more informative."""
         raise NotImplementedError
 
@@ -76,10 +78,12 @@ class QueryStrategy:
         embeddings: np.ndarray | None = None,
         labelled_embeddings: np.ndarray | None = None,
         rng: Rng = None,
+        labelled_targets: np.ndarray | None = None,
     ) -> np.ndarray:
         """Indices (into the rows of `probabilities`) of the next `k` documents to label, best first."""
         rng = np.random.default_rng(rng)
-        return top_k(self.scores(np.asarray(probabilities, dtype=np.float64), rng=rng), k, rng)
+        scores = self.scores(np.asarray(probabilities, dtype=np.float64), rng=rng, labelled_targets=labelled_targets)
+        return top_k(scores, k, rng)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(multi_label={self.multi_label})"
@@ -90,7 +94,9 @@ class RandomSampling(QueryStrategy):
 
     name = "random"
 
-    def scores(self, probabilities: np.ndarray, *, rng: Rng = None) -> np.ndarray:
+    def scores(
+        self, probabilities: np.ndarray, *, rng: Rng = None, labelled_targets: np.ndarray | None = None
+    ) -> np.ndarray:
         return np.random.default_rng(rng).random(len(probabilities))
 
 
@@ -99,7 +105,9 @@ class LeastConfident(QueryStrategy):
 
     name = "least_confident"
 
-    def scores(self, probabilities: np.ndarray, *, rng: Rng = None) -> np.ndarray:
+    def scores(
+        self, probabilities: np.ndarray, *, rng: Rng = None, labelled_targets: np.ndarray | None = None
+    ) -> np.ndarray:
         if self.multi_label:
             return label_uncertainty(probabilities).max(axis=1)
         from modAL.uncertainty import _proba_uncertainty  # modAL loads torch: imported where used
@@ -112,7 +120,9 @@ class Margin(QueryStrategy):
 
     name = "margin"
 
-    def scores(self, probabilities: np.ndarray, *, rng: Rng = None) -> np.ndarray:
+    def scores(
+        self, probabilities: np.ndarray, *, rng: Rng = None, labelled_targets: np.ndarray | None = None
+    ) -> np.ndarray:
         if self.multi_label:
             return label_uncertainty(probabilities).mean(axis=1)
         from modAL.uncertainty import _proba_margin  # modAL loads torch: imported where used
@@ -125,7 +135,9 @@ class Entropy(QueryStrategy):
 
     name = "entropy"
 
-    def scores(self, probabilities: np.ndarray, *, rng: Rng = None) -> np.ndarray:
+    def scores(
+        self, probabilities: np.ndarray, *, rng: Rng = None, labelled_targets: np.ndarray | None = None
+    ) -> np.ndarray:
         if self.multi_label:
             return binary_entropy(probabilities).mean(axis=1)
         from modAL.uncertainty import _proba_entropy  # modAL loads torch: imported where used
@@ -143,7 +155,9 @@ class RareLabelMargin(QueryStrategy):
 
     name = "rare_margin"
 
-    def scores(self, probabilities: np.ndarray, *, rng: Rng = None) -> np.ndarray:
+    def scores(
+        self, probabilities: np.ndarray, *, rng: Rng = None, labelled_targets: np.ndarray | None = None
+    ) -> np.ndarray:
         n = max(len(probabilities), 1)
         if self.multi_label:
             uncertainty = label_uncertainty(probabilities)
@@ -154,6 +168,41 @@ class RareLabelMargin(QueryStrategy):
         weights = 1 / np.sqrt(np.maximum(prevalence, 1 / n))
         weights /= weights.mean()
         return (uncertainty * weights).mean(axis=1)
+
+
+def label_rarity_weights(
+    probabilities: np.ndarray, labelled_targets: np.ndarray | None, multi_label: bool
+) -> np.ndarray:
+    """One weight per label, higher for labels with fewer labelled examples: 1/sqrt(examples + 1), mean 1.
+
+    Without the labelled targets (a caller that has none at hand) the pool's predicted prevalence stands in.
+    """
+    n_labels = probabilities.shape[1]
+    if labelled_targets is not None and len(labelled_targets):
+        targets = np.asarray(labelled_targets)
+        counts = targets.sum(axis=0) if multi_label else np.bincount(targets, minlength=n_labels)
+    else:
+        decided = probabilities >= 0.5 if multi_label else np.eye(n_labels)[np.argmax(probabilities, axis=1)]
+        counts = decided.sum(axis=0)
+    weights = 1 / np.sqrt(np.asarray(counts, dtype=np.float64) + 1)
+    return weights / weights.mean()
+
+
+class RareLabelExamples(QueryStrategy):
+    """Likely examples of the labels with the fewest labelled documents: max over labels of weight x p.
+
+    Macro-F1 weighs a label with 17 examples in 2,298 as much as one with 800; a model that has seen one
+    example of "Do Not Track" needs the next one more than another borderline first-party paragraph.
+    Weights come from the labelled documents' counts (`label_rarity_weights`).
+    """
+
+    name = "rare_labels"
+
+    def scores(
+        self, probabilities: np.ndarray, *, rng: Rng = None, labelled_targets: np.ndarray | None = None
+    ) -> np.ndarray:
+        weights = label_rarity_weights(probabilities, labelled_targets, self.multi_label)
+        return (probabilities * weights).max(axis=1)
 
 
 @dataclass
@@ -184,8 +233,10 @@ class RankedBatch(QueryStrategy):
         super().__init__(multi_label)
         self._uncertainty = LeastConfident(multi_label)
 
-    def scores(self, probabilities: np.ndarray, *, rng: Rng = None) -> np.ndarray:
-        return self._uncertainty.scores(probabilities)
+    def scores(
+        self, probabilities: np.ndarray, *, rng: Rng = None, labelled_targets: np.ndarray | None = None
+    ) -> np.ndarray:
+        return self._uncertainty.scores(probabilities, labelled_targets=labelled_targets)
 
     def select(
         self,
@@ -195,6 +246,7 @@ class RankedBatch(QueryStrategy):
         embeddings: np.ndarray | None = None,
         labelled_embeddings: np.ndarray | None = None,
         rng: Rng = None,
+        labelled_targets: np.ndarray | None = None,
     ) -> np.ndarray:
         if embeddings is None:
             raise ValueError("the batch strategy needs the pool's embeddings to keep a batch diverse")
@@ -241,8 +293,10 @@ class DiverseUncertainty(QueryStrategy):
         self.pool_factor = pool_factor
         self._uncertainty = STRATEGIES[base](multi_label)
 
-    def scores(self, probabilities: np.ndarray, *, rng: Rng = None) -> np.ndarray:
-        return self._uncertainty.scores(probabilities)
+    def scores(
+        self, probabilities: np.ndarray, *, rng: Rng = None, labelled_targets: np.ndarray | None = None
+    ) -> np.ndarray:
+        return self._uncertainty.scores(probabilities, labelled_targets=labelled_targets)
 
     def select(
         self,
@@ -252,11 +306,12 @@ class DiverseUncertainty(QueryStrategy):
         embeddings: np.ndarray | None = None,
         labelled_embeddings: np.ndarray | None = None,
         rng: Rng = None,
+        labelled_targets: np.ndarray | None = None,
     ) -> np.ndarray:
         if embeddings is None:
             raise ValueError("the diverse strategy needs the pool's embeddings to spread a batch")
         rng = np.random.default_rng(rng)
-        scores = self.scores(np.asarray(probabilities, dtype=np.float64))
+        scores = self.scores(np.asarray(probabilities, dtype=np.float64), labelled_targets=labelled_targets)
         k = min(k, len(scores))
         if k <= 1:
             return top_k(scores, k, rng)
@@ -281,9 +336,28 @@ class DiverseUncertainty(QueryStrategy):
         return picked_array[np.argsort(-scores[picked_array], kind="stable")]
 
 
+class DiverseRareLabels(DiverseUncertainty):
+    """`diverse` on likely examples of the rarest labels (`rare_labels`) instead of their uncertainty."""
+
+    name = "diverse_rare"
+
+    def __init__(self, multi_label: bool = False, pool_factor: int = 40) -> None:
+        super().__init__(multi_label, pool_factor=pool_factor, base="rare_labels")
+
+
 STRATEGIES: dict[str, type[QueryStrategy]] = {
     strategy.name: strategy
-    for strategy in (LeastConfident, Margin, Entropy, RankedBatch, RandomSampling, DiverseUncertainty, RareLabelMargin)
+    for strategy in (
+        LeastConfident,
+        Margin,
+        Entropy,
+        RankedBatch,
+        RandomSampling,
+        DiverseUncertainty,
+        RareLabelMargin,
+        RareLabelExamples,
+        DiverseRareLabels,
+    )
 }
 
 

@@ -7,12 +7,14 @@ import json
 import numpy as np
 import pytest
 
+from learning.ml.classifier import TrainingArgs
 from learning.ml.embeddings import EmbeddingCache
 from learning.ml.simulation import (
     SimulationConfig,
     add_simulation_arguments,
     config_from_arguments,
     corpus_embeddings,
+    grouped_folds,
     load_corpus,
     run_simulation,
     simulate_run,
@@ -137,7 +139,7 @@ def test_run_writes_curves_plot_and_summary_with_paired_tests(small_corpus, tmp_
     with open(tmp_path / "out" / "curves.csv") as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == 3 * 2 * 4
-    assert set(rows[0]) == {"strategy", "seed", "n_labels", "macro_f1", "micro_f1"}
+    assert set(rows[0]) == {"strategy", "fold", "seed", "n_labels", "macro_f1", "micro_f1"}
     assert (tmp_path / "out" / "learning_curves.png").stat().st_size > 10_000
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["report_at"] == [12, 24]
@@ -164,3 +166,87 @@ def test_unknown_strategy_fails_before_any_work(tmp_path):
     config = SimulationConfig(data=tmp_path / "missing.jsonl", out=tmp_path, strategies=["clairvoyant"])
     with pytest.raises(KeyError, match="clairvoyant"):
         run_simulation(config)
+
+
+def test_grouped_folds_keep_each_policy_whole_and_never_touch_the_test_split(tmp_path):
+    rows = synthetic_rows(multi_label=True)
+    corpus = load_corpus(write_rows(tmp_path / "d.jsonl", rows), group_field="policy")
+    folds = grouped_folds(corpus, 3)
+    test_rows = set(corpus.test_indices.tolist())
+    seen = []
+    for fold in folds:
+        pool_groups = set(corpus.groups[fold.pool])
+        held_groups = set(corpus.groups[fold.test])
+        assert held_groups and not pool_groups & held_groups
+        assert not (set(fold.pool.tolist()) | set(fold.test.tolist())) & test_rows
+        seen.extend(fold.test.tolist())
+    assert sorted(seen) == corpus.train_indices.tolist()  # every training row is held out exactly once
+    again = grouped_folds(load_corpus(tmp_path / "d.jsonl", group_field="policy"), 3)
+    assert all(np.array_equal(a.test, b.test) for a, b in zip(folds, again, strict=True))
+
+
+def test_cross_validation_needs_a_group_field(tmp_path):
+    config = SimulationConfig(data=tmp_path / "d.jsonl", out=tmp_path, folds=3)
+    with pytest.raises(ValueError, match="group-field"):
+        run_simulation(config)
+
+
+def test_grouped_run_reports_folds_groups_and_the_zero_shot_point(small_corpus, tmp_path):
+    path, corpus, classifier, _ = small_corpus
+    descriptions = tmp_path / "taxonomy.json"
+    descriptions.write_text(
+        json.dumps(
+            {
+                "labels": [
+                    {"key": "collection", "name": "Collection", "description": "What we collect about you."},
+                    {"key": "sharing", "name": "Sharing", "description": "Data shared with partners."},
+                    {"key": "retention", "name": "Retention", "description": "How long data is kept."},
+                ]
+            }
+        )
+    )
+    config = SimulationConfig(
+        data=path,
+        out=tmp_path / "cv",
+        strategies=["diverse_rare@zero_shot", "random"],
+        seed_size=6,
+        step=6,
+        budget=18,
+        seeds=2,
+        group_field="policy",
+        folds=3,
+        label_descriptions=descriptions,
+        cache_dir=tmp_path / "cache",
+        report_at=(6, 18),
+        show_progress=False,
+    )
+    result = run_simulation(
+        config, classifier=classifier.on_same_body(corpus.labels, True, args=TrainingArgs(anchor_copies=2))
+    )
+    summary = result.summary
+    assert summary["report_at"] == [0, 6, 18]
+    assert {(p.fold, p.seed) for p in result.points} == {(f, s) for f in range(3) for s in range(2)}
+    zero = [p for p in result.points if p.n_labels == 0]
+    assert len(zero) == 2 * 3 * 2 and all(0 <= p.macro_f1 <= 1 for p in zero)
+    entry = summary["strategies"]["diverse_rare@zero_shot"]["at"]["18"]
+    assert entry["paired_vs_random"]["n_pairs"] == 6
+    assert {"macro_f1_sd_over_folds", "macro_f1_sd_over_seeds"} <= set(entry)
+    groups = summary["per_group"]["diverse_rare@zero_shot"]["18"]
+    assert groups["n_groups"] == len(set(result.corpus.groups[result.corpus.train_indices]))
+    assert "groups_better" in groups
+    assert "cross-validation grouped by 'policy'" in result.summary_markdown
+
+
+def test_per_group_macro_f1_equals_the_metric_on_each_group_alone(small_corpus):
+    from learning.ml.metrics import f1_scores
+    from learning.ml.simulation import _macro_f1_by_group
+
+    _, corpus, _, _ = small_corpus
+    rng = np.random.default_rng(0)
+    truth = corpus.targets
+    predicted = (rng.random(truth.shape) < 0.4).astype(np.int64)
+    groups = np.array([text_id.split(":")[0] for text_id in corpus.ids])
+    fast = _macro_f1_by_group(truth, predicted, groups, corpus)
+    for group in set(groups):
+        rows = groups == group
+        assert fast[group] == pytest.approx(f1_scores(truth[rows], predicted[rows], len(corpus.labels), True)[0])

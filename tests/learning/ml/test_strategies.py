@@ -164,3 +164,32 @@ def test_diverse_batches_avoid_near_duplicates_multi_label(name):
 def test_batch_strategy_needs_embeddings():
     with pytest.raises(ValueError, match="embeddings"):
         get_strategy("batch").select(np.full((3, 2), 0.5), 2)
+
+
+def test_rare_labels_asks_for_a_likely_example_of_the_least_labelled_label():
+    # Label 0 has ten labelled examples, label 1 only one: the likely label-1 document comes first.
+    labelled = np.array([[1, 0]] * 10 + [[0, 1]])
+    probabilities = np.array([[0.95, 0.05], [0.1, 0.8], [0.5, 0.5]])
+    strategy = get_strategy("rare_labels", multi_label=True)
+    assert strategy.select(probabilities, 1, rng=0, labelled_targets=labelled).tolist() == [1]
+    # Counted the other way round, the likely label-0 document wins.
+    flipped = labelled[:, ::-1]
+    assert strategy.select(probabilities, 1, rng=0, labelled_targets=flipped).tolist() == [0]
+
+
+def test_rare_labels_without_labelled_targets_weighs_by_predicted_prevalence():
+    # The pool predicts label 0 almost everywhere, so a likely label-1 document is the rare one.
+    probabilities = np.array([[0.9, 0.1]] * 8 + [[0.2, 0.7]])
+    assert get_strategy("rare_labels", multi_label=True).select(probabilities, 1, rng=0).tolist() == [8]
+
+
+def test_diverse_rare_spreads_its_batch_over_clusters():
+    rng = np.random.default_rng(1)
+    centres = np.array([[5.0, 0.0], [0.0, 5.0], [-5.0, 0.0]])
+    embeddings = np.vstack([c + rng.normal(scale=0.1, size=(20, 2)) for c in centres])
+    probabilities = np.full((60, 2), 0.6)
+    picked = get_strategy("diverse_rare", multi_label=True).select(
+        probabilities, 3, embeddings=embeddings, rng=0, labelled_targets=np.array([[1, 0], [0, 1]])
+    )
+    assert len(set(picked.tolist())) == 3
+    assert {int(i) // 20 for i in picked} == {0, 1, 2}
