@@ -202,7 +202,10 @@ def label_groups(labels: list[dict]) -> list[dict]:
 
 
 def suggestion_for(project: Project, document: Document, label_keys: list[str]) -> dict | None:
-    """The active model's suggestion for one document: its version, each label's probability, the pick."""
+    """The active model's suggestion for one document: its version, each label's probability, the pick.
+
+    Before the first model, the suggestion comes from the labels' own words (`from_label_descriptions`).
+    """
     prediction = learning_selectors.prediction_for_review(project, document)
     if not prediction:
         return None
@@ -227,7 +230,12 @@ def suggestion_for(project: Project, document: Document, label_keys: list[str]) 
         picked = [k for k in label_keys if probabilities.get(k, 0.0) >= SUGGESTION_THRESHOLD] or [best]
     else:
         picked = [best]
-    return {"model_version": prediction["model_version"], "probabilities": probabilities, "labels": picked}
+    return {
+        "model_version": prediction["model_version"],
+        "from_label_descriptions": prediction["from_label_descriptions"],
+        "probabilities": probabilities,
+        "labels": picked,
+    }
 
 
 def document_for_review(

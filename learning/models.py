@@ -7,6 +7,10 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+DESCRIPTIONS_VERSION = 0
+"""QueuePriority.model_version of suggestions made from the labels' own words before the first model (whose
+number is 1)."""
+
 
 class QueuePriority(models.Model):
     """The latest score of one pool document under a project's active model (higher is asked sooner)."""
@@ -18,8 +22,9 @@ class QueuePriority(models.Model):
     # is that much less to update when the whole pool is rescored.
     project = models.ForeignKey("annotation.Project", on_delete=models.CASCADE, related_name="+", db_index=False)
     score = models.FloatField()
-    # Number of the model version that produced the score and probabilities (None for a cold-start pick or an
-    # evaluation document, which reviewers label without the model's suggestion).
+    # Number of the model version that produced the score and probabilities: DESCRIPTIONS_VERSION (0) before any
+    # model, when the labels' own words suggest; None for an evaluation document, which reviewers label without
+    # a suggestion, and for a pool scored before any label had a description to compare with.
     model_version = models.PositiveIntegerField(null=True, blank=True)
     # Label key -> probability under that model, in the project's label order.
     probabilities = models.JSONField(default=dict, blank=True)

@@ -9,7 +9,7 @@ from django.conf import settings
 from django.db.models import F, OuterRef, QuerySet, Subquery
 
 from annotation.models import Document, Taxonomy
-from learning.models import ModelVersion, QueuePriority, TrainingRun
+from learning.models import DESCRIPTIONS_VERSION, ModelVersion, QueuePriority, TrainingRun
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +80,7 @@ def prediction_for_review(project, document) -> dict | None:
             "taxonomy_version": row["trained_on"],
             "current_taxonomy_version": row["current"],
             "probabilities": row["queue_priority__probabilities"],
+            "from_label_descriptions": row["queue_priority__model_version"] == DESCRIPTIONS_VERSION,
         }
     if active is None or (stored is not None and stored["model_version"] == active):
         return stored
@@ -96,6 +97,7 @@ def prediction_for_review(project, document) -> dict | None:
         "taxonomy_version": served.taxonomy_version,
         "current_taxonomy_version": row["current"] if row else None,
         "probabilities": {key: float(p) for key, p in zip(served.label_keys, probabilities, strict=True)},
+        "from_label_descriptions": False,
     }
 
 

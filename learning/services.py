@@ -42,9 +42,11 @@ from learning.ml.checkpoint import FineTuneCheckpoint
 from learning.ml.classifier import MIN_LABELLED_DOCUMENTS, Classifier, TrainingArgs
 from learning.ml.coldstart import diverse_sample
 from learning.ml.exceptions import FineTuneInterrupted, NotEnoughLabels
+from learning.ml.label_descriptions import LabelText, anchor_rows, encode_label_texts, zero_shot_probabilities
 from learning.ml.metrics import evaluate
 from learning.ml.strategies import get_strategy, top_k
 from learning.models import (
+    DESCRIPTIONS_VERSION,
     EmbeddingShard,
     EvaluationReservation,
     LearningState,
@@ -741,13 +743,27 @@ def _labelled_embeddings(project: Project, body_id: str) -> np.ndarray | None:
 
 
 def _cold_start(project: Project) -> int:
-    """Before any model: diverse documents (one per k-means region of base-model embeddings) first."""
+    """Before any model: suggestions from the labels' own words, and diverse documents first.
+
+    Every queued document gets zero-shot probabilities (its similarity to each label's name, description
+    and guideline under the base body), which the labeling page shows as a suggestion from the first
+    document on. The first documents asked are one per k-means region of the embeddings, so the first
+    labels cover the collection.
+    """
     classifier = _held_classifier(None, project)
     ids, random_keys, reserved = queued_pool(project)
     learner_ids = ids[~reserved]
     embeddings = embeddings_for(
         project_id=project.pk, body_id=classifier.body_id, document_ids=learner_ids, encode=classifier.encode
     )
+    labels = list(
+        Label.objects.filter(taxonomy__project=project, deprecated=False).order_by("order", "id").values("pk", "key")
+    )
+    probabilities, label_keys = None, []
+    if len(labels) >= 2 and len(learner_ids):
+        vectors = encode_label_texts(label_texts([label["pk"] for label in labels]), classifier.encode)
+        probabilities = zero_shot_probabilities(embeddings, vectors, project.multi_label)
+        label_keys = [label["key"] for label in labels]
     k = min(len(learner_ids), max(COLD_START_PICKS, 2 * project.fast_retrain_every))
     picks = diverse_sample(embeddings, k) if k else np.empty(0, dtype=np.int64)
     rest_mask = np.ones(len(learner_ids), dtype=bool)
@@ -771,9 +787,9 @@ def _cold_start(project: Project) -> int:
     pool = PoolScores(
         document_ids=ids,
         scores=scores,
-        model_version=None,
-        probabilities=None,
-        label_keys=[],
+        model_version=DESCRIPTIONS_VERSION if probabilities is not None else None,
+        probabilities=probabilities,
+        label_keys=label_keys,
         learner_mask=~reserved,
     )
     with transaction.atomic():
@@ -1351,7 +1367,8 @@ def _train_fast(
     )
     n_train = len(snapshot.train_ids)
     progress.phase("Fitting the classifier head", "fit_head")
-    classifier.fit_head(embeddings[:n_train], snapshot.train_targets)
+    anchors = _label_anchors(snapshot, args, holder.encode)
+    classifier.fit_head(embeddings[:n_train], snapshot.train_targets, anchors=anchors)
     progress.phase("Evaluating", "evaluate")
     metrics = _evaluate(classifier, embeddings[n_train:], snapshot)
     reference = (
@@ -1395,10 +1412,33 @@ def _train_slow(
     )
     n_train, n_eval = len(snapshot.train_ids), len(snapshot.eval_ids)
     progress.phase("Fitting the classifier head", "fit_head")
-    classifier.fit_head(embeddings[:n_train], snapshot.train_targets)
+    anchors = _label_anchors(snapshot, args, classifier.encode)
+    classifier.fit_head(embeddings[:n_train], snapshot.train_targets, anchors=anchors)
     progress.phase("Evaluating", "evaluate")
     metrics = _evaluate(classifier, embeddings[n_train : n_train + n_eval], snapshot)
     return _Trained(classifier, metrics, None, embeddings[:n_train])
+
+
+def label_texts(label_ids: Sequence[int]) -> list[LabelText]:
+    """Each label's own words (name, description, guideline), in the order of `label_ids`."""
+    rows = {
+        row["pk"]: row
+        for row in Label.objects.filter(pk__in=list(label_ids)).values("pk", "name", "description", "guideline")
+    }
+    return [
+        LabelText(name=rows[pk]["name"], description=rows[pk]["description"], guideline=rows[pk]["guideline"])
+        for pk in label_ids
+    ]
+
+
+def _label_anchors(
+    snapshot: LabelSnapshot, args: TrainingArgs, encode: Callable[[list[str]], np.ndarray]
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """The labels' own texts as extra training rows (encoded by the body the head is fitted on), or None."""
+    if args.anchor_copies <= 0:
+        return None
+    vectors = encode_label_texts(label_texts([label["id"] for label in snapshot.labels]), encode)
+    return anchor_rows(vectors, snapshot.multi_label)
 
 
 def _evaluate(classifier: Classifier, embeddings: np.ndarray, snapshot: LabelSnapshot) -> dict[str, Any]:

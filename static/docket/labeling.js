@@ -194,7 +194,10 @@
       info.querySelector(".badge span").textContent = state.modelNumber;
       return;
     }
-    if (suggestion) {
+    if (suggestion && suggestion.from_label_descriptions) {
+      // Before the first model: the suggestion compares the text with each label's name, description and guideline.
+      info.innerHTML = `<span class="badge" title="No model yet: suggested by comparing the text with each label's name, description and guideline.">From label descriptions</span><span class="muted">suggestion pre-selected</span>`;
+    } else if (suggestion) {
       info.innerHTML = `<span class="badge">Model v<span></span></span><span class="muted">suggestion pre-selected</span>`;
       info.querySelector(".badge span").textContent = suggestion.model_version;
     } else if (boot.model) {

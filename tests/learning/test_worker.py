@@ -43,13 +43,14 @@ def queue_order(project) -> list[int]:
 def test_a_worker_trains_from_annotations_and_the_reviewers_queue_follows_the_new_model(celery_worker_process):
     project, _ = build_labelled_project(eval_fraction=0.25, fast_retrain_every=5, query_strategy="margin")
 
-    # Before any model: the worker lays out cold-start picks (diverse documents, no model behind them).
+    # Before any model: the worker lays out cold-start picks (diverse documents), suggested from the labels' words.
     tasks.rescore_pool.delay(project.pk)
     wait_for(
         lambda: QueuePriority.objects.filter(project=project).count() == 12, timeout=120, what="cold-start priorities"
     )
     before = queue_order(project)
-    assert set(QueuePriority.objects.filter(project=project).values_list("model_version", flat=True)) == {None}
+    # Evaluation documents carry no suggestion (None); the others carry the label descriptions' (version 0).
+    assert set(QueuePriority.objects.filter(project=project).values_list("model_version", flat=True)) == {None, 0}
 
     # What the labeling service sends after a committed answer.
     tasks.labels_changed.delay(project.pk)
