@@ -4,11 +4,19 @@ import numpy as np
 import pytest
 
 from annotation.models import AnnotationLabel, Document, Label
+from annotation.selectors import suggestion_for
 from learning import services
 from learning.ml.strategies import get_strategy
-from learning.models import EmbeddingShard, EvaluationReservation, LearningState, QueuePriority, TrainingRun
+from learning.models import (
+    DESCRIPTIONS_VERSION,
+    EmbeddingShard,
+    EvaluationReservation,
+    LearningState,
+    QueuePriority,
+    TrainingRun,
+)
 from learning.selectors import order_by_priority
-from tests.learning.conftest import KEYS, build_labelled_project
+from tests.learning.conftest import KEYS, LABELLED, build_labelled_project, label_document, make_document
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 
@@ -120,9 +128,34 @@ def test_cold_start_orders_the_queue_by_diverse_picks_before_any_model(artifact_
     written = services.pool_rescore(project_id=project.pk)
     assert written == queued(project).count() == 12
     rows = QueuePriority.objects.filter(project=project)
-    assert all(row.model_version is None and row.probabilities == {} for row in rows)
     assert len(set(rows.values_list("score", flat=True))) == 12
-    assert EvaluationReservation.objects.filter(project=project).count() == 3
+    reserved = set(EvaluationReservation.objects.filter(project=project).values_list("document_id", flat=True))
+    assert len(reserved) == 3
+    for row in rows:
+        if row.document_id in reserved:  # evaluation documents are labelled without any suggestion
+            assert row.model_version is None and row.probabilities == {}
+        else:  # the others carry suggestions from the labels' own words, "version 0"
+            assert row.model_version == DESCRIPTIONS_VERSION == 0
+            assert list(row.probabilities) == list(KEYS)
+
+
+def test_before_any_label_the_first_document_is_suggested_from_the_label_descriptions(artifact_dir):
+    project, _ = build_labelled_project(per_label=0)
+    descriptions = {
+        "first_party": ("What we collect about you", "Example: *We collect your email address.*"),
+        "third_party": ("Sharing with advertisers and partners", "Example: *We sell your data to marketers.*"),
+        "data_security": ("Encryption and protection of data", "Example: *Data is encrypted with TLS.*"),
+    }
+    for key, (description, guideline) in descriptions.items():
+        Label.objects.filter(taxonomy__project=project, key=key).update(description=description, guideline=guideline)
+    services.pool_rescore(project_id=project.pk)
+    encrypted = Document.objects.get(project=project, text__startswith="Backups are encrypted")
+    sold = Document.objects.get(project=project, text__startswith="We sell aggregated data")
+    keys = list(KEYS)
+    for document, expected in ((encrypted, "data_security"), (sold, "third_party")):
+        suggestion = suggestion_for(project, document.pk, keys)
+        assert suggestion["from_label_descriptions"] and suggestion["model_version"] == 0
+        assert suggestion["labels"] == [expected]
 
 
 def test_embeddings_are_cached_per_body_and_read_back_without_encoding(artifact_dir):
@@ -173,3 +206,21 @@ def test_a_worse_version_stays_ready_and_the_active_one_keeps_serving(artifact_d
     assert comparison["new_macro_f1"] < comparison["active_macro_f1"]
     assert "worse" in comparison["reason"]
     assert dict(QueuePriority.objects.filter(project=project).values_list("document_id", "model_version")) == before
+
+
+def test_a_label_nobody_has_labelled_yet_is_learnt_from_its_description(artifact_dir):
+    project, reviewer = build_labelled_project(per_label=0)
+    for key in ("first_party", "third_party"):
+        for text in LABELLED[key]:
+            label_document(make_document(project, text), [key], reviewer)
+    Label.objects.filter(taxonomy__project=project, key="data_security").update(
+        name="Data security",
+        description="How data is protected: encryption, access control, safeguards against breaches.",
+        guideline="Example: *All data is encrypted in transit and at rest.*",
+    )
+    run = train(project)
+    assert run.status == "succeeded", run.error
+    assert run.model_version.training_args["anchor_copies"] >= 1
+    encrypted = Document.objects.get(project=project, text__startswith="Backups are encrypted")
+    probabilities = QueuePriority.objects.get(document=encrypted).probabilities
+    assert max(probabilities, key=probabilities.get) == "data_security"
