@@ -35,6 +35,7 @@ from learning.ml.coldstart import COLD_STARTS, cold_start
 from learning.ml.embeddings import EmbeddingCache
 from learning.ml.exceptions import NotEnoughLabels
 from learning.ml.label_descriptions import (
+    LabelText,
     anchor_rows,
     encode_label_texts,
     label_texts_from_file,
@@ -97,6 +98,10 @@ class SimulationConfig:
     """Policy-grouped cross-validation over the training rows (needs group_field); None: the test split."""
     label_descriptions: Path | None = None
     """Taxonomy JSON with each label's name, description and guideline: zero-shot point and anchors."""
+    slow_every: int | None = None
+    """Replay the slow path: fine-tune the body every this many labels (the project's slow_retrain_every)."""
+    slow_steps: int = 20
+    """Cap on each replayed fine-tune's steps (the live default is 100; ~3-8 s a step on two cores)."""
     training_args: TrainingArgs = field(default_factory=TrainingArgs)
     show_progress: bool = True
     threads: int | None = 1
@@ -300,8 +305,15 @@ def simulate_run(
     label_vectors: np.ndarray | None = None,
     keep_predictions_at: Sequence[int] = (),
     predictions: dict[tuple[str, int, int, int], np.ndarray] | None = None,
+    slow: SlowLoop | None = None,
+    label_texts: Sequence[LabelText] | None = None,
 ) -> list[CurvePoint]:
     """One learning curve: one strategy from one seed set, evaluated at each of `label_counts`.
+
+    With `slow`, the live loop's slow path is replayed too: whenever the labelled set has grown by
+    `slow.every` since the last fine-tune, a fresh body is fine-tuned from the base on the labelled texts
+    (capped at `slow.steps` steps), every text is re-embedded with it (cached on disk by body id), and the
+    following head fits use those embeddings, as the live fast path uses the active model's body.
 
     `strategy_name` may carry its own cold start as "name@cold_start" (e.g. "diverse@diverse").
     `fold` picks pool and test rows (default: the corpus's split). With `label_vectors` (one embedding per
@@ -320,6 +332,7 @@ def simulate_run(
         anchors = anchor_rows(label_vectors, corpus.multi_label)
     rng = np.random.default_rng([seed, _stable_hash(strategy_name)])
     points: list[CurvePoint] = []
+    last_slow = 0
 
     def record(n_labels: int, predicted: np.ndarray | None) -> None:
         if predicted is None:
@@ -344,6 +357,14 @@ def simulate_run(
         labelled = list(cold_start(cold_start_name, pool_embeddings, label_counts[0], rng=seed))
     for round_index in range(len(label_counts)):
         chosen = np.asarray(labelled, dtype=np.int64)
+        if slow is not None and len(labelled) - last_slow >= slow.every:
+            classifier, embeddings = slow.fine_tune(corpus, train[chosen], classifier)
+            pool_embeddings = embeddings[train]
+            if label_vectors is not None and label_texts is not None:
+                label_vectors = encode_label_texts(label_texts, classifier.encode)
+                if anchors is not None:
+                    anchors = anchor_rows(label_vectors, corpus.multi_label)
+            last_slow = len(labelled)
         try:
             classifier.fit_head(pool_embeddings[chosen], corpus.targets[train[chosen]], anchors=anchors)
             trained = True
@@ -374,6 +395,23 @@ def simulate_run(
             picks = rng.choice(len(unlabelled), size=min(want, len(unlabelled)), replace=False)
         labelled.extend(int(i) for i in unlabelled[picks])
     return points
+
+
+@dataclass
+class SlowLoop:
+    """The live loop's slow path in the simulation: a body fine-tuned every `every` labels, capped at `steps`."""
+
+    every: int
+    steps: int
+    cache_dir: Path
+
+    def fine_tune(self, corpus: LabelledCorpus, rows: np.ndarray, current: Classifier) -> tuple[Classifier, np.ndarray]:
+        """A fresh body from the base model, tuned on `rows`, and every text's embedding under it."""
+        args = replace(current.args, max_steps=self.steps)
+        tuned = Classifier.create(corpus.labels, corpus.multi_label, current.base_model, args)
+        tuned.fine_tune_body([corpus.texts[i] for i in rows], corpus.targets[rows], max_steps=self.steps)
+        # Equal labelled sets give equal body ids, so a rerun reads these embeddings from disk.
+        return tuned, corpus_embeddings(corpus, tuned, self.cache_dir)
 
 
 def parse_strategy_spec(spec: str, default_cold_start: str = "random") -> tuple[str, str]:
@@ -475,10 +513,11 @@ def _run_simulation(config: SimulationConfig, classifier: Classifier | None) -> 
     embeddings = corpus_embeddings(
         corpus, classifier, config.cache_dir, progress=progress("encoding", len(corpus.texts))
     )
-    label_vectors = None
+    label_vectors, texts = None, None
     if config.label_descriptions is not None:
         texts = label_texts_from_file(config.label_descriptions, corpus.labels)
         label_vectors = encode_label_texts(texts, classifier.encode)
+    slow = SlowLoop(config.slow_every, config.slow_steps, config.cache_dir) if config.slow_every else None
     report_at = sorted({*config.report_at, 0})
     tick = progress("simulating", len(config.strategies) * config.seeds * len(counts) * len(folds))
     points: list[CurvePoint] = []
@@ -500,6 +539,8 @@ def _run_simulation(config: SimulationConfig, classifier: Classifier | None) -> 
                         label_vectors=label_vectors,
                         keep_predictions_at=report_at,
                         predictions=predictions,
+                        slow=slow,
+                        label_texts=texts,
                     )
                 )
     ceiling = _mean_ceiling([full_training_ceiling(corpus, embeddings, classifier, fold) for fold in folds])
@@ -962,6 +1003,13 @@ def add_simulation_arguments(parser: Any) -> None:
         help="taxonomy JSON (labels with key/name, description, guideline): zero-shot at 0 labels and anchors",
     )
     parser.add_argument(
+        "--slow-every",
+        type=int,
+        default=None,
+        help="replay the slow path: fine-tune the body every N labels (slow; off by default)",
+    )
+    parser.add_argument("--slow-steps", type=int, default=20, help="cap on each replayed fine-tune's steps")
+    parser.add_argument(
         "--anchor-copies",
         type=int,
         default=TrainingArgs.anchor_copies,
@@ -1002,6 +1050,8 @@ def config_from_arguments(options: Any) -> SimulationConfig:
         cold_start=values["cold_start"],
         report_at=tuple(values["report_at"]),
         folds=values.get("folds"),
+        slow_every=values.get("slow_every"),
+        slow_steps=values.get("slow_steps", 20),
         label_descriptions=Path(values["label_descriptions"]) if values.get("label_descriptions") else None,
         base_model=values["base_model"],
         cache_dir=Path(values["cache_dir"]),

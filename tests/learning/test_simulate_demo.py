@@ -59,3 +59,39 @@ def test_simulate_cross_validates_by_group_on_the_demo_data(tmp_path, capsys):
     assert summary["per_group"]["diverse_rare@zero_shot"]["40"]["n_groups"] > 10
     assert "Wilcoxon p (groups)" in capsys.readouterr().out
     assert (out / "learning_curves.png").stat().st_size > 10_000
+
+
+def test_simulate_replays_the_slow_path_with_a_fine_tuned_body(tmp_path):
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    call_command(
+        "simulate",
+        "--data",
+        str(DEMO / "documents.jsonl"),
+        "--group-field",
+        "source_title",
+        "--strategy",
+        "random",
+        "--seed-size",
+        "10",
+        "--step",
+        "10",
+        "--budget",
+        "30",
+        "--seeds",
+        "1",
+        "--slow-every",
+        "20",
+        "--slow-steps",
+        "1",
+        "--report-at",
+        "30",
+        "--cache-dir",
+        str(cache),
+        "--out",
+        str(out),
+        "--no-progress",
+    )
+    summary = json.loads((out / "summary.json").read_text())
+    assert 0 <= summary["strategies"]["random"]["at"]["30"]["macro_f1_mean"] <= 1
+    # The base body's embeddings and those of the body fine-tuned at 20 labels, each cached once.
+    assert len(list(cache.glob("*.npy"))) == 2
