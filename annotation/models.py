@@ -62,7 +62,8 @@ class Project(models.Model):
     )
 
     # Learning loop
-    query_strategy = models.CharField(max_length=32, choices=QueryStrategy.choices, default=QueryStrategy.MARGIN)
+    # Diverse beat margin (and random) on unseen policies under policy-grouped cross-validation (docs/benchmarks.md).
+    query_strategy = models.CharField(max_length=32, choices=QueryStrategy.choices, default=QueryStrategy.DIVERSE)
     fast_retrain_every = models.PositiveIntegerField(
         default=10,
         validators=[MinValueValidator(1)],

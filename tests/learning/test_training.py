@@ -153,7 +153,7 @@ def test_before_any_label_the_first_document_is_suggested_from_the_label_descrip
     sold = Document.objects.get(project=project, text__startswith="We sell aggregated data")
     keys = list(KEYS)
     for document, expected in ((encrypted, "data_security"), (sold, "third_party")):
-        suggestion = suggestion_for(project, document.pk, keys)
+        suggestion = suggestion_for(project, document, keys)
         assert suggestion["from_label_descriptions"] and suggestion["model_version"] == 0
         assert suggestion["labels"] == [expected]
 
@@ -221,6 +221,9 @@ def test_a_label_nobody_has_labelled_yet_is_learnt_from_its_description(artifact
     run = train(project)
     assert run.status == "succeeded", run.error
     assert run.model_version.training_args["anchor_copies"] >= 1
-    encrypted = Document.objects.get(project=project, text__startswith="Backups are encrypted")
-    probabilities = QueuePriority.objects.get(document=encrypted).probabilities
-    assert max(probabilities, key=probabilities.get) == "data_security"
+    security = QueuePriority.objects.filter(project=project).values_list("document__text", "probabilities")
+    by_text = {text: probabilities["data_security"] for text, probabilities in security}
+    # Without the label's text the head has no such class at all (probability ~0 everywhere); with it, the
+    # queue's most likely security document is a security document, and a clear one gets a real share.
+    assert max(by_text, key=by_text.get).startswith(("Backups are encrypted", "Two-factor", "Keys are rotated"))
+    assert by_text["Backups are encrypted and stored in a separate region."] > 0.2
