@@ -242,3 +242,25 @@ def test_reviewer_finds_an_earlier_answer_in_my_work_and_changes_it(new_page):
         "create",
         "edit",
     ]
+
+
+def test_before_any_model_the_suggestion_says_it_comes_from_the_label_descriptions(new_page):
+    project = project_with_labels()
+    reviewer = UserFactory()
+    MembershipFactory(project=project, user=reviewer)
+    document = DocumentFactory(project=project, text=TEXTS[1])
+    # What the cold start writes before the first model: "version 0", from the labels' own words.
+    QueuePriority.objects.create(
+        document=document,
+        project=project,
+        score=0.9,
+        model_version=0,
+        probabilities={"first_party": 0.05, "third_party": 0.10, "data_security": 0.85},
+    )
+    page = new_page()
+    log_in(page, reviewer.username, PASSWORD)
+    page.goto(f"/projects/{project.pk}/label/")
+    assert current_id(page) == document.pk
+    assert page.inner_text("#model-info").startswith("From label descriptions")
+    assert page.get_attribute(".label-choice[data-key=data_security]", "aria-pressed") == "true"
+    assert page.inner_text(".label-choice[data-key=data_security] .prob-text") == "85%"
