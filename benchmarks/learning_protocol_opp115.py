@@ -55,13 +55,16 @@ ARMS = {
     # What a project got before: no label texts; the project default (margin, after the live loop's k-means
     # cold start) and the strategy the documentation recommended (diverse).
     "before": Arm("before", ("margin@diverse", "diverse"), TrainingArgs(anchor_copies=0)),
-    # The new learner: each label's text counts as one labelled document in every head fit.
+    # Screening under grouped CV: each label's text as one labelled document, and the rare-label strategies.
     "anchors": Arm(
         "anchors",
         ("diverse", "diverse_rare", "diverse_rare@zero_shot"),
         TrainingArgs(anchor_copies=1),
         descriptions=True,
     ),
+    # The learner chosen under grouped CV, as a project now runs it: zero-shot suggestions at 0 labels, the
+    # k-means cold start, each label's text counted as sixteen labelled documents, the diverse strategy.
+    "new": Arm("new", ("diverse@diverse",), TrainingArgs(anchor_copies=16), descriptions=True),
 }
 
 
@@ -77,12 +80,21 @@ def main() -> None:
     parser.add_argument("--step", type=int, default=10)
     parser.add_argument("--budget", type=int, default=300)
     parser.add_argument("--cache-dir", type=Path, default=ROOT / "var" / "cache" / "embeddings")
+    parser.add_argument(
+        "--report-only", action="store_true", help="gather the arms already run under --out into the report and plot"
+    )
     options = parser.parse_args()
     stage_dir = options.out / options.stage
     report_path = stage_dir / "report.json"
     # Arms may run one at a time (each takes a while on two shared cores): the report gathers them all.
     report = json.loads(report_path.read_text()) if report_path.exists() else {}
-    for name in options.arm or list(ARMS):
+    if options.report_only:
+        report = {
+            name: json.loads((stage_dir / name / "summary.json").read_text())
+            for name in ARMS
+            if (stage_dir / name / "summary.json").exists()
+        }
+    for name in [] if options.report_only else options.arm or list(ARMS):
         arm = ARMS[name]
         config = SimulationConfig(
             data=options.data,
