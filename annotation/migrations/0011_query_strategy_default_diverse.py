@@ -7,7 +7,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("annotation", "0008_annotation_served_at"),
+        ("annotation", "0010_legal_review"),
     ]
 
     operations = [
