@@ -7,7 +7,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("annotation", "0010_legal_review"),
+        ("annotation", "0011_audit_keeps_project_and_actor"),
     ]
 
     operations = [
