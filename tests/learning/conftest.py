@@ -1,6 +1,9 @@
 """Fixtures of the learning-loop tests: a tiny labelled privacy data set and a project built from it."""
 
 import hashlib
+import time
+
+import pytest
 
 from annotation.models import Annotation, AnnotationLabel, AnnotationRevision, Document, Label
 from tests.factories import UserFactory, project_with_labels
@@ -89,3 +92,14 @@ def build_labelled_project(*, per_label: int = 6, pool: int = len(POOL), **proje
     for text in POOL[:pool]:
         make_document(project, text)
     return project, reviewer
+
+
+def wait_for(condition, *, timeout: float, what: str):
+    """Poll until `condition()` is truthy and return its value; fail the test with `what` after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.5)
+    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")

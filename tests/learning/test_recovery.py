@@ -22,8 +22,8 @@ from annotation.services.imports import ImportOptions, documents_import
 from learning import tasks
 from learning.models import ModelVersion, TrainingRun
 from tests.conftest import ROOT, _worker_env
-from tests.learning.conftest import build_labelled_project
-from tests.learning.test_worker import start_worker, wait_for
+from tests.learning.conftest import build_labelled_project, wait_for
+from tests.learning.test_worker import start_worker
 
 pytestmark = [pytest.mark.worker, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 

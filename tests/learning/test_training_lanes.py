@@ -16,7 +16,8 @@ from django.conf import settings
 from learning import services, tasks
 from learning.ml.checkpoint import STATE_FILE
 from learning.models import ModelVersion, TrainingRun
-from tests.learning.conftest import build_labelled_project
+from tests.conftest import _worker_env
+from tests.learning.conftest import build_labelled_project, wait_for
 
 pytestmark = [pytest.mark.worker, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -24,28 +25,10 @@ ROOT = Path(__file__).resolve().parents[2]
 LABELS = TrainingRun.Trigger.LABELS
 
 
-def wait_for(condition, *, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.5)
-    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
-
-
 def start_worker(name: str, queues: str, log: Path, *, pool: str = "solo", **env_extra: str) -> subprocess.Popen:
     """A worker as deploy/ runs it, in a process group of its own so SIGTERM reaches its pool as systemd's does."""
-    db = settings.DATABASES["default"]
-    host = f"{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}"
-    env = dict(os.environ)
-    env.update(
-        DATABASE_URL=f"postgres://{db['USER'] or 'postgres'}@{host}/{db['NAME']}",
-        DOCKET_DEVELOPMENT="1",
-        DOCKET_ARTIFACT_DIR=str(settings.ARTIFACT_DIR),
-        PYTHONUNBUFFERED="1",
-        **env_extra,
-    )
+    env = _worker_env()
+    env.update(DOCKET_ARTIFACT_DIR=str(settings.ARTIFACT_DIR), **env_extra)
     command = [sys.executable, "-m", "celery", "-A", "config", "worker", f"--pool={pool}", "--concurrency=1"]
     command += ["-Q", queues, "-n", f"{name}@%h", "--without-gossip", "--without-mingle", "--loglevel=INFO"]
     return subprocess.Popen(

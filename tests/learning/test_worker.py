@@ -10,29 +10,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from django.conf import settings
 
 from annotation.models import Document
 from learning import services, tasks
 from learning.ml.strategies import get_strategy
 from learning.models import EvaluationReservation, ModelVersion, QueuePriority, TrainingRun
 from learning.selectors import order_by_priority
+from tests.conftest import _worker_env
 from tests.factories import project_with_labels
-from tests.learning.conftest import KEYS, LABELLED, POOL, build_labelled_project
+from tests.learning.conftest import KEYS, LABELLED, POOL, build_labelled_project, wait_for
 
 pytestmark = [pytest.mark.worker, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def wait_for(condition, *, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.5)
-    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 def queue_order(project) -> list[int]:
@@ -108,15 +98,7 @@ def test_labels_that_arrive_by_import_train_a_model_like_reviewers_labels(celery
 
 
 def start_worker(queue: str, log: Path) -> subprocess.Popen:
-    db = settings.DATABASES["default"]
-    host = f"{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}"
-    env = dict(os.environ)
-    # The worker talks to the very database the test runner created (test_<name>).
-    env.update(
-        DATABASE_URL=f"postgres://{db['USER'] or 'postgres'}@{host}/{db['NAME']}",
-        DOCKET_DEVELOPMENT="1",
-        PYTHONUNBUFFERED="1",
-    )
+    env = _worker_env()
     command = [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool=solo", "--loglevel=INFO"]
     command += ["-Q", queue, "--hostname", f"{queue}@%h", "--without-gossip", "--without-mingle"]
     return subprocess.Popen(command, cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
