@@ -61,6 +61,7 @@ INSTALLED_APPS = [
     "axes",
     "annotation",
     "learning",
+    "quality",
     "api",
 ]
 

@@ -36,7 +36,7 @@ urlpatterns = [
     path("api/", include("api.urls")),
     path("projects/<int:project_id>/keys/", include("api.page_urls")),
     path("projects/<int:project_id>/models/", include("learning.urls")),
-    path("projects/<int:project_id>/quality/", include("annotation.quality_urls")),
+    path("projects/<int:project_id>/quality/", include("quality.urls")),
     path("", include("annotation.manage_urls")),
     path("", include("annotation.urls")),
 ]

@@ -71,16 +71,6 @@ def rescore_pool(project_id: int) -> dict:
     return {"project": project_id, "written": 0, "project_deleted": True}
 
 
-@shared_task(acks_late=True, reject_on_worker_lost=True)
-def refresh_label_errors(project_id: int, limit: int = 100) -> dict:
-    """Rank the likely label errors of a project too large to rank inside a page request."""
-    from learning.quality import label_errors_refresh
-
-    with services.project_may_vanish(project_id):
-        return {"project": project_id, "computed": label_errors_refresh(project_id=project_id, limit=limit)}
-    return {"project": project_id, "computed": 0, "project_deleted": True}
-
-
 def _train(run_id: int, task_id: str) -> dict:
     # One body for both speeds: the run row says which kind it is.
     if stop_requested.is_set():

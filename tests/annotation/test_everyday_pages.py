@@ -7,8 +7,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from annotation.models import Annotation, AuditEvent, Label
-from annotation.quality_dashboard import burn_down
 from annotation.services.labeling import annotation_submit
+from quality.dashboard import burn_down
 from tests.factories import PASSWORD, AnnotationFactory, DocumentFactory, MembershipFactory, UserFactory
 
 pytestmark = pytest.mark.django_db

@@ -129,8 +129,8 @@ def test_overlap_and_gold_shares_hold_right_after_an_import_before_any_rescore(t
     import json
 
     from annotation.services.imports import documents_import
-    from annotation.services.quality import gold_answer_set
     from learning.models import QueuePriority
+    from quality.services import gold_answer_set
 
     project = project_with_labels(overlap_rate=0.10, overlap_reviewers=2, gold_rate=0.10)
     path = tmp_path / "clauses.jsonl"

@@ -13,8 +13,8 @@ from django.utils import timezone
 
 from annotation.models import Annotation, ImportBatch
 from annotation.services.labeling import annotation_submit
-from annotation.services.quality import adjudication_decide
 from learning.models import ModelVersion
+from quality.services import adjudication_decide
 from tests.browser.conftest import ARTIFACTS, ROOT, log_in
 from tests.factories import (
     PASSWORD,

@@ -25,7 +25,6 @@ from learning.ml.classifier import base_body_id, default_base_model
 from learning.ml.label_errors import out_of_fold_probabilities, rank_label_issues
 from learning.selectors import active_model_version
 from learning.services import artifact_root, base_model_for, cached_embeddings
-from learning.tasks import refresh_label_errors
 
 logger = logging.getLogger(__name__)
 
@@ -146,6 +145,8 @@ def _request_refresh(project_id: int, stamp: str, limit: int) -> None:
     if not cache.add(f"quality:label-errors-asked:{stamp}", True, REFRESH_ASK_SECONDS):
         return
     try:
+        from quality.tasks import refresh_label_errors  # the task runs this module: enqueue from here only
+
         refresh_label_errors.delay(project_id, limit)
     except Exception:
         cache.delete(f"quality:label-errors-asked:{stamp}")

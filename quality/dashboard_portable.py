@@ -1,6 +1,6 @@
 """The dashboard's aggregates for databases other than PostgreSQL: the embedded SQLite of `make run`.
 
-`annotation.quality_dashboard` answers its four PostgreSQL-only questions (GROUPING SETS, JSONB keys,
+`quality.dashboard` answers its four PostgreSQL-only questions (GROUPING SETS, JSONB keys,
 percentile_cont) with one SQL statement each; here the same answers come from plain ORM reads counted in
 Python. That is fine for a single-machine trial and far too slow for 100,000 documents, which is what
 PostgreSQL is for. A test runs both on the same data and compares them.

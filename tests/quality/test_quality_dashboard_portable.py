@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from annotation import quality_dashboard as dashboard
-from annotation import quality_dashboard_portable as portable
 from annotation.models import Annotation, ImportBatch, Label
+from quality import dashboard
+from quality import dashboard_portable as portable
 from tests.factories import AnnotationFactory, DocumentFactory, UserFactory, project_with_labels
 
 pytestmark = pytest.mark.django_db

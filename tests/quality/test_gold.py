@@ -3,11 +3,11 @@
 import pytest
 
 from annotation.models import Document
-from annotation.quality_selectors import gold_accuracy
 from annotation.selectors import final_labels_for
 from annotation.services.labeling import annotation_submit
-from annotation.services.quality import gold_answer_set
 from annotation.services.queue import next_document_for
+from quality.selectors import gold_accuracy
+from quality.services import gold_answer_set
 from tests.factories import DocumentFactory, MembershipFactory, UserFactory, project_with_labels
 
 pytestmark = pytest.mark.django_db

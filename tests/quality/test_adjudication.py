@@ -4,11 +4,11 @@ import pytest
 
 from annotation.exceptions import InvalidLabels
 from annotation.models import Adjudication, AnnotationRevision, AuditEvent
-from annotation.quality_selectors import adjudication_history, adjudication_queue
 from annotation.selectors import final_labels_for
 from annotation.services.labeling import annotation_submit
-from annotation.services.quality import NothingToAdjudicate, adjudication_decide
 from learning.services import label_snapshot
+from quality.selectors import adjudication_history, adjudication_queue
+from quality.services import NothingToAdjudicate, adjudication_decide
 from tests.factories import DocumentFactory, MembershipFactory, UserFactory, project_with_labels
 
 pytestmark = pytest.mark.django_db

@@ -1,6 +1,6 @@
 """Review quality reads: the overlapped documents' answers, agreement over them, disputes, gold accuracy.
 
-The statistics themselves live in `annotation.agreement` (plain Python); this module feeds it from the database.
+The statistics themselves live in `quality.agreement` (plain Python); this module feeds it from the database.
 """
 
 from collections import defaultdict
@@ -10,9 +10,9 @@ from datetime import datetime
 
 from django.db.models import Count, Max, Q
 
-from annotation import agreement
 from annotation.models import Adjudication, Annotation, AnnotationLabel, Document, GoldAnswer, Project
 from annotation.selectors import annotations_by_document, final_labels_for, latest_adjudications
+from quality import agreement
 
 
 @dataclass

@@ -5,8 +5,8 @@ import pytest
 
 from annotation.models import AuditEvent, Document, GoldAnswer, Label
 from annotation.services.labeling import annotation_submit
-from learning.quality import project_body_id
 from learning.services import _shard_write
+from quality.label_errors import project_body_id
 from tests.factories import DocumentFactory, MembershipFactory, UserFactory
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("artifact_dir")]
@@ -117,8 +117,8 @@ def test_a_large_projects_ranking_comes_from_a_worker_and_the_last_one_shows_mea
     client, project, project_admin, monkeypatch
 ):
     """Above the inline limit the page never fits heads itself: it asks the worker task and shows what it has."""
-    from learning import quality as label_error_quality
-    from learning.tasks import refresh_label_errors
+    from quality import label_errors as label_error_quality
+    from quality.tasks import refresh_label_errors
 
     reviewer, documents = labeled_with_one_flip(project, flipped=3, unlabeled=1, seed=1)
     monkeypatch.setattr(label_error_quality, "INLINE_ANSWERS", 10)
@@ -145,7 +145,7 @@ def test_a_large_projects_ranking_comes_from_a_worker_and_the_last_one_shows_mea
 
 def test_a_stored_ranking_of_another_project_that_had_the_same_id_is_never_shown(client, project, project_admin):
     """A database restored or recreated reuses ids; the artifact directory may still hold the old rankings."""
-    from learning import quality as label_error_quality
+    from quality import label_errors as label_error_quality
 
     labeled_with_one_flip(project, flipped=5)
     report = label_error_quality.LabelErrorReport(issues=[{"document_id": 1, "text": "not ours"}])

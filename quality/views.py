@@ -16,13 +16,14 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from annotation import permissions, quality_selectors
+from annotation import permissions
 from annotation.exceptions import DocketError, NotAllowed, ProjectNotFound
 from annotation.models import Document, Label, Project
-from annotation.quality_dashboard import dashboard_data
 from annotation.selectors import review_labels
-from annotation.services import quality
 from annotation.spreadsheet_cells import csv_writer
+from quality import selectors as quality_selectors
+from quality import services as quality
+from quality.dashboard import dashboard_data
 
 LETTERS = "abcdefgh"
 
@@ -202,7 +203,7 @@ def gold_remove_view(request: HttpRequest, project: Project, document_id: int) -
 
 @quality_page("manage_gold")
 def label_errors_page(request: HttpRequest, project: Project) -> HttpResponse:
-    from learning.quality import likely_label_errors_cached  # the model side, asked only by this page
+    from quality.label_errors import likely_label_errors_cached  # the model side, asked only by this page
 
     report = likely_label_errors_cached(project)
     # Reviewers know labels by name; keys (third_party) are for files and the API. A key no longer in the

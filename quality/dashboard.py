@@ -17,10 +17,12 @@ from django.db import connection
 from django.db.models import Count, Q
 from django.utils import timezone
 
-from annotation import quality_charts as charts
-from annotation import quality_dashboard_portable as _portable
-from annotation import quality_selectors
 from annotation.models import Annotation, AnnotationLabel, AuditEvent, Document, ImportBatch, Label, Project
+from learning.models import ModelVersion
+from learning.selectors import active_model_version
+from quality import charts
+from quality import dashboard_portable as _portable
+from quality import selectors as quality_selectors
 
 DASHBOARD_CACHE_SECONDS = 24 * 3600
 DASHBOARD_LARGE = 5000  # labeled documents from which the figures may be a few minutes old
@@ -274,8 +276,6 @@ def agreement_section(project: Project) -> dict:
 
 def model_confusion(project: Project) -> dict:
     """Where the active model and the reviewers' final labels disagree most, on the evaluation set."""
-    from learning.selectors import active_model_version
-
     version = active_model_version(project)
     confusion = (version.metrics or {}).get("confusion") if version else None
     names = label_names(project)
@@ -309,8 +309,6 @@ def model_confusion(project: Project) -> dict:
 
 
 def model_versions(project: Project) -> dict:
-    from learning.models import ModelVersion
-
     versions = list(
         ModelVersion.objects.filter(project=project, status__in=["ready", "active", "retired"])
         .exclude(metrics={})

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from annotation import agreement
-from annotation.agreement import (
+from quality import agreement
+from quality.agreement import (
     against_consensus,
     alpha_statistic,
     binary_units,

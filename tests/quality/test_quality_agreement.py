@@ -1,11 +1,11 @@
-"""Agreement over the database: the selector feeds annotation.agreement the overlapped documents' answers."""
+"""Agreement over the database: the selector feeds quality.agreement the overlapped documents' answers."""
 
 import pytest
 
-from annotation import agreement
-from annotation.quality_selectors import overlapped_units, project_agreement
 from annotation.services.labeling import annotation_submit
-from annotation.services.quality import adjudication_decide, gold_answer_set
+from quality import agreement
+from quality.selectors import overlapped_units, project_agreement
+from quality.services import adjudication_decide, gold_answer_set
 from tests.factories import DocumentFactory, MembershipFactory, UserFactory, project_with_labels
 
 pytestmark = pytest.mark.django_db

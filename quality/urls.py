@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from annotation import quality_views as views
+from quality import views
 
 app_name = "quality"
 
