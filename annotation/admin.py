@@ -9,7 +9,7 @@ from django.utils.html import format_html
 
 from annotation import permissions
 from annotation.exceptions import ImportRejected
-from annotation.forms_manage import ImportUploadForm
+from annotation.manage.forms import ImportUploadForm
 from annotation.models import (
     Annotation,
     AnnotationLabel,

@@ -37,6 +37,6 @@ urlpatterns = [
     path("projects/<int:project_id>/keys/", include("api.page_urls")),
     path("projects/<int:project_id>/models/", include("learning.urls")),
     path("projects/<int:project_id>/quality/", include("quality.urls")),
-    path("", include("annotation.manage_urls")),
+    path("", include("annotation.manage.urls")),
     path("", include("annotation.urls")),
 ]

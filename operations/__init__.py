@@ -1,0 +1,2 @@
+"""What an operator runs Docket with: /healthz, /readyz, /metrics, request ids and the access log, backup and
+restore."""

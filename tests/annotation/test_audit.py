@@ -12,7 +12,7 @@ from django.core.management import call_command
 from django.urls import reverse
 from django.utils import timezone
 
-from annotation import manage_urls
+from annotation.manage import urls as manage_urls
 from annotation.models import AuditEvent, Membership
 from annotation.services import taxonomy
 from annotation.services.audit import audit_events, audit_record

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from annotation import manage_views as views
+from annotation.manage import views
 
 app_name = "manage"
 

@@ -33,7 +33,7 @@ from annotation.exceptions import (
     NotAllowed,
     TaxonomyInvalid,
 )
-from annotation.forms_manage import (
+from annotation.manage.forms import (
     AuditFilterForm,
     ImportUploadForm,
     LabelForm,
