@@ -58,3 +58,11 @@ class InputRejected(DocketError):
 
 class FlagResolved(DocketError):
     """The flag was resolved already (by someone else, or in another tab)."""
+
+
+class NothingToLabel(DocketError):
+    """A bulk labeling whose selection holds no document it may change (all gold, held, leased or unchanged)."""
+
+
+class BatchAlreadyUndone(DocketError):
+    """The bulk batch was undone already (by someone else, or in another tab)."""

@@ -2,6 +2,7 @@
 
 import os
 import random
+import uuid
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -98,6 +99,11 @@ class Project(models.Model):
         default=2,
         validators=[MinValueValidator(2), MaxValueValidator(5)],
         help_text="How many reviewers each overlapped document gets.",
+    )
+    # Explore
+    reviewers_bulk_label = models.BooleanField(
+        default=False,
+        help_text="Let reviewers label many documents at once from Explore (admins and lead reviewers always may).",
     )
     gold_rate = models.FloatField(
         default=0.05,
@@ -404,6 +410,7 @@ class Annotation(models.Model):
         REVIEWER = "reviewer", "Reviewer"
         IMPORT = "import", "Imported"
         API = "api", "API"
+        BULK = "bulk", "Labeled in bulk from Explore"
 
     document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="annotations")
     reviewer = models.ForeignKey(
@@ -428,6 +435,11 @@ class Annotation(models.Model):
     suggestion_accepted = models.BooleanField(null=True, blank=True)
     # A client-chosen id that makes a retried submission store one annotation, not two.
     submission_id = models.UUIDField(null=True, blank=True, unique=True, default=None)
+    # The bulk labeling that gave this answer (source "bulk"), so training can weigh it and quality can compare
+    # it with later individual review; None for an answer given one document at a time.
+    bulk_batch = models.ForeignKey(
+        "BulkBatch", null=True, blank=True, on_delete=models.SET_NULL, related_name="annotations"
+    )
 
     class Meta:
         constraints = [
@@ -554,3 +566,75 @@ class AuditEvent(models.Model):
 
     def delete(self, *args, **kwargs):
         raise ValidationError("Audit events cannot be deleted.")
+
+
+class BulkBatch(models.Model):
+    """Labels given to many documents at once from Explore: one row per apply, undone as a whole.
+
+    Its id is in every audit event the apply and the undo write, so the log shows the batch as one.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="bulk_batches")
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    label_keys = models.JSONField(default=list)
+    # The search that chose the documents, as the Explore page sent it (for the record, never re-run).
+    query = models.JSONField(default=dict, blank=True)
+    created_count = models.PositiveIntegerField(default=0)
+    changed_count = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    undone_at = models.DateTimeField(null=True, blank=True)
+    undone_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["project", "-created_at"], name="bulk_batch_project_idx")]
+
+    def __str__(self) -> str:
+        return f"bulk batch {self.pk}"
+
+
+class BulkBatchItem(models.Model):
+    """One document of a bulk batch and what its annotation was before, so an undo can put it back."""
+
+    batch = models.ForeignKey(BulkBatch, on_delete=models.CASCADE, related_name="items")
+    document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="+")
+    annotation = models.ForeignKey(Annotation, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # The revision the batch wrote: an undo leaves alone an annotation revised after it (a later own review).
+    revision = models.ForeignKey(AnnotationRevision, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created = models.BooleanField(help_text="The batch created the annotation (else it changed an earlier one).")
+    previous_label_ids = models.JSONField(default=list, blank=True)
+    previous_source = models.CharField(max_length=16, blank=True)
+    previous_status = models.CharField(max_length=16)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["batch", "document"], name="bulk_batch_item_unique")]
+
+
+class QueueBoost(models.Model):
+    """A document put at the front of the review queue from Explore, for one reviewer or (reviewer None) for all."""
+
+    document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="queue_boosts")
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
+    reviewer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["document", "reviewer"],
+                condition=Q(reviewer__isnull=False),
+                name="queue_boost_one_per_reviewer",
+            ),
+            models.UniqueConstraint(
+                fields=["document"], condition=Q(reviewer__isnull=True), name="queue_boost_one_for_everyone"
+            ),
+        ]
+        indexes = [models.Index(fields=["project", "created_at"], name="queue_boost_project_idx")]

@@ -16,11 +16,16 @@ ADMIN_ACTIONS = REVIEWER_ACTIONS | frozenset(
     # Review quality: the dashboard, adjudicating disputes, gold answers, sending documents back.
     | {"view_quality", "adjudicate", "manage_gold", "view_answers"}
     | {"resolve_flags"}
+    | {"bulk_label"}
 )
 # Lead reviewers label, read the quality figures, settle disputes and resolve flags for legal review (both are
 # decisions on one document's content; docs/admin-guide.md says why no separate legal role); the taxonomy,
 # people, imports, models, keys and gold answers stay with admins.
-LEAD_ACTIONS = REVIEWER_ACTIONS | frozenset({"view_quality", "adjudicate", "resolve_flags", "view_answers"})
+LEAD_ACTIONS = REVIEWER_ACTIONS | frozenset(
+    {"view_quality", "adjudicate", "resolve_flags", "view_answers", "bulk_label"}
+)
+# "bulk_label": label many documents at once from Explore, undo such a batch, put documents at the front of the
+# queue. Reviewers may too where the project's `reviewers_bulk_label` setting says so (see `can`).
 # "view_answers": read other people's answers (final labels, gold answers, colleagues' annotations). Reviewers
 # never may: gold checks and designed overlap only measure anything while the reviewer answers blind.
 ACTIONS_BY_ROLE = {Role.REVIEWER: REVIEWER_ACTIONS, Role.LEAD: LEAD_ACTIONS, Role.ADMIN: ADMIN_ACTIONS}
@@ -52,7 +57,10 @@ def role_allows(role: str | None, action: str) -> bool:
 
 
 def can(user: AbstractBaseUser | AnonymousUser, project: Project, action: str) -> bool:
-    return role_allows(role_in(user, project), action)
+    role = role_in(user, project)
+    if action == "bulk_label" and role == Role.REVIEWER:
+        return project.reviewers_bulk_label
+    return role_allows(role, action)
 
 
 def personal_token_scopes(user: AbstractBaseUser | AnonymousUser, project: Project) -> frozenset[str]:

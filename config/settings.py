@@ -63,6 +63,7 @@ INSTALLED_APPS = [
     "learning",
     "quality",
     "api",
+    "explore",
 ]
 
 MIDDLEWARE = [
@@ -322,6 +323,9 @@ DOCKET_API_KEY_FAILURES = env.str("DOCKET_API_KEY_FAILURES", default="20/min")
 DOCKET_API_MAX_BATCH = env.int("DOCKET_API_MAX_BATCH", default=64)
 DOCKET_API_MAX_DOCUMENTS = env.int("DOCKET_API_MAX_DOCUMENTS", default=500)
 DOCKET_API_PAGE_SIZE = env.int("DOCKET_API_PAGE_SIZE", default=100)
+# Explore's search by meaning is exact (a matrix product, well under 50 ms at 100,000 documents) below this many
+# documents with embeddings, and asks the worker-built approximate index from here on (docs/explore.md).
+DOCKET_ANN_MIN_DOCUMENTS = env.int("DOCKET_ANN_MIN_DOCUMENTS", default=1_000_000)
 
 # One line per event with time, level, logger and the request's id (X-Request-ID, or made here); "json" gives
 # one JSON object a line for a log shipper. Every request is logged once by docket.access.

@@ -37,6 +37,7 @@ urlpatterns = [
     path("projects/<int:project_id>/keys/", include("api.page_urls")),
     path("projects/<int:project_id>/models/", include("learning.urls")),
     path("projects/<int:project_id>/quality/", include("quality.urls")),
+    path("projects/<int:project_id>/explore/", include("explore.urls")),
     path("", include("annotation.manage.urls")),
     path("", include("annotation.urls")),
 ]

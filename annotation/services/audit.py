@@ -44,6 +44,37 @@ def audit_record(
     )
 
 
+def audit_record_many(
+    *,
+    action: str,
+    actor: AbstractBaseUser | AnonymousUser | None,
+    project: Project,
+    events: list[tuple[Any, Any, Any]],
+) -> int:
+    """Append one event per (target, before, after), all with the same action, actor and project, in one insert.
+
+    For writes that touch many rows at once (bulk labeling); same rows as `audit_record` writes one by one.
+    """
+    user = actor if actor is not None and getattr(actor, "is_authenticated", False) else None
+    label = user.get_username() if user else "system"
+    rows = [
+        AuditEvent(
+            action=action,
+            actor=user,
+            actor_label=label,
+            project=project,
+            project_label=project.name,
+            target_type=type(target).__name__.lower(),
+            target_id=str(target.pk),
+            before=before,
+            after=after,
+        )
+        for target, before, after in events
+    ]
+    AuditEvent.objects.bulk_create(rows, batch_size=1000)
+    return len(rows)
+
+
 AUDIT_EXPORT_FORMATS = ("csv", "jsonl")
 AUDIT_COLUMNS = ["id", "created_at", "actor", "action", "target_type", "target_id", "before", "after"]
 

@@ -9,7 +9,7 @@ from django.db.models import Count, Exists, F, IntegerField, OuterRef, Q, QueryS
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from annotation.models import Annotation, Document, Flag, GoldAnswer, Lease, Project, Skip
+from annotation.models import Annotation, Document, Flag, GoldAnswer, Lease, Project, QueueBoost, Skip
 from annotation.services.audit import audit_record
 
 # How many candidates one request tries before giving up; each miss means another reviewer won that document.
@@ -90,8 +90,12 @@ def _available(*, reviewer: AbstractBaseUser, project: Project, now: datetime) -
 def _next_routed_document(
     *, reviewer: AbstractBaseUser, project: Project, now: datetime, exclude_ids: list[int]
 ) -> Document | None:
-    """A gold document when the reviewer is due one, else an overlapped document waiting for another reviewer,
-    else the next document of the queue (see docs/quality.md)."""
+    """A document put at the front of the queue from Explore, else a gold document when the reviewer is due one,
+    else an overlapped document waiting for another reviewer, else the next document of the queue (see
+    docs/quality.md)."""
+    document = _next_boosted_document(reviewer=reviewer, project=project, now=now, exclude_ids=exclude_ids)
+    if document is not None:
+        return document
     if project.gold_rate > 0 and _gold_due(reviewer=reviewer, project=project):
         document = _next_gold_document(reviewer=reviewer, project=project, now=now, exclude_ids=exclude_ids)
         if document is not None:
@@ -101,6 +105,24 @@ def _next_routed_document(
         if document is not None:
             return document
     return _next_unheld_document(reviewer=reviewer, project=project, now=now, exclude_ids=exclude_ids)
+
+
+def _next_boosted_document(
+    *, reviewer: AbstractBaseUser, project: Project, now: datetime, exclude_ids: list[int]
+) -> Document | None:
+    """The queued document put at the front longest ago, for this reviewer or for everyone (Explore's "review
+    these next"). Asked from the few boost rows first, so a project with none pays one index lookup."""
+    boosted = list(
+        QueueBoost.objects.filter(project=project, document__status=Document.Status.QUEUED)
+        .filter(Q(reviewer=reviewer) | Q(reviewer__isnull=True))
+        .exclude(document_id__in=exclude_ids)
+        .order_by("created_at", "id")
+        .values_list("document_id", flat=True)[:50]
+    )
+    if not boosted:
+        return None
+    candidates = _available(reviewer=reviewer, project=project, now=now).filter(pk__in=boosted)
+    return candidates.order_by("pk").select_for_update(skip_locked=True, of=("self",)).first()
 
 
 def _gold_due(*, reviewer: AbstractBaseUser, project: Project) -> bool:
