@@ -182,6 +182,7 @@ class ProjectSettingsForm(forms.ModelForm):
             "slow_retrain_every": "Fine-tune the model body every … new labels",
             "eval_fraction": "Share of documents reserved for evaluation",
             "promotion_policy": "When a new model serves",
+            "reviewers_bulk_label": "Reviewers may label many documents at once in Explore",
         }
         help_texts = {
             "query_strategy": "Diverse uncertainty beat random picking on OPP-115 (docs/benchmarks.md); "

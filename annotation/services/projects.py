@@ -31,6 +31,7 @@ PROJECT_SETTINGS = (
     "slow_retrain_every",
     "eval_fraction",
     "promotion_policy",
+    "reviewers_bulk_label",
 )
 
 

@@ -102,3 +102,17 @@ def test_review_next_from_the_page(client, project, lead, reviewer):
         {"selected": [document.pk], "reviewer": str(reviewer.pk), "query": ""},
     )
     assert QueueBoost.objects.filter(document=document, reviewer=reviewer).exists()
+
+
+def test_an_admin_lets_reviewers_bulk_label_on_the_settings_page_audited(client, project):
+    from annotation.models import AuditEvent
+    from tests.annotation.test_manage_pages import settings_form
+
+    admin = UserFactory()
+    MembershipFactory(project=project, user=admin, role="admin")
+    _client(client, admin).post(
+        reverse("manage:settings", args=[project.pk]), settings_form(project, reviewers_bulk_label="on")
+    )
+    project.refresh_from_db()
+    assert project.reviewers_bulk_label
+    assert AuditEvent.objects.get(action="project.updated").after == {"reviewers_bulk_label": True}
