@@ -4,7 +4,9 @@ Roles are decided by annotation/permissions.py as for every page; a key only nar
 scopes and its projects. A browser session (the browsable API) carries every scope of its user's roles.
 """
 
+import math
 import time
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
@@ -91,7 +93,27 @@ class ApiKeyRateThrottle(throttling.SimpleRateThrottle):
         self.rate = self.get_rate()
         self.num_requests, self.duration = self.parse_rate(self.rate)
 
+    def allow_request(self, request: Request, view) -> bool:
+        allowed = super().allow_request(request, view)
+        request.rate_limit = self._state()
+        return allowed
+
+    def peek(self, request: Request) -> "RateLimit":
+        """The budget as it stands, counting nothing: for answers given before the throttle ran (a bad key)."""
+        self.history = self.cache.get(self.get_cache_key(request, None), [])
+        self.now = self.timer()
+        self.history = [moment for moment in self.history if moment > self.now - self.duration]
+        return self._state()
+
+    def _state(self) -> "RateLimit":
+        remaining = max(self.num_requests - len(self.history), 0)
+        reset = self.history[-1] + self.duration - self.now if self.history else self.duration
+        return RateLimit(limit=self.num_requests, remaining=remaining, reset=max(1, math.ceil(reset)))
+
     def get_cache_key(self, request: Request, view) -> str:
+        if not hasattr(request, "_user"):
+            # Authentication failed (a bad key): reading request.user would try, and fail, again.
+            return self.cache_format % {"scope": self.scope, "ident": f"ip-{self.get_ident(request)}"}
         key = api_key_of(request)
         if key is not None:
             ident = f"key-{key.pk}"
@@ -100,6 +122,27 @@ class ApiKeyRateThrottle(throttling.SimpleRateThrottle):
         else:
             ident = f"ip-{self.get_ident(request)}"
         return self.cache_format % {"scope": self.scope, "ident": ident}
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """What the RateLimit-Limit, -Remaining and -Reset headers say: the key's budget and seconds to its reset."""
+
+    limit: int
+    remaining: int
+    reset: int
+
+    def headers(self) -> dict[str, str]:
+        return {
+            "RateLimit-Limit": str(self.limit),
+            "RateLimit-Remaining": str(self.remaining),
+            "RateLimit-Reset": str(self.reset),
+        }
+
+
+def rate_limit_of(request: Request) -> RateLimit:
+    state = getattr(request, "rate_limit", None)
+    return state if state is not None else ApiKeyRateThrottle().peek(request)
 
 
 def api_key_of(request: Request) -> ApiKey | None:

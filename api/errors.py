@@ -25,8 +25,20 @@ from annotation.exceptions import (
     ProjectNotFound,
     TaxonomyInvalid,
 )
-from api.exceptions import Conflict, KeyInvalid, ModelNotReady, ScopeMissing, TooLarge
-from learning.exceptions import ModelSwitchRefused, TrainingRefused
+from api.exceptions import (
+    Conflict,
+    IdempotencyMismatch,
+    KeyInvalid,
+    ModelNotReady,
+    RequestInProgress,
+    ScopeMissing,
+    TooLarge,
+    UnknownLabels,
+)
+from learning.exceptions import ActiveVersionChanged, ModelSwitchRefused, TrainingRefused
+
+# Seconds a client is asked to wait before asking a project without a model again.
+MODEL_NOT_READY_RETRY_AFTER = 30
 
 # Domain error -> (status, code). The first matching class wins, so subclasses come before their bases.
 DOMAIN_ERRORS: list[tuple[type[Exception], int, str]] = [
@@ -36,6 +48,9 @@ DOMAIN_ERRORS: list[tuple[type[Exception], int, str]] = [
     (KeyInvalid, status.HTTP_401_UNAUTHORIZED, "invalid_key"),
     (TooLarge, status.HTTP_413_REQUEST_ENTITY_TOO_LARGE, "too_large"),
     (Conflict, status.HTTP_409_CONFLICT, "conflict"),
+    (IdempotencyMismatch, status.HTTP_422_UNPROCESSABLE_ENTITY, "idempotency_mismatch"),
+    (RequestInProgress, status.HTTP_409_CONFLICT, "request_in_progress"),
+    (UnknownLabels, status.HTTP_400_BAD_REQUEST, "invalid_labels"),
     (LabelInUse, status.HTTP_409_CONFLICT, "label_in_use"),
     (LabelsChanged, status.HTTP_409_CONFLICT, "labels_changed"),
     (InvalidLabels, status.HTTP_400_BAD_REQUEST, "invalid_labels"),
@@ -45,6 +60,7 @@ DOMAIN_ERRORS: list[tuple[type[Exception], int, str]] = [
     (ImportRejected, status.HTTP_400_BAD_REQUEST, "import_rejected"),
     (InputRejected, status.HTTP_400_BAD_REQUEST, "invalid"),
     (ModelNotReady, status.HTTP_503_SERVICE_UNAVAILABLE, "model_not_ready"),
+    (ActiveVersionChanged, status.HTTP_409_CONFLICT, "version_mismatch"),
     (ModelSwitchRefused, status.HTTP_409_CONFLICT, "model_switch_refused"),
     (TrainingRefused, status.HTTP_409_CONFLICT, "training_refused"),
     # Last: any other error a person can act on is the caller's to fix.
@@ -56,15 +72,32 @@ def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, "details": details if details is not None else {}}}
 
 
+def _details_and_headers(exc: Exception, http_status: int) -> tuple[dict[str, Any], dict[str, str]]:
+    details: dict[str, Any] = {}
+    headers: dict[str, str] = {}
+    if isinstance(exc, TooLarge):
+        details = {"limit": exc.limit, "received": exc.received}
+    elif isinstance(exc, InputRejected) and exc.where:
+        details = {exc.where: [str(exc)]}
+    elif isinstance(exc, UnknownLabels):
+        details = {"unknown": exc.unknown, "valid": exc.valid}
+    elif isinstance(exc, ActiveVersionChanged):
+        details = {"expected": exc.expected, "active": exc.active}
+    elif isinstance(exc, ModelNotReady):
+        details = {"retry_after_seconds": MODEL_NOT_READY_RETRY_AFTER}
+        headers["Retry-After"] = str(MODEL_NOT_READY_RETRY_AFTER)
+    elif isinstance(exc, RequestInProgress):
+        details = {"retry_after_seconds": exc.retry_after}
+        headers["Retry-After"] = str(exc.retry_after)
+    if http_status == 401:
+        headers["WWW-Authenticate"] = 'Bearer realm="api"'
+    return details, headers
+
+
 def exception_handler(exc: Exception, context: dict) -> Response | None:
     for exception_class, http_status, code in DOMAIN_ERRORS:
         if isinstance(exc, exception_class):
-            details: dict[str, Any] = {}
-            if isinstance(exc, TooLarge):
-                details = {"limit": exc.limit, "received": exc.received}
-            elif isinstance(exc, InputRejected) and exc.where:
-                details = {exc.where: [str(exc)]}
-            headers = {"WWW-Authenticate": 'Bearer realm="api"'} if http_status == 401 else None
+            details, headers = _details_and_headers(exc, http_status)
             return Response(error_body(code, str(exc), details), status=http_status, headers=headers)
 
     if isinstance(exc, Http404):

@@ -26,3 +26,22 @@ class Conflict(DocketError):
 
 class ModelNotReady(DocketError):
     """No model version can answer this project's predictions yet."""
+
+
+class IdempotencyMismatch(DocketError):
+    """An `Idempotency-Key` or `submission_id` used before, now with another request: refused, never replayed."""
+
+
+class RequestInProgress(DocketError):
+    """The first request with this `Idempotency-Key` is still running; retry after a moment to get its answer."""
+
+    retry_after = 1
+
+
+class UnknownLabels(DocketError):
+    """Labels that are not current labels of the project; `valid` lists the keys that are."""
+
+    def __init__(self, message: str, *, unknown: list[str], valid: list[str]) -> None:
+        super().__init__(message)
+        self.unknown = unknown
+        self.valid = valid

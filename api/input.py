@@ -56,13 +56,19 @@ def _check_list_items(field: serializers.Field, value: Any) -> dict[int, list[st
 
 class JsonInput(serializers.Serializer):
     """A JSON body: each field's value must have the field's JSON type, and unknown fields are refused (the
-    schema says `additionalProperties: false`), so a typo in a field name is not silently ignored."""
+    schema says `additionalProperties: false`), so a typo in a field name is not silently ignored. A field the
+    answer shows but this request cannot change (`read_only_fields`) is refused as read-only."""
+
+    read_only_fields: tuple[str, ...] = ()
 
     def to_internal_value(self, data: Any) -> Any:
         if isinstance(data, dict):
             errors: dict[str, Any] = {}
             for name in data.keys() - self.fields.keys():
-                errors[str(name)] = ["Unknown field."]
+                known = name in self.read_only_fields
+                errors[str(name)] = [
+                    "This field is read-only; it cannot be changed here." if known else "Unknown field."
+                ]
             for name, field in self.fields.items():
                 if field.read_only or name not in data:
                     continue

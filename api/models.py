@@ -100,3 +100,29 @@ class ApiKey(models.Model):
         if self.is_expired():
             return "expired"
         return "active"
+
+
+class StoredResponse(models.Model):
+    """The first answer to a POST sent with an `Idempotency-Key`, kept 24 hours so that a retry gets it again.
+
+    Keys belong to one caller (`owner`: an API key, or a signed-in user): one client never reads another's
+    answer, and two clients choosing the same key never meet. `status_code` is null while the first request
+    still runs.
+    """
+
+    owner = models.CharField(max_length=40)
+    key = models.CharField(max_length=255)
+    # SHA-256 of the method, path and body: the same key with another request is refused, not replayed.
+    fingerprint = models.CharField(max_length=64)
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    content_type = models.CharField(max_length=100, blank=True)
+    body = models.TextField(blank=True)
+    headers = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["owner", "key"], name="stored_response_unique_key")]
+        indexes = [models.Index(fields=["created_at"], name="stored_response_age_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.owner} {self.key}"

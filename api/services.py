@@ -19,12 +19,12 @@ from django.utils import timezone
 from django.utils.text import slugify
 
 from annotation import permissions
-from annotation.exceptions import ImportRejected, NotAllowed
-from annotation.models import Annotation, Document, ImportBatch, Membership, Project
+from annotation.exceptions import ImportRejected, InvalidLabels, NotAllowed
+from annotation.models import Annotation, Document, ImportBatch, Label, Membership, Project
 from annotation.services.audit import audit_record
 from annotation.services.imports import ImportOptions, content_hash, import_batch_create, import_batch_run
 from annotation.services.labeling import SubmissionResult, annotation_submit
-from api.exceptions import Conflict, KeyInvalid
+from api.exceptions import Conflict, IdempotencyMismatch, KeyInvalid, UnknownLabels
 from api.models import ALL_SCOPES, ApiKey, ServiceAccount
 
 TOKEN_PREFIX = "dk"
@@ -258,18 +258,23 @@ def _outcomes(batch: ImportBatch, items: list[dict[str, Any]]) -> list[DocumentO
     reasons = dict(batch.row_errors.values_list("line", "reason"))
     digests = [content_hash(item["text"]) for item in items]
     documents = {
-        digest: (pk, batch_id, external_id)
-        for digest, pk, batch_id, external_id in Document.objects.filter(
+        digest: (pk, batch_id)
+        for digest, pk, batch_id in Document.objects.filter(
             project=batch.project, content_hash__in=digests
-        ).values_list("content_hash", "pk", "import_batch_id", "external_id")
+        ).values_list("content_hash", "pk", "import_batch_id")
     }
     seen: set[str] = set()
     outcomes = []
     for index, digest in enumerate(digests):
+        external_id = items[index].get("external_id", "")  # the caller's own, echoed whatever became of it
         if index + 1 in reasons or digest not in documents:
-            outcomes.append(DocumentOutcome(index=index, status="rejected", reason=reasons.get(index + 1, "")))
+            outcomes.append(
+                DocumentOutcome(
+                    index=index, status="rejected", external_id=external_id, reason=reasons.get(index + 1, "")
+                )
+            )
             continue
-        pk, batch_id, external_id = documents[digest]
+        pk, batch_id = documents[digest]
         created = batch_id == batch.pk and digest not in seen
         seen.add(digest)
         outcomes.append(
@@ -291,9 +296,45 @@ def annotation_create(
     Like a reviewer's answer it is one annotation per account and document (a second call edits it), a retried
     `submission_id` is a replay, and the learning loop hears of the change.
     """
-    result = annotation_submit(reviewer=actor, document=document, label_keys=label_keys, submission_id=submission_id)
+    if submission_id is not None:
+        earlier = Annotation.objects.filter(submission_id=submission_id).first()
+        if earlier is not None and (earlier.document_id != document.pk or earlier.reviewer_id != actor.pk):
+            raise IdempotencyMismatch(
+                f"The submission_id {submission_id} was used for another document; choose one per submission."
+            )
+    try:
+        result = annotation_submit(
+            reviewer=actor, document=document, label_keys=label_keys, submission_id=submission_id
+        )
+    except InvalidLabels as error:
+        raise _with_valid_keys(error, document.project, label_keys) from error
+    if result.replayed and set(result.label_keys) != {key.strip() for key in label_keys}:
+        raise IdempotencyMismatch(
+            f"The submission_id {submission_id} was stored with the labels {', '.join(result.label_keys)}; "
+            "choose a new one to change them."
+        )
     if result.created:
         # annotation_submit records every answer as a reviewer's; provenance matters for exports and metrics.
         Annotation.objects.filter(pk=result.annotation.pk).update(source=Annotation.Source.API)
         result.annotation.source = Annotation.Source.API
     return result
+
+
+def _with_valid_keys(error: InvalidLabels, project: Project, label_keys: list[str]) -> Exception:
+    """The labeling service's error about unknown keys, naming the keys that would do (automation has no page
+    to reload); other label errors (a changed taxonomy, the wrong count) as they are."""
+    if type(error) is not InvalidLabels:
+        return error
+    valid = list(
+        Label.objects.filter(taxonomy__project=project, deprecated=False)
+        .order_by("order", "id")
+        .values_list("key", flat=True)
+    )
+    unknown = sorted({key.strip() for key in label_keys} - set(valid))
+    if not unknown:
+        return error
+    return UnknownLabels(
+        f"Not a current label of {project.name}: {', '.join(unknown)}. Use one of: {', '.join(valid)}.",
+        unknown=unknown,
+        valid=valid,
+    )

@@ -13,3 +13,13 @@ class TrainingRefused(DocketError):
 
 class RunAbandoned(DocketError):
     """The run was marked failed while this worker still held it (it looked dead); the worker stops quietly."""
+
+
+class ActiveVersionChanged(ModelSwitchRefused):
+    """A promotion or rollback that expected another version to be serving (a retry, or someone went first)."""
+
+    def __init__(self, *, expected: int, active: int | None) -> None:
+        serving = f"v{active} serves now" if active is not None else "no version serves now"
+        super().__init__(f"Expected v{expected} to be serving, but {serving}; nothing was changed.")
+        self.expected = expected
+        self.active = active

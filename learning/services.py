@@ -37,7 +37,7 @@ from annotation.selectors import final_labels_for
 from annotation.services.audit import audit_record
 from annotation.services.liveness import Heartbeat, stale_seconds
 from learning import selectors
-from learning.exceptions import ModelSwitchRefused, RunAbandoned, TrainingRefused
+from learning.exceptions import ActiveVersionChanged, ModelSwitchRefused, RunAbandoned, TrainingRefused
 from learning.ml.checkpoint import FineTuneCheckpoint
 from learning.ml.classifier import MIN_LABELLED_DOCUMENTS, Classifier, TrainingArgs
 from learning.ml.coldstart import diverse_sample
@@ -1628,13 +1628,20 @@ def _switch(
     return previous
 
 
-def model_version_promote(*, version: ModelVersion, actor: AbstractBaseUser) -> ModelVersion:
-    """An admin makes a ready or retired version serve; the queue is rescored under it right after."""
+def model_version_promote(
+    *, version: ModelVersion, actor: AbstractBaseUser, from_version: int | None = None
+) -> ModelVersion:
+    """An admin makes a ready or retired version serve; the queue is rescored under it right after.
+
+    With `from_version`, only while that version serves (ActiveVersionChanged otherwise): a retried call that
+    finds its own version active already is answered with it, any other change of the serving one is refused.
+    """
     with transaction.atomic():
         _state_lock(version.project_id)
         version = ModelVersion.objects.select_for_update().select_related("project").get(pk=version.pk)
         if version.status == VersionStatus.ACTIVE:
             return version
+        _refuse_unless_serving(version.project_id, from_version)
         if version.pruned_at is not None:
             raise ModelSwitchRefused(
                 f"The files of version {version.number} were pruned on {version.pruned_at:%Y-%m-%d}; "
@@ -1650,10 +1657,17 @@ def model_version_promote(*, version: ModelVersion, actor: AbstractBaseUser) -> 
     return version
 
 
-def model_version_rollback(*, project: Project, actor: AbstractBaseUser) -> ModelVersion:
-    """Go back to the newest retired version older than the active one; the queue is rescored under it."""
+def model_version_rollback(
+    *, project: Project, actor: AbstractBaseUser, from_version: int | None = None
+) -> ModelVersion:
+    """Go back to the newest retired version older than the active one; the queue is rescored under it.
+
+    With `from_version`, only while that version serves (ActiveVersionChanged otherwise), so a retried rollback
+    never goes back a second version.
+    """
     with transaction.atomic():
         _state_lock(project.pk)
+        _refuse_unless_serving(project.pk, from_version)
         active = ModelVersion.objects.filter(project=project, status=VersionStatus.ACTIVE).first()
         if active is None:
             raise ModelSwitchRefused("No model is active, so there is nothing to roll back from.")
@@ -1671,3 +1685,15 @@ def model_version_rollback(*, project: Project, actor: AbstractBaseUser) -> Mode
         )
         _enqueue_rescore_on_commit(project.pk)
     return target
+
+
+def _refuse_unless_serving(project_id: int, from_version: int | None) -> None:
+    if from_version is None:
+        return
+    active = (
+        ModelVersion.objects.filter(project_id=project_id, status=VersionStatus.ACTIVE)
+        .values_list("number", flat=True)
+        .first()
+    )
+    if active != from_version:
+        raise ActiveVersionChanged(expected=from_version, active=active)

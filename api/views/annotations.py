@@ -7,7 +7,6 @@ from rest_framework import serializers, status
 from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from annotation import permissions, selectors
 from annotation.models import Annotation
@@ -16,8 +15,9 @@ from api import services
 from api.auth import access_document, access_project
 from api.input import JsonInput, QueryFilter
 from api.models import Scope
-from api.pagination import IdCursorPagination
+from api.pagination import paged
 from api.schema import PAGE_PARAMETERS, cursor_page, errors
+from api.views.base import ApiView
 
 TAGS = ["annotations"]
 
@@ -41,7 +41,7 @@ def _with_label_keys(annotations: list[Annotation]) -> list[Annotation]:
     return annotations
 
 
-class AnnotationListApi(APIView):
+class AnnotationListApi(ApiView):
     class AnnotationFilter(QueryFilter):
         document = serializers.IntegerField(required=False, min_value=1)
         source = serializers.ChoiceField(choices=Annotation.Source.choices, required=False)
@@ -74,9 +74,7 @@ class AnnotationListApi(APIView):
             annotations = annotations.filter(source=filters.validated_data["source"])
         if "updated_after" in filters.validated_data:
             annotations = annotations.filter(updated_at__gt=filters.validated_data["updated_after"])
-        paginator = IdCursorPagination()
-        page = paginator.paginate_queryset(annotations, request, view=self)
-        return paginator.get_paginated_response(AnnotationOutput(_with_label_keys(page), many=True).data)
+        return paged(request, self, annotations, lambda page: AnnotationOutput(_with_label_keys(page), many=True).data)
 
 
 class ExportFormatNegotiation(DefaultContentNegotiation):
@@ -89,7 +87,7 @@ class ExportFormatNegotiation(DefaultContentNegotiation):
         return renderer, renderer.media_type
 
 
-class AnnotationExportApi(APIView):
+class AnnotationExportApi(ApiView):
     content_negotiation_class = ExportFormatNegotiation
 
     @extend_schema(
@@ -118,7 +116,7 @@ class AnnotationExportApi(APIView):
         return response
 
 
-class AnnotationCreateApi(APIView):
+class AnnotationCreateApi(ApiView):
     class AnnotationCreateInput(JsonInput):
         document = serializers.IntegerField(min_value=1)
         labels = serializers.ListField(child=serializers.SlugField(max_length=64), min_length=1, max_length=1000)

@@ -4,14 +4,14 @@ from drf_spectacular.utils import OpenApiExample, extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from annotation.models import Document, Flag
 from annotation.services import legal_review
 from api.auth import access_project
 from api.models import Scope
-from api.pagination import IdCursorPagination
+from api.pagination import paged
 from api.schema import PAGE_PARAMETERS, cursor_page, errors
+from api.views.base import ApiView
 
 TAGS = ["legal review"]
 
@@ -31,7 +31,7 @@ class FlagOutput(serializers.Serializer):
     note = serializers.CharField(source="resolution_note", allow_blank=True)
 
 
-class FlagListApi(APIView):
+class FlagListApi(ApiView):
     class FlagFilter(serializers.Serializer):
         state = serializers.ChoiceField(choices=["open", "resolved", "all"], default="open")
 
@@ -52,12 +52,10 @@ class FlagListApi(APIView):
         filters = self.FlagFilter(data=request.query_params)
         filters.is_valid(raise_exception=True)
         flags = legal_review.flags_for(project, state=filters.validated_data["state"])
-        paginator = IdCursorPagination()
-        page = paginator.paginate_queryset(flags, request, view=self)
-        return paginator.get_paginated_response(FlagOutput(page, many=True).data)
+        return paged(request, self, flags, lambda page: FlagOutput(page, many=True).data)
 
 
-class FlagResolveApi(APIView):
+class FlagResolveApi(ApiView):
     class FlagResolveInput(serializers.Serializer):
         decision = serializers.ChoiceField(
             choices=Flag.Decision.choices,

@@ -4,7 +4,6 @@ from drf_spectacular.utils import OpenApiExample, extend_schema
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from annotation.exceptions import ProjectNotFound
 from annotation.models import Membership
@@ -12,7 +11,9 @@ from api import services
 from api.auth import access_project, api_key_of, projects_visible
 from api.input import JsonInput
 from api.models import ApiKey, Scope
-from api.schema import errors
+from api.pagination import paged
+from api.schema import PAGE_PARAMETERS, cursor_page, errors
+from api.views.base import ApiView
 
 TAGS = ["keys"]
 
@@ -39,20 +40,21 @@ def _keys_of(project):
     return ApiKey.objects.filter(projects=project).select_related("user").prefetch_related("projects")
 
 
-class KeyListApi(APIView):
+class KeyListApi(ApiView):
     @extend_schema(
         operation_id="keys_list",
         tags=TAGS,
         summary="List the project's keys",
-        description="Scope `admin`; project admins only. Secrets are never listed.",
-        responses={200: KeyOutput(many=True), **errors(404)},
+        description="Scope `admin`; project admins only. Secrets are never listed. Cursor-paginated in id order.",
+        parameters=PAGE_PARAMETERS,
+        responses={200: cursor_page("KeyPage", KeyOutput(many=True)), **errors(400, 404)},
     )
     def get(self, request: Request, project_id: int) -> Response:
         project = access_project(request, project_id, scope=Scope.ADMIN, action="manage_keys")
-        return Response(KeyOutput(_keys_of(project), many=True).data)
+        return paged(request, self, _keys_of(project), lambda page: KeyOutput(page, many=True).data)
 
 
-class KeyCreateApi(APIView):
+class KeyCreateApi(ApiView):
     class KeyCreateInput(JsonInput):
         # A service key's account is named after the key unless `service_account` says otherwise, so the name
         # must hold a letter or digit (the schema's pattern says so).
@@ -133,7 +135,7 @@ class KeyCreateApi(APIView):
         return serializer.validated_data
 
 
-class KeyRevokeApi(APIView):
+class KeyRevokeApi(ApiView):
     @extend_schema(
         operation_id="keys_revoke",
         tags=TAGS,

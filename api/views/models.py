@@ -1,16 +1,19 @@
 """Model versions (list, detail with metrics, promote, roll back) and training runs (start, status)."""
 
+from django.db.models import F, QuerySet
+from django.db.models.functions import Coalesce, Greatest
 from drf_spectacular.utils import OpenApiExample, extend_schema
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from annotation.exceptions import ProjectNotFound
 from api.auth import access_project
-from api.input import JsonInput
+from api.input import JsonInput, QueryFilter
 from api.models import Scope
-from api.schema import errors
+from api.pagination import paged
+from api.schema import PAGE_PARAMETERS, cursor_page, errors
+from api.views.base import ApiView
 from learning import selectors, services
 from learning.models import ModelVersion, TrainingRun
 
@@ -45,16 +48,37 @@ class TrainingRunOutput(serializers.Serializer):
     kind = serializers.ChoiceField(choices=ModelVersion.Kind.choices)
     trigger = serializers.ChoiceField(choices=TrainingRun.Trigger.choices)
     status = serializers.ChoiceField(choices=TrainingRun.Status.choices)
-    phase = serializers.CharField()
-    done = serializers.IntegerField()
-    total = serializers.IntegerField()
-    percent = serializers.IntegerField(allow_null=True)
-    error = serializers.CharField()
-    created_at = serializers.DateTimeField(allow_null=True)
+    phase = serializers.CharField(allow_blank=True)
+    done = serializers.IntegerField(source="progress_done", help_text="Steps of the current phase done.")
+    total = serializers.IntegerField(source="progress_total", help_text="Steps of the current phase; 0 unknown.")
+    percent = serializers.SerializerMethodField(help_text="`done` of `total` in percent; null while unknown.")
+    error = serializers.CharField(allow_blank=True)
+    created_at = serializers.DateTimeField()
     started_at = serializers.DateTimeField(allow_null=True)
     finished_at = serializers.DateTimeField(allow_null=True)
-    finished = serializers.BooleanField()
-    model_version = serializers.IntegerField(allow_null=True)
+    updated_at = serializers.DateTimeField(help_text="The latest of created, started, last progress, finished.")
+    finished = serializers.BooleanField(source="is_finished")
+    model_version = serializers.IntegerField(source="model_version.number", allow_null=True, default=None)
+
+    def get_percent(self, run: TrainingRun) -> int | None:
+        return round(100 * run.progress_done / run.progress_total) if run.progress_total else None
+
+
+def _training_runs(project) -> QuerySet[TrainingRun]:
+    """The project's runs with `updated_at`: the latest moment the run reported anything."""
+    created = F("created_at")
+    return (
+        TrainingRun.objects.filter(project=project)
+        .select_related("model_version")
+        .annotate(
+            updated_at=Greatest(
+                created,
+                Coalesce("started_at", created),
+                Coalesce("heartbeat_at", created),
+                Coalesce("finished_at", created),
+            )
+        )
+    )
 
 
 def _version(project, number: int) -> ModelVersion:
@@ -64,20 +88,24 @@ def _version(project, number: int) -> ModelVersion:
     return version
 
 
-class ModelVersionListApi(APIView):
+class ModelVersionListApi(ApiView):
     @extend_schema(
         operation_id="models_list",
         tags=TAGS,
         summary="List model versions",
-        description="Scope `read`; any member. Newest first; `status` active marks the serving one.",
-        responses={200: ModelVersionOutput(many=True), **errors(404)},
+        description=(
+            "Scope `read`; any member. Newest first, cursor-paginated; `status` active marks the serving one."
+        ),
+        parameters=PAGE_PARAMETERS,
+        responses={200: cursor_page("ModelVersionPage", ModelVersionOutput(many=True)), **errors(400, 404)},
     )
     def get(self, request: Request, project_id: int) -> Response:
         project = access_project(request, project_id, scope=Scope.READ)
-        return Response(ModelVersionOutput(selectors.model_versions(project), many=True).data)
+        versions = selectors.model_versions(project)
+        return paged(request, self, versions, lambda page: ModelVersionOutput(page, many=True).data, ordering="-number")
 
 
-class ModelVersionDetailApi(APIView):
+class ModelVersionDetailApi(ApiView):
     @extend_schema(
         operation_id="models_retrieve",
         tags=TAGS,
@@ -90,54 +118,93 @@ class ModelVersionDetailApi(APIView):
         return Response(ModelVersionDetailOutput(_version(project, number)).data)
 
 
-class ModelVersionPromoteApi(APIView):
+class ModelSwitchInput(JsonInput):
+    from_version = serializers.IntegerField(
+        required=False,
+        min_value=1,
+        help_text=(
+            "The version you expect to be serving now. When another serves, nothing changes and the answer is "
+            "409 `version_mismatch`: a retried call never switches twice."
+        ),
+    )
+
+
+def _from_version(request: Request) -> int | None:
+    serializer = ModelSwitchInput(data=request.data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data.get("from_version")
+
+
+class ModelVersionPromoteApi(ApiView):
     @extend_schema(
         operation_id="models_promote",
         tags=TAGS,
         summary="Promote a version to serve",
         description=(
             "Scope `admin`; project admins only. A ready or retired version becomes active; predictions switch "
-            "to it without a failed request. A version still training or failed is 409."
+            "to it without a failed request. A version still training or failed is 409. Send `from_version` "
+            "(the version serving now) so that a retry is harmless; promoting the serving version again answers "
+            "it unchanged."
         ),
-        request=None,
-        responses={200: ModelVersionOutput, **errors(404, 409)},
+        request=ModelSwitchInput,
+        responses={200: ModelVersionOutput, **errors(400, 404, 409)},
+        examples=[OpenApiExample("From v3", value={"from_version": 3}, request_only=True)],
     )
     def post(self, request: Request, project_id: int, number: int) -> Response:
         project = access_project(request, project_id, scope=Scope.ADMIN, action="manage_models")
-        version = services.model_version_promote(version=_version(project, number), actor=request.user)
+        from_version = _from_version(request)
+        version = services.model_version_promote(
+            version=_version(project, number), actor=request.user, from_version=from_version
+        )
         return Response(ModelVersionOutput(version).data)
 
 
-class ModelVersionRollbackApi(APIView):
+class ModelVersionRollbackApi(ApiView):
     @extend_schema(
         operation_id="models_rollback",
         tags=TAGS,
         summary="Roll back to the previous version",
-        description="Scope `admin`; project admins only. 409 when no earlier version served.",
-        request=None,
-        responses={200: ModelVersionOutput, **errors(404, 409)},
+        description=(
+            "Scope `admin`; project admins only. 409 when no earlier version served. Send `from_version` (the "
+            "version serving now): a retry then answers 409 `version_mismatch` instead of going back twice."
+        ),
+        request=ModelSwitchInput,
+        responses={200: ModelVersionOutput, **errors(400, 404, 409)},
+        examples=[OpenApiExample("From v3", value={"from_version": 3}, request_only=True)],
     )
     def post(self, request: Request, project_id: int) -> Response:
         project = access_project(request, project_id, scope=Scope.ADMIN, action="manage_models")
-        version = services.model_version_rollback(project=project, actor=request.user)
+        version = services.model_version_rollback(
+            project=project, actor=request.user, from_version=_from_version(request)
+        )
         return Response(ModelVersionOutput(version).data)
 
 
-class TrainingRunListApi(APIView):
+class TrainingRunListApi(ApiView):
+    class TrainingRunFilter(QueryFilter):
+        updated_after = serializers.DateTimeField(
+            required=False, help_text="Runs created, started, progressed or finished after this moment."
+        )
+
     @extend_schema(
         operation_id="training_runs_list",
         tags=TAGS,
         summary="List training runs",
-        description="Scope `read`; any member. The latest 20, newest first.",
-        responses={200: TrainingRunOutput(many=True), **errors(404)},
+        description="Scope `read`; any member. Every run, newest first, cursor-paginated.",
+        parameters=[TrainingRunFilter, *PAGE_PARAMETERS],
+        responses={200: cursor_page("TrainingRunPage", TrainingRunOutput(many=True)), **errors(400, 404)},
     )
     def get(self, request: Request, project_id: int) -> Response:
         project = access_project(request, project_id, scope=Scope.READ)
-        runs = [selectors.training_run_status(run) for run in selectors.training_runs(project)]
-        return Response(TrainingRunOutput(runs, many=True).data)
+        filters = self.TrainingRunFilter(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        runs = _training_runs(project)
+        if "updated_after" in filters.validated_data:
+            runs = runs.filter(updated_at__gt=filters.validated_data["updated_after"])
+        return paged(request, self, runs, lambda page: TrainingRunOutput(page, many=True).data, ordering="-id")
 
 
-class TrainingRunStartApi(APIView):
+class TrainingRunStartApi(ApiView):
     class TrainingRunStartInput(JsonInput):
         max_steps = serializers.IntegerField(
             required=False, min_value=0, max_value=10_000, help_text="Cap on body fine-tuning steps."
@@ -162,10 +229,11 @@ class TrainingRunStartApi(APIView):
         run = services.training_request_now(
             project=project, actor=request.user, max_steps=serializer.validated_data.get("max_steps")
         )
-        return Response(TrainingRunOutput(selectors.training_run_status(run)).data, status=status.HTTP_202_ACCEPTED)
+        run = _training_runs(project).get(pk=run.pk)
+        return Response(TrainingRunOutput(run).data, status=status.HTTP_202_ACCEPTED)
 
 
-class TrainingRunDetailApi(APIView):
+class TrainingRunDetailApi(ApiView):
     @extend_schema(
         operation_id="training_runs_retrieve",
         tags=TAGS,
@@ -175,8 +243,7 @@ class TrainingRunDetailApi(APIView):
     )
     def get(self, request: Request, project_id: int, run_id: int) -> Response:
         project = access_project(request, project_id, scope=Scope.READ)
-        # learning.selectors lists runs but offers no single run; this read is scoped to the project all the same.
-        run = TrainingRun.objects.filter(project=project, pk=run_id).select_related("model_version").first()
+        run = _training_runs(project).filter(pk=run_id).first()
         if run is None:
             raise ProjectNotFound("No such training run in this project.")
-        return Response(TrainingRunOutput(selectors.training_run_status(run)).data)
+        return Response(TrainingRunOutput(run).data)

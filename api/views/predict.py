@@ -7,7 +7,6 @@ from drf_spectacular.utils import OpenApiExample, extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from annotation.exceptions import ProjectNotFound
 from annotation.services import taxonomy
@@ -16,6 +15,7 @@ from api.exceptions import ModelNotReady, TooLarge
 from api.input import JsonInput
 from api.models import Scope
 from api.schema import errors, exactly_one_of
+from api.views.base import ApiView
 from learning import serving
 
 
@@ -91,7 +91,7 @@ def _decide(probabilities: dict[str, float], *, multi_label: bool) -> list[str]:
     return [max(probabilities, key=probabilities.get)]
 
 
-class PredictApi(APIView):
+class PredictApi(ApiView):
     @extend_schema(
         operation_id="predict",
         tags=["predict"],

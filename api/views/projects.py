@@ -4,7 +4,6 @@ from drf_spectacular.utils import OpenApiExample, extend_schema
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from annotation import permissions, selectors
 from annotation.exceptions import NotAllowed
@@ -14,7 +13,9 @@ from api.auth import access_project, api_key_of, projects_visible, require_scope
 from api.exceptions import Conflict
 from api.input import JsonInput
 from api.models import Scope
-from api.schema import errors
+from api.pagination import paged
+from api.schema import PAGE_PARAMETERS, cursor_page, errors
+from api.views.base import ApiView
 
 TAGS = ["projects"]
 
@@ -57,6 +58,7 @@ class ProjectDetailOutput(ProjectOutput):
 
 
 class SettingsInput(JsonInput):
+    read_only_fields = ("id", "name", "multi_label", "taxonomy_version", "role", "created_at", "progress")
     description = serializers.CharField(required=False, allow_blank=True, max_length=DESCRIPTION_MAX_CHARS)
     lease_ttl_seconds = serializers.IntegerField(required=False, min_value=30, max_value=24 * 3600)
     query_strategy = serializers.ChoiceField(choices=Project.QueryStrategy.choices, required=False)
@@ -66,20 +68,26 @@ class SettingsInput(JsonInput):
     promotion_policy = serializers.ChoiceField(choices=Project.PromotionPolicy.choices, required=False)
 
 
-class ProjectListApi(APIView):
+class ProjectListApi(ApiView):
     @extend_schema(
         operation_id="projects_list",
         tags=TAGS,
         summary="List projects",
-        description="Scope `read`. The projects you are a member of, narrowed to those the key covers.",
-        responses={200: ProjectOutput(many=True), **errors()},
+        description=(
+            "Scope `read`. The projects you are a member of, narrowed to those the key covers; cursor-paginated "
+            "in id order."
+        ),
+        parameters=PAGE_PARAMETERS,
+        responses={200: cursor_page("ProjectPage", ProjectOutput(many=True)), **errors(400)},
     )
     def get(self, request: Request) -> Response:
-        projects = projects_visible(request, scope=Scope.READ).select_related("taxonomy").order_by("name")
-        return Response(ProjectOutput(projects, many=True, context={"request": request}).data)
+        projects = projects_visible(request, scope=Scope.READ).select_related("taxonomy")
+        return paged(
+            request, self, projects, lambda page: ProjectOutput(page, many=True, context={"request": request}).data
+        )
 
 
-class ProjectCreateApi(APIView):
+class ProjectCreateApi(ApiView):
     class ProjectCreateInput(SettingsInput):
         name = serializers.CharField(max_length=200)
         multi_label = serializers.BooleanField(default=False)
@@ -117,7 +125,7 @@ class ProjectCreateApi(APIView):
         return Response(ProjectDetailOutput(project, context={"request": request}).data, status=status.HTTP_201_CREATED)
 
 
-class ProjectDetailApi(APIView):
+class ProjectDetailApi(ApiView):
     @extend_schema(
         operation_id="projects_retrieve",
         tags=TAGS,
@@ -130,7 +138,7 @@ class ProjectDetailApi(APIView):
         return Response(ProjectDetailOutput(project, context={"request": request}).data)
 
 
-class ProjectUpdateApi(APIView):
+class ProjectUpdateApi(ApiView):
     @extend_schema(
         operation_id="projects_update",
         tags=TAGS,

@@ -5,7 +5,6 @@ from drf_spectacular.utils import OpenApiExample, extend_schema
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from annotation import selectors
 from annotation.exceptions import ProjectNotFound
@@ -15,7 +14,9 @@ from api.auth import access_project
 from api.exceptions import Conflict
 from api.input import JsonInput
 from api.models import Scope
-from api.schema import errors
+from api.pagination import paged
+from api.schema import PAGE_PARAMETERS, cursor_page, errors
+from api.views.base import ApiView
 
 TAGS = ["taxonomy"]
 
@@ -54,11 +55,12 @@ class LabelFieldsInput(JsonInput):
 
 
 class LabelChangeInput(LabelFieldsInput):
+    read_only_fields = ("id", "key", "order")  # keys are permanent: deprecate a label instead
     parent = serializers.SlugField(max_length=64, required=False, allow_null=True, help_text="A label key, or null.")
     deprecated = serializers.BooleanField(required=False, help_text="Hide from new labeling (or offer again).")
 
 
-class TaxonomyDetailApi(APIView):
+class TaxonomyDetailApi(ApiView):
     @extend_schema(
         operation_id="taxonomy_retrieve",
         tags=TAGS,
@@ -79,20 +81,25 @@ class TaxonomyDetailApi(APIView):
         return Response(TaxonomyOutput(data).data)
 
 
-class LabelListApi(APIView):
+class LabelListApi(ApiView):
     @extend_schema(
         operation_id="labels_list",
         tags=TAGS,
         summary="List labels",
-        description="Scope `read`; any member. Deprecated labels are included and marked.",
-        responses={200: LabelOutput(many=True), **errors(404)},
+        description=(
+            "Scope `read`; any member. Deprecated labels are included and marked. Cursor-paginated in id order "
+            "(each label's `order` is its place in the taxonomy)."
+        ),
+        parameters=PAGE_PARAMETERS,
+        responses={200: cursor_page("LabelPage", LabelOutput(many=True)), **errors(400, 404)},
     )
     def get(self, request: Request, project_id: int) -> Response:
         project = access_project(request, project_id, scope=Scope.READ)
-        return Response(LabelOutput(selectors.labels_for(project), many=True).data)
+        labels = Label.objects.filter(taxonomy__project=project).select_related("parent")
+        return paged(request, self, labels, lambda page: LabelOutput(page, many=True).data)
 
 
-class LabelCreateApi(APIView):
+class LabelCreateApi(ApiView):
     class LabelCreateInput(LabelFieldsInput):
         key = serializers.SlugField(max_length=64)
         name = serializers.CharField(max_length=200)
@@ -124,7 +131,7 @@ class LabelCreateApi(APIView):
         return Response(LabelOutput(label).data, status=status.HTTP_201_CREATED)
 
 
-class LabelUpdateApi(APIView):
+class LabelUpdateApi(ApiView):
     @extend_schema(
         operation_id="labels_update",
         tags=TAGS,

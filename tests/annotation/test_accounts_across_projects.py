@@ -246,4 +246,4 @@ def test_a_service_key_never_acts_outside_its_accounts_project(two_projects):
     client = Client(HTTP_AUTHORIZATION=f"Bearer {two_projects['token']}")
     assert client.get(f"/api/v1/projects/{a.pk}").status_code == 404
     assert client.get(f"/api/v1/projects/{b.pk}").status_code == 200
-    assert [p["id"] for p in client.get("/api/v1/projects").json()] == [b.pk]
+    assert [p["id"] for p in client.get("/api/v1/projects").json()["results"]] == [b.pk]

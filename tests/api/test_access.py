@@ -215,7 +215,7 @@ def test_project_list_shows_only_projects_the_key_covers(home, away):
     Membership.objects.create(project=away.project, user=home.admin, role="admin")
     response = client_with(personal_key(home.admin, [home.project], ["read"])).get("/api/v1/projects")
     assert response.status_code == 200
-    assert [p["id"] for p in response.json()] == [home.project.pk]
+    assert [p["id"] for p in response.json()["results"]] == [home.project.pk]
 
 
 def test_project_list_needs_the_read_scope(home):

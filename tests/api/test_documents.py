@@ -38,12 +38,13 @@ def test_bulk_create_reports_each_item(home, admin_client):
     assert labeled.status == "labeled"
 
 
-def test_bulk_create_with_nothing_usable_is_400_with_reasons(home, admin_client):
+def test_bulk_create_with_nothing_usable_reports_each_reason(home, admin_client):
     response = admin_client.post(
         f"/api/v1/projects/{home.project.pk}/documents", {"documents": [{"text": "x" * 30_000}]}, format="json"
     )
-    assert response.status_code == 400
-    assert "0" in response.json()["error"]["details"]["items"]
+    assert response.status_code == 201
+    assert [r["status"] for r in response.json()["results"]] == ["rejected"]
+    assert "characters" in response.json()["results"][0]["reason"]
 
 
 def test_documents_filter_by_status_and_label(home, admin_client):

@@ -31,7 +31,7 @@ def test_secret_appears_only_in_the_create_response(home):
     token = created.json()["token"]
     listed = client.get(f"/api/v1/projects/{home.project.pk}/keys")
     assert token not in listed.content.decode()
-    assert all("token" not in key for key in listed.json())
+    assert all("token" not in key for key in listed.json()["results"])
 
 
 def test_wrong_secret_with_a_real_prefix_is_rejected(home):

@@ -33,7 +33,7 @@ def test_a_reviewer_creates_a_token_that_reads_and_predicts_in_their_project(cli
     api = client_with(token)
     assert api.get(f"/api/v1/projects/{home.project.pk}/documents").status_code == 200
     # The token reaches its project only, and never more than the reviewer's role.
-    assert [p["id"] for p in api.get("/api/v1/projects").json()] == [home.project.pk]
+    assert [p["id"] for p in api.get("/api/v1/projects").json()["results"]] == [home.project.pk]
 
 
 def test_a_reviewer_cannot_give_their_token_write_or_admin(client, home):
