@@ -3,6 +3,7 @@
 Domain errors from the annotation, learning and API services are mapped to a status here and nowhere else.
 """
 
+import logging
 from typing import Any
 
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
@@ -37,6 +38,8 @@ from api.exceptions import (
 )
 from learning.exceptions import ActiveVersionChanged, ModelSwitchRefused, TrainingRefused
 
+server_errors = logging.getLogger("django.request")
+
 # Seconds a client is asked to wait before asking a project without a model again.
 MODEL_NOT_READY_RETRY_AFTER = 30
 
@@ -66,6 +69,30 @@ DOMAIN_ERRORS: list[tuple[type[Exception], int, str]] = [
     # Last: any other error a person can act on is the caller's to fix.
     (DocketError, status.HTTP_400_BAD_REQUEST, "rejected"),
 ]
+
+
+# Codes DRF itself gives, by status; with DOMAIN_ERRORS they are every `code` an answer may carry.
+FRAMEWORK_ERRORS: dict[int, list[str]] = {
+    400: ["invalid", "parse_error"],
+    401: ["not_authenticated", "authentication_failed"],
+    403: ["permission_denied"],
+    404: ["not_found"],
+    405: ["method_not_allowed"],
+    406: ["not_acceptable"],
+    413: ["too_large"],
+    415: ["unsupported_media_type"],
+    429: ["throttled"],
+    500: ["server_error"],
+}
+
+
+def error_codes() -> dict[int, list[str]]:
+    """Every error code by HTTP status, for the schema (a generated client can switch on them)."""
+    codes = {status_code: list(names) for status_code, names in FRAMEWORK_ERRORS.items()}
+    for _, http_status, code in DOMAIN_ERRORS:
+        if code not in codes.setdefault(http_status, []):
+            codes[http_status].append(code)
+    return codes
 
 
 def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
@@ -110,10 +137,20 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
             status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
         )
     elif isinstance(exc, DjangoValidationError):
-        exc = drf.ValidationError(detail=exc.message_dict if hasattr(exc, "error_dict") else exc.messages)
+        exc = drf.ValidationError(
+            detail=exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
+        )
 
     if not isinstance(exc, drf.APIException):
-        return None  # A bug: let Django log it and answer 500.
+        # A bug. Logged as Django logs one (with the request id), answered in the error shape the schema states.
+        request = context.get("request")
+        server_errors.error(
+            "Internal Server Error: %s", getattr(request, "path", "?"), exc_info=exc, extra={"status_code": 500}
+        )
+        return Response(
+            error_body("server_error", "Docket failed to answer this request; quote its X-Request-ID to report it."),
+            status=status.HTTP_500_INTERNAL_SERVER_ERROR,
+        )
 
     headers = {}
     if getattr(exc, "auth_header", None):
@@ -122,11 +159,14 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
         headers["Retry-After"] = str(int(exc.wait))
 
     if isinstance(exc, drf.ValidationError):
-        body = error_body("invalid", "The request is not valid; see details.", exc.detail)
+        details = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
+        body = error_body("invalid", "The request is not valid; see details.", details)
     else:
         detail = exc.detail
         message = str(detail) if not isinstance(detail, dict | list) else exc.default_detail
-        details = detail if isinstance(detail, dict | list) else {}
+        details = (
+            detail if isinstance(detail, dict) else {"non_field_errors": detail} if isinstance(detail, list) else {}
+        )
         if isinstance(exc, drf.Throttled) and exc.wait is not None:
             details = {"retry_after_seconds": int(exc.wait)}
         body = error_body(exc.get_codes() if isinstance(exc.get_codes(), str) else exc.default_code, message, details)

@@ -84,7 +84,11 @@ def cursor_page(name: str, item: serializers.Serializer) -> serializers.Serializ
 
 
 PAGE_PARAMETERS = [
-    OpenApiParameter("cursor", str, description="From the previous page's `next`."),
+    OpenApiParameter(
+        "cursor",
+        {"type": "string", "minLength": 1, "pattern": r"^[A-Za-z0-9+/=]+$"},
+        description="Opaque: take it from a page's `next` or `previous` link; any other value is 400.",
+    ),
     OpenApiParameter(
         "page_size", {"type": "integer", "minimum": 1, "maximum": 500}, description="At most 500; default 100."
     ),

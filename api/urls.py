@@ -6,7 +6,7 @@ from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from api.errors import error_body
-from api.views import annotations, documents, flags, keys, models, predict, projects, taxonomy
+from api.views import annotations, documents, flags, keys, models, predict, projects, serving, taxonomy
 
 app_name = "api"
 
@@ -48,6 +48,7 @@ urlpatterns = [
     path(f"{P}/flags", flags.FlagListApi.as_view(), name="flags"),
     path(f"{P}/flags/<int:flag_id>/resolve", flags.FlagResolveApi.as_view(), name="flag-resolve"),
     path(f"{P}/predict", predict.PredictApi.as_view(), name="predict"),
+    path(f"{P}/model", serving.ServingModelApi.as_view(), name="serving-model"),
     path(f"{P}/models", models.ModelVersionListApi.as_view(), name="models"),
     path(f"{P}/models/rollback", models.ModelVersionRollbackApi.as_view(), name="models-rollback"),
     path(f"{P}/models/<int:number>", models.ModelVersionDetailApi.as_view(), name="model"),

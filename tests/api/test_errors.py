@@ -68,3 +68,15 @@ def test_413_for_too_many_documents_in_one_request(home, admin_client):
 
 def test_405_keeps_the_shape(home, admin_client):
     assert_error(admin_client.delete(f"/api/v1/projects/{home.project.pk}"), 405, "method_not_allowed")
+
+
+def test_a_bug_is_500_in_the_error_shape_with_the_request_id(home, admin_client, monkeypatch):
+    from api.views import projects
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(projects, "access_project", broken)
+    response = admin_client.get(f"/api/v1/projects/{home.project.pk}", HTTP_X_REQUEST_ID="trace-500")
+    assert_error(response, 500, "server_error")
+    assert response["X-Request-ID"] == "trace-500"
