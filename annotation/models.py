@@ -255,6 +255,11 @@ class ImportBatch(models.Model):
         CSV = "csv", "CSV"
         JSONL = "jsonl", "JSON Lines"
         TXT = "txt", "Plain text (one document per line)"
+        LABEL_STUDIO = "label-studio", "Label Studio JSON tasks"
+        DOCCANO = "doccano", "doccano JSONL (text classification)"
+        PRODIGY = "prodigy", "Prodigy JSONL (textcat)"
+        PARQUET = "parquet", "Hugging Face Parquet"
+        HF_DATASET = "hf-dataset", "Hugging Face dataset directory (save_to_disk, zipped)"
 
     class Status(models.TextChoices):
         QUEUED = "queued", "Queued"
@@ -270,7 +275,7 @@ class ImportBatch(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
     file_name = models.CharField(max_length=255)
     stored_path = models.CharField(max_length=500, blank=True, help_text="Uploaded file awaiting a worker.")
-    format = models.CharField(max_length=8, choices=Format.choices)
+    format = models.CharField(max_length=16, choices=Format.choices)
     options = models.JSONField(default=dict, blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
     rows_seen = models.PositiveIntegerField(default=0)

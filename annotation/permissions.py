@@ -4,7 +4,7 @@ from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db.models import F, QuerySet
 
 from annotation.exceptions import NotAllowed, ProjectNotFound
-from annotation.models import Document, Invitation, Membership, Project
+from annotation.models import Document, ImportBatch, Invitation, Membership, Project
 
 Role = Membership.Role
 
@@ -17,6 +17,8 @@ ADMIN_ACTIONS = REVIEWER_ACTIONS | frozenset(
     | {"view_quality", "adjudicate", "manage_gold", "view_answers"}
     | {"resolve_flags"}
     | {"bulk_label"}
+    # Webhooks: which systems hear of the project's events, and their signing secrets.
+    | {"manage_webhooks"}
 )
 # Lead reviewers label, read the quality figures, settle disputes and resolve flags for legal review (both are
 # decisions on one document's content; docs/admin-guide.md says why no separate legal role); the taxonomy,
@@ -140,3 +142,15 @@ def access_document_by_id(
         raise ProjectNotFound("No such document in this project.")
     document.project = project  # the instance that already knows the user's role
     return document
+
+
+def access_import_batch_by_id(
+    user: AbstractBaseUser | AnonymousUser, project_id: int, batch_id: int, *, action: str = "import"
+) -> ImportBatch:
+    """An import of a project the user may import into; another project's import is simply not found."""
+    project = access_project_by_id(user, project_id, action=action)
+    batch = ImportBatch.objects.filter(project=project, pk=batch_id).select_related("created_by").first()
+    if batch is None:
+        raise ProjectNotFound("No such import in this project.")
+    batch.project = project
+    return batch

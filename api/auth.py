@@ -18,7 +18,7 @@ from rest_framework.settings import api_settings
 
 from annotation import permissions
 from annotation.exceptions import ProjectNotFound
-from annotation.models import Document, Project
+from annotation.models import Document, ImportBatch, Project
 from api import services
 from api.exceptions import KeyInvalid, ScopeMissing
 from api.models import ApiKey
@@ -199,6 +199,11 @@ def access_document(
 ) -> Document:
     _check_key(request, project_id, scope)
     return permissions.access_document_by_id(request.user, project_id, document_id, action=action)
+
+
+def access_import_batch(request: Request, project_id: int, batch_id: int, *, scope: str) -> ImportBatch:
+    _check_key(request, project_id, scope)
+    return permissions.access_import_batch_by_id(request.user, project_id, batch_id, action="import")
 
 
 def projects_visible(request: Request, *, scope: str) -> QuerySet[Project]:

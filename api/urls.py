@@ -6,7 +6,7 @@ from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from api.errors import error_body
-from api.views import annotations, documents, flags, keys, models, predict, projects, serving, taxonomy
+from api.views import annotations, documents, flags, imports, keys, models, predict, projects, serving, taxonomy
 
 app_name = "api"
 
@@ -45,6 +45,8 @@ urlpatterns = [
         name="annotations",
     ),
     path(f"{P}/annotations/export", annotations.AnnotationExportApi.as_view(), name="annotations-export"),
+    path(f"{P}/imports", imports.ImportCreateApi.as_view(), name="imports"),
+    path(f"{P}/imports/<int:batch_id>", imports.ImportDetailApi.as_view(), name="import"),
     path(f"{P}/flags", flags.FlagListApi.as_view(), name="flags"),
     path(f"{P}/flags/<int:flag_id>/resolve", flags.FlagResolveApi.as_view(), name="flag-resolve"),
     path(f"{P}/predict", predict.PredictApi.as_view(), name="predict"),

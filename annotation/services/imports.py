@@ -14,9 +14,10 @@ import io
 import json
 import logging
 import os
+import zipfile
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
-from datetime import timedelta
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
@@ -27,6 +28,7 @@ from django.utils import timezone
 
 from annotation.exceptions import ImportRejected, InputRejected
 from annotation.models import (
+    Adjudication,
     Annotation,
     AnnotationLabel,
     AnnotationRevision,
@@ -34,6 +36,7 @@ from annotation.models import (
     ImportBatch,
     ImportRowError,
     Label,
+    Membership,
     Project,
 )
 from annotation.services.audit import audit_record
@@ -67,8 +70,23 @@ class ImportOptions:
 
 
 @dataclass
+class RowAnnotation:
+    """One person's answer carried by a row (Label Studio annotations, a dataset's `annotations` column)."""
+
+    labels: list[str]
+    reviewer: str | None = None
+    source: str = "reviewer"
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
+@dataclass
 class Row:
-    """One parsed input row before it is checked against the project."""
+    """One parsed input row before it is checked against the project.
+
+    `labels` are the document's final labels. `annotations`, when the format carries them, are the answers
+    behind them: stored as their reviewers' where those are members of the project.
+    """
 
     line: int
     text: Any = None
@@ -76,24 +94,74 @@ class Row:
     labels: list[str] = field(default_factory=list)
     metadata: dict[str, Any] = field(default_factory=dict)
     error: str = ""
+    annotations: list[RowAnnotation] = field(default_factory=list)
 
 
 class RowRejected(Exception):
     """This row cannot be stored; the message says why and the import goes on."""
 
 
-def detect_format(file_name: str, explicit: str | None = None) -> str:
+# How much of the file format detection looks at: enough for the first record of any of the formats.
+SNIFF_BYTES = 64 * 1024
+# Formats read from a binary stream rather than from UTF-8 lines.
+BINARY_FORMATS = frozenset({"parquet", "hf-dataset"})
+FORMAT_NAMES = ", ".join(ImportBatch.Format.values)
+
+
+def detect_format(file_name: str, explicit: str | None = None, head: bytes = b"") -> str:
+    """The import format: the one named, else what the first bytes of the file say, else its extension.
+
+    JSON files are told apart by their first record: Label Studio tasks have a `data` object, Prodigy's have
+    `_input_hash`, `_task_hash` or `answer`, doccano's a `label` list; anything else is Docket's own JSONL.
+    """
     if explicit:
         fmt = explicit.lower().lstrip(".")
-    else:
-        suffix = Path(file_name).suffix.lower().lstrip(".")
-        fmt = {"ndjson": "jsonl", "json": "jsonl", "tsv": "csv", "text": "txt"}.get(suffix, suffix)
-    if fmt not in ImportBatch.Format.values:
-        raise ImportRejected(
-            f"Cannot tell the format of '{file_name}'. Use a .csv, .jsonl or .txt file, or name the format "
-            f"(csv, jsonl, txt)."
-        )
-    return fmt
+        if fmt not in ImportBatch.Format.values:
+            raise ImportRejected(f"Unknown import format '{explicit}'; use one of {FORMAT_NAMES}.")
+        return fmt
+    suffix = Path(file_name).suffix.lower().lstrip(".")
+    if head.startswith(b"PAR1") or (not head and suffix == "parquet"):
+        return "parquet"
+    if head.startswith(b"PK\x03\x04") or (not head and suffix == "zip"):
+        return "hf-dataset"
+    sniffed = _sniff_json(head) if suffix in ("json", "jsonl", "ndjson", "") else None
+    if sniffed:
+        return sniffed
+    fmt = {"ndjson": "jsonl", "json": "jsonl", "tsv": "csv", "text": "txt"}.get(suffix, suffix)
+    if fmt in ("csv", "jsonl", "txt"):
+        return fmt
+    raise ImportRejected(
+        f"Cannot tell the format of '{Path(file_name).name}': it is not Label Studio JSON, doccano or Prodigy "
+        f"JSONL, Hugging Face Parquet or a zipped dataset directory, nor Docket's CSV, JSONL or text (.csv, "
+        f".jsonl, .txt). Name the format ({FORMAT_NAMES}); nothing was imported."
+    )
+
+
+def _sniff_json(head: bytes) -> str | None:
+    text = head.decode("utf-8", errors="ignore").lstrip("\ufeff \t\r\n")
+    if text.startswith("["):
+        return "label-studio"  # a JSON array of tasks: what Label Studio exports and imports
+    if not text.startswith("{"):
+        return None
+    try:
+        first = json.loads(text.split("\n", 1)[0])
+    except ValueError:
+        # One object over several lines: a pretty-printed Label Studio task; Docket's JSONL is one line each.
+        return "label-studio" if '"data"' in text else None
+    if not isinstance(first, dict):
+        return None
+    if isinstance(first.get("data"), dict):
+        return "label-studio"
+    if {"_input_hash", "_task_hash", "answer"} & first.keys():
+        return "prodigy"
+    if isinstance(first.get("label"), list) and "labels" not in first:
+        return "doccano"
+    return "jsonl"
+
+
+def file_head(path: str | os.PathLike) -> bytes:
+    with open(path, "rb") as stream:
+        return stream.read(SNIFF_BYTES)
 
 
 def content_hash(text: str) -> str:
@@ -243,7 +311,375 @@ def parse_txt(lines: Iterator[str], options: ImportOptions) -> Iterator[Row]:
             yield Row(line=line_no, text=text)
 
 
-PARSERS = {"csv": parse_csv, "jsonl": parse_jsonl, "txt": parse_txt}
+# --- Parsers for other tools' formats -----------------------------------------------------------------------
+# Label Studio, doccano and Prodigy files are text, read line by line like Docket's own; Parquet and dataset
+# directories are read a record batch at a time. Each yields the same Rows, so the checks and the builder are
+# the same for every format.
+
+
+def _json_items(lines: _LineCountingText) -> Iterator[tuple[int, Any]]:
+    """The values of a JSON array (or of JSON values one after another, as in JSONL), each with the line it
+    starts on, decoded as the lines arrive so that a large file never sits in memory whole."""
+    decoder = json.JSONDecoder()
+    buffer, pos, line, exhausted = "", 0, 1, False
+    in_array: bool | None = None
+
+    def more() -> bool:
+        nonlocal buffer, pos, exhausted
+        if exhausted:
+            return False
+        buffer = buffer[pos:]
+        pos = 0
+        chunk = "".join(next(lines, "") for _ in range(256))
+        if not chunk:
+            exhausted = True
+        buffer += chunk
+        return bool(chunk)
+
+    def skip(separators: str) -> None:
+        nonlocal pos, line
+        while True:
+            while pos < len(buffer) and buffer[pos] in separators:
+                line += buffer[pos] == "\n"
+                pos += 1
+            if pos < len(buffer) or not more():
+                return
+
+    while True:
+        skip(" \t\r\n,\ufeff" if in_array is not None else " \t\r\n\ufeff")
+        if pos >= len(buffer):
+            if in_array:
+                raise ImportRejected(
+                    f"The JSON array is not closed (a ']' is missing at line {line}); nothing was imported."
+                )
+            return
+        if in_array is None:
+            in_array = buffer[pos] == "["
+            if in_array:
+                pos += 1
+                continue
+        if in_array and buffer[pos] == "]":
+            return
+        start_line = line
+        while True:
+            try:
+                value, end = decoder.raw_decode(buffer, pos)
+                break
+            except json.JSONDecodeError as error:
+                if not more():
+                    raise ImportRejected(
+                        f"Bad JSON in the record starting on line {start_line}: {error.msg}; nothing was imported."
+                    ) from error
+            except RecursionError as error:
+                raise ImportRejected(
+                    f"The record on line {start_line} is nested too deeply; nothing was imported."
+                ) from error
+        line += buffer.count("\n", pos, end)
+        pos = end
+        yield start_line, value
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return datetime.fromtimestamp(value, tz=UTC)
+    if isinstance(value, str) and value.strip():
+        try:
+            parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError as error:
+            raise RowRejected(f"'{value}' is not a date and time (ISO 8601)") from error
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return None
+
+
+def _label_studio_choices(result: Any) -> list[str]:
+    if not isinstance(result, list):
+        raise RowRejected("an annotation's result must be a list")
+    keys: list[str] = []
+    for region in result:
+        if isinstance(region, dict) and region.get("type") == "choices":
+            choices = (region.get("value") or {}).get("choices") or []
+            keys.extend(_labels_from_value(choices, 0))
+    return keys
+
+
+def _label_studio_reviewer(annotation: dict[str, Any]) -> str | None:
+    # Docket writes the username; Label Studio writes "email, id" in created_username, or an object.
+    name = annotation.get("created_username")
+    if isinstance(name, str) and name.strip():
+        return name.split(",")[0].strip()
+    completed_by = annotation.get("completed_by")
+    if isinstance(completed_by, dict):
+        return completed_by.get("username") or completed_by.get("email")
+    return None
+
+
+def _row_from_label_studio_task(task: Any, line: int, options: ImportOptions) -> Row:
+    if not isinstance(task, dict) or not isinstance(task.get("data"), dict):
+        return Row(line=line, error="a Label Studio task must be an object with a 'data' object")
+    data = task["data"]
+    record = {key: value for key, value in data.items() if key != "docket_id"}
+    row = _row_from_mapping({**record, options.label_field or "labels": None}, line, options)
+    if row.error:
+        return row
+    if "docket_id" not in data and task.get("id") is not None:
+        row.metadata["label_studio_id"] = task["id"]
+    try:
+        answers = []
+        for annotation in task.get("annotations") or []:
+            if not isinstance(annotation, dict):
+                raise RowRejected("each annotation must be an object")
+            if annotation.get("was_cancelled"):
+                continue
+            answers.append(
+                (
+                    bool(annotation.get("ground_truth")),
+                    RowAnnotation(
+                        labels=_label_studio_choices(annotation.get("result") or []),
+                        reviewer=_label_studio_reviewer(annotation),
+                        source=annotation.get("docket_source") or Annotation.Source.REVIEWER,
+                        created_at=_parse_time(annotation.get("created_at")),
+                        updated_at=_parse_time(annotation.get("updated_at")),
+                    ),
+                )
+            )
+        row.annotations = [answer for _, answer in answers]
+        docket = (task.get("meta") or {}).get("docket") if isinstance(task.get("meta"), dict) else None
+        if isinstance(docket, dict) and "labels" in docket:
+            row.labels = _labels_from_value(docket["labels"], line)
+        else:
+            # A file from Label Studio: its ground-truth annotation decides, else the answers when they agree.
+            decided = [answer.labels for truth, answer in answers if truth]
+            label_sets = {tuple(sorted(answer.labels)) for answer in row.annotations}
+            row.labels = decided[0] if decided else (list(row.annotations[0].labels) if len(label_sets) == 1 else [])
+    except (RowRejected, InputRejected) as error:
+        row.error = str(error)
+    return row
+
+
+def parse_label_studio(lines: _LineCountingText, options: ImportOptions) -> Iterator[Row]:
+    for line, task in _json_items(lines):
+        try:
+            storable(task, what="the task")
+        except InputRejected as error:
+            yield Row(line=line, error=str(error))
+            continue
+        yield _row_from_label_studio_task(task, line, options)
+
+
+def parse_doccano(lines: Iterator[str], options: ImportOptions) -> Iterator[Row]:
+    # doccano's text classification export is JSONL with a `label` list; other keys are metadata, as in Docket's.
+    label_field = "label" if options.label_field == "labels" else options.label_field
+    yield from parse_jsonl(lines, replace(options, label_field=label_field))
+
+
+def parse_prodigy(lines: Iterator[str], options: ImportOptions) -> Iterator[Row]:
+    """Prodigy textcat: `accept` holds the chosen options (or `label` a binary decision); only an accepted
+    answer labels the document."""
+    for row_or_record in _jsonl_records(lines):
+        if isinstance(row_or_record, Row):
+            yield row_or_record
+            continue
+        line, record = row_or_record
+        meta = record.get("meta") if isinstance(record.get("meta"), dict) else {}
+        mapping = {
+            **{key: value for key, value in record.items() if not key.startswith("_") and key not in PRODIGY_FIELDS},
+            "metadata": dict(meta),
+        }
+        row = _row_from_mapping({**mapping, options.label_field or "labels": None}, line, options)
+        if row.error:
+            yield row
+            continue
+        try:
+            if record.get("answer") == "accept":
+                chosen = record.get("accept") if "options" in record or "accept" in record else [record.get("label")]
+                row.labels = _labels_from_value(chosen, line)
+            annotator = record.get("_annotator_id")
+            if row.labels and isinstance(annotator, str) and annotator:
+                row.annotations = [
+                    RowAnnotation(
+                        labels=row.labels, reviewer=annotator, updated_at=_parse_time(record.get("_timestamp"))
+                    )
+                ]
+        except RowRejected as error:
+            row.error = str(error)
+        yield row
+
+
+# Prodigy's own keys: an import reads them as the answer, not as metadata.
+PRODIGY_FIELDS = frozenset({"options", "accept", "answer", "label", "meta", "spans", "tokens", "config"})
+
+
+def _jsonl_records(lines: Iterator[str]) -> Iterator[Row | tuple[int, dict[str, Any]]]:
+    """Each non-blank line as (line number, object), or a rejected Row saying why it is not one."""
+    for line_no, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json_read(line, what="the line")
+        except json.JSONDecodeError as error:
+            yield Row(line=line_no, error=f"bad JSON: {error.msg} at column {error.colno}")
+            continue
+        except InputRejected as error:
+            yield Row(line=line_no, error=str(error))
+            continue
+        if not isinstance(record, dict):
+            yield Row(line=line_no, error=f"each line must be a JSON object, found {type(record).__name__}")
+            continue
+        yield line_no, record
+
+
+def _hf_label_names(feature: Any) -> tuple[list[str] | None, bool]:
+    """The names a ClassLabel (or a sequence of them) stands for, and whether the column is a sequence."""
+    if not isinstance(feature, dict):
+        return None, isinstance(feature, list)
+    if feature.get("_type") == "ClassLabel":
+        return list(feature.get("names") or []), False
+    if feature.get("_type") in ("Sequence", "List", "LargeList"):
+        names, _ = _hf_label_names(feature.get("feature"))
+        return names, True
+    return None, False
+
+
+def _hf_features(metadata: dict[bytes, bytes] | None) -> dict[str, Any]:
+    """The `datasets` features stored in an Arrow or Parquet schema (its "huggingface" metadata)."""
+    raw = (metadata or {}).get(b"huggingface")
+    if not raw:
+        return {}
+    try:
+        info = json.loads(raw)
+    except ValueError:
+        return {}
+    return (info.get("info") or {}).get("features") or {}
+
+
+def _rows_from_arrow(
+    batches: Iterable[Any], column_names: list[str], features: dict[str, Any], options: ImportOptions
+) -> Iterator[Row]:
+    label_field = options.label_field
+    if label_field == "labels" and "labels" not in column_names and "label" in column_names:
+        label_field = "label"
+    names, _ = _hf_label_names(features.get(label_field)) if label_field else (None, False)
+    number = 0
+    for batch in batches:
+        for record in batch.to_pylist():
+            number += 1
+            yield _row_from_dataset_record(record, number, options, label_field, names)
+
+
+def _class_label_keys(value: Any, names: list[str] | None) -> Any:
+    if names is None:
+        return value
+    if isinstance(value, list):
+        return [key for v in value for key in _class_label_keys(v, names)]
+    if value is None or value < 0:
+        return []  # -1: ClassLabel's "no label"
+    if value >= len(names):
+        raise RowRejected(f"label number {value} is not one of the {len(names)} ClassLabel names")
+    return [names[value]]
+
+
+def _row_from_dataset_record(
+    record: dict[str, Any], number: int, options: ImportOptions, label_field: str | None, names: list[str] | None
+) -> Row:
+    try:
+        labels = _class_label_keys(record.get(label_field), names) if label_field else None
+    except RowRejected as error:
+        return Row(line=number, error=str(error))
+    annotations = record.pop("annotations", None)
+    record = {key: value for key, value in record.items() if key != label_field}
+    row = _row_from_mapping({**record, "labels": labels}, number, replace(options, label_field="labels"))
+    if row.error:
+        return row
+    try:
+        row.annotations = [
+            RowAnnotation(
+                labels=_labels_from_value(a.get("labels"), number),
+                reviewer=a.get("reviewer") or None,
+                source=a.get("source") or Annotation.Source.REVIEWER,
+                created_at=_parse_time(a.get("created_at")),
+                updated_at=_parse_time(a.get("updated_at")),
+            )
+            for a in annotations or []
+            if isinstance(a, dict)
+        ]
+    except RowRejected as error:
+        row.error = str(error)
+    return row
+
+
+def parse_parquet(stream: IO[bytes], options: ImportOptions) -> Iterator[Row]:
+    """A Parquet file as `datasets` writes it, read one record batch at a time; ClassLabel numbers become
+    label keys by the names in the file's features."""
+    import pyarrow.parquet as pq  # imported when used: most imports never need Arrow
+
+    try:
+        parquet = pq.ParquetFile(stream)
+    except Exception as error:  # pyarrow raises its own ArrowInvalid/ArrowException family
+        raise ImportRejected(f"The file is not a readable Parquet file ({error}); nothing was imported.") from error
+    schema = parquet.schema_arrow
+    _require_text_column(schema.names, options)
+    yield from _rows_from_arrow(
+        parquet.iter_batches(batch_size=settings.DOCKET_IMPORT_CHUNK),
+        schema.names,
+        _hf_features(schema.metadata),
+        options,
+    )
+
+
+def parse_dataset_directory(stream: IO[bytes], options: ImportOptions) -> Iterator[Row]:
+    """A `Dataset.save_to_disk` directory, zipped: its Arrow files in the order state.json lists them."""
+    import pyarrow as pa
+
+    try:
+        archive = zipfile.ZipFile(stream)
+    except zipfile.BadZipFile as error:
+        raise ImportRejected(f"The file is not a zip archive ({error}); nothing was imported.") from error
+    with archive:
+        states = [name for name in archive.namelist() if Path(name).name == "state.json"]
+        if len(states) != 1:
+            raise ImportRejected(
+                "A dataset directory (Dataset.save_to_disk, zipped) has one state.json; this archive has "
+                f"{len(states)}. Zip a single split's directory; nothing was imported."
+            )
+        root = str(Path(states[0]).parent)
+        state = json.loads(archive.read(states[0]))
+        files = [
+            str(Path(root) / entry["filename"]) if root != "." else entry["filename"]
+            for entry in state.get("_data_files", [])
+        ]
+        features: dict[str, Any] = {}
+        info_name = str(Path(root) / "dataset_info.json") if root != "." else "dataset_info.json"
+        if info_name in archive.namelist():
+            features = json.loads(archive.read(info_name)).get("features") or {}
+        for name in files:
+            with archive.open(name) as arrow_file:
+                reader = pa.ipc.open_stream(arrow_file)
+                if name == files[0]:
+                    features = features or _hf_features(reader.schema.metadata)
+                    _require_text_column(reader.schema.names, options)
+                yield from _rows_from_arrow(reader, reader.schema.names, features, options)
+
+
+def _require_text_column(names: list[str], options: ImportOptions) -> None:
+    if options.text_field not in names:
+        raise ImportRejected(
+            f"The dataset has no '{options.text_field}' column (columns: {', '.join(names)}). Name the text "
+            f"column with --text-field; nothing was imported."
+        )
+
+
+PARSERS = {
+    "csv": parse_csv,
+    "jsonl": parse_jsonl,
+    "txt": parse_txt,
+    "label-studio": parse_label_studio,
+    "doccano": parse_doccano,
+    "prodigy": parse_prodigy,
+    "parquet": parse_parquet,
+    "hf-dataset": parse_dataset_directory,
+}
 
 
 # --- Builder ------------------------------------------------------------------------------------------------
@@ -258,6 +694,8 @@ class _Builder:
         self.chunk_size = chunk_size
         self.max_chars = settings.DOCKET_MAX_TEXT_CHARS
         self.labels = self.current_labels()
+        # Usernames of the project's members: an annotation a file attributes to one of them is stored as theirs.
+        self.members = dict(Membership.objects.filter(project=self.project).values_list("user__username", "user_id"))
         self.seen_hashes: set[str] = set()
         self.seen_ids: set[str] = set()
         self.pending: list[tuple[Row, str]] = []
@@ -281,12 +719,15 @@ class _Builder:
             raise RowRejected(f"text is {len(row.text):,} characters, over the limit of {self.max_chars:,}")
         if len(row.external_id) > 255:
             raise RowRejected("id is longer than 255 characters")
-        unknown = [key for key in row.labels if key not in self.labels]
+        given = row.labels + [key for answer in row.annotations for key in answer.labels]
+        unknown = list(dict.fromkeys(key for key in given if key not in self.labels))
         if unknown:
             known = ", ".join(sorted(self.labels)) or "none: the project has no labels yet"
             raise RowRejected(f"unknown label {', '.join(repr(k) for k in unknown)} (project labels: {known})")
         if len(set(row.labels)) > 1 and not self.project.multi_label:
             raise RowRejected(f"{len(set(row.labels))} labels on a single-label project")
+        if not self.project.multi_label and any(len(set(a.labels)) > 1 for a in row.annotations):
+            raise RowRejected("an annotation with several labels on a single-label project")
         return content_hash(row.text)
 
     def add(self, row: Row) -> None:
@@ -347,22 +788,45 @@ class _Builder:
                 metadata=row.metadata,
                 content_hash=digest,
                 import_batch=self.batch,
-                status=Document.Status.LABELED if row.labels else Document.Status.QUEUED,
+                status=Document.Status.LABELED if row.labels or row.annotations else Document.Status.QUEUED,
             )
             to_create.append((row, document))
         Document.objects.bulk_create([document for _, document in to_create])
         self.batch.created_count += len(to_create)
-        self._store_labels([(row, document) for row, document in to_create if row.labels])
+        self._store_labels([(row, document) for row, document in to_create if row.labels or row.annotations])
 
     def _store_labels(self, labeled: list[tuple[Row, Document]]) -> None:
+        """Each row's answers: its reviewers' own where the format names them and they are members here, else
+        one imported annotation with the final labels; a decision that their answers alone would not give
+        (an adjudication, a gold answer) is kept as an imported adjudication."""
         if not labeled:
             return
-        annotations = Annotation.objects.bulk_create(
-            [Annotation(document=document, source=Annotation.Source.IMPORT) for _, document in labeled]
-        )
-        links, revisions = [], []
-        for annotation, (row, _) in zip(annotations, labeled, strict=True):
-            keys = list(dict.fromkeys(row.labels))
+        answers: list[tuple[Row, Annotation, RowAnnotation]] = []
+        adjudications = []
+        for row, document in labeled:
+            carried = _answers_to_store(row.annotations, self.members)
+            if not carried and row.labels:
+                carried = [RowAnnotation(labels=row.labels, source=Annotation.Source.IMPORT)]
+            for answer in carried:
+                reviewer_id = self.members.get(answer.reviewer) if answer.reviewer else None
+                source = answer.source if reviewer_id and answer.source in Annotation.Source.values else "import"
+                answers.append((row, Annotation(document=document, reviewer_id=reviewer_id, source=source), answer))
+            stated = {tuple(sorted(set(a.labels))) for a in carried}
+            if row.labels and stated != {tuple(sorted(set(row.labels)))}:
+                adjudications.append(
+                    Adjudication(
+                        document=document,
+                        project=self.project,
+                        label_keys=list(dict.fromkeys(row.labels)),
+                        answers_seen={a.reviewer or "": a.labels for a in carried},
+                        decided_by=self.batch.created_by,
+                        note="imported: the file's final label",
+                    )
+                )
+        annotations = Annotation.objects.bulk_create([annotation for _, annotation, _ in answers])
+        links, revisions, dated = [], [], []
+        for annotation, (_, _, answer) in zip(annotations, answers, strict=True):
+            keys = list(dict.fromkeys(answer.labels))
             links.extend(AnnotationLabel(annotation=annotation, label=self.labels[key]) for key in keys)
             revisions.append(
                 AnnotationRevision(
@@ -373,8 +837,16 @@ class _Builder:
                     reason="import",
                 )
             )
+            if answer.created_at or answer.updated_at:
+                # bulk_create stamps "now"; the file's own times are set after it (bulk_update leaves them be).
+                annotation.created_at = answer.created_at or answer.updated_at
+                annotation.updated_at = answer.updated_at or answer.created_at
+                dated.append(annotation)
         AnnotationLabel.objects.bulk_create(links)
         AnnotationRevision.objects.bulk_create(revisions)
+        if dated:
+            Annotation.objects.bulk_update(dated, ["created_at", "updated_at"])
+        Adjudication.objects.bulk_create(adjudications)
         self.batch.annotation_count += len(annotations)
 
     def finish(self) -> None:
@@ -384,14 +856,30 @@ class _Builder:
             self.errors = []
 
 
+def _answers_to_store(answers: list[RowAnnotation], members: dict[str, int]) -> list[RowAnnotation]:
+    """One answer per member named in the file (their latest), and at most one without a reviewer (an earlier
+    import's); answers by people who are not members here, and empty ones, are not stored."""
+    by_reviewer: dict[str | None, RowAnnotation] = {}
+    for answer in answers:
+        if not answer.labels or (answer.reviewer is not None and answer.reviewer not in members):
+            continue
+        if answer.reviewer is None:
+            by_reviewer.setdefault(None, replace(answer, source=Annotation.Source.IMPORT))
+        else:
+            by_reviewer[answer.reviewer] = answer
+    return list(by_reviewer.values())
+
+
 # --- Use case -----------------------------------------------------------------------------------------------
 
 
 def import_batch_create(
-    *, project: Project, file_name: str, options: ImportOptions, user=None, stored_path: str = ""
+    *, project: Project, file_name: str, options: ImportOptions, user=None, stored_path: str = "", head: bytes = b""
 ) -> ImportBatch:
-    """Record an import before it runs, so a queued upload is visible and its outcome has a home."""
-    fmt = detect_format(file_name, options.format)
+    """Record an import before it runs, so a queued upload is visible and its outcome has a home.
+
+    `head`, the file's first bytes, lets the format be told from the content (see `detect_format`)."""
+    fmt = detect_format(file_name, options.format, head)
     batch = ImportBatch(
         project=project,
         created_by=user if user is not None and user.is_authenticated else None,
@@ -424,7 +912,9 @@ def import_batch_run(*, batch: ImportBatch, stream: IO[bytes], progress: Progres
             # Imported labels are answers too: the taxonomy may not change under them until they commit.
             taxonomy_hold(batch.project)
             builder.labels = builder.current_labels()
-            for row in PARSERS[batch.format](text, options):
+            # Parquet and zipped datasets are read from the (seekable) file itself, the rest line by line.
+            source = stream if batch.format in BINARY_FORMATS else text
+            for row in PARSERS[batch.format](source, options):
                 builder.add(row)
             builder.finish()
             if batch.rows_seen == 0:
@@ -539,7 +1029,9 @@ def documents_import(
 ) -> ImportBatch:
     """Import a file from disk (the management command and the worker use this)."""
     options = options or ImportOptions()
-    batch = import_batch_create(project=project, file_name=os.fspath(path), options=options, user=user)
+    batch = import_batch_create(
+        project=project, file_name=os.fspath(path), options=options, user=user, head=file_head(path)
+    )
     with open(path, "rb") as stream:
         return import_batch_run(batch=batch, stream=stream, progress=progress)
 
@@ -680,12 +1172,14 @@ def import_upload(*, project: Project, uploaded, options: ImportOptions, user=No
     # Imported here: the task module imports this one.
     from annotation.tasks import import_documents_task
 
-    detect_format(uploaded.name, options.format)  # refuse an unknown format before storing anything
+    head = uploaded.read(SNIFF_BYTES)
+    uploaded.seek(0)
+    detect_format(uploaded.name, options.format, head)  # refuse an unknown format before storing anything
     stored = upload_store(project=project, uploaded=uploaded)
     try:
         with transaction.atomic():
             batch = import_batch_create(
-                project=project, file_name=uploaded.name, options=options, user=user, stored_path=stored
+                project=project, file_name=uploaded.name, options=options, user=user, stored_path=stored, head=head
             )
             transaction.on_commit(lambda: import_documents_task.delay(batch.pk))
     except Exception:

@@ -10,7 +10,7 @@ from rest_framework.response import Response
 
 from annotation import permissions, selectors
 from annotation.models import Annotation
-from annotation.services.exports import EXPORT_FORMATS, export_stream
+from annotation.services.exports import EXPORT_FORMATS, FORMATS, export_file_name, export_stream
 from api import services
 from api.auth import access_document, access_project
 from api.input import JsonInput, QueryFilter
@@ -96,12 +96,17 @@ class AnnotationExportApi(ApiView):
         summary="Export the labeled project",
         description=(
             "Scope `read`; project admins only. Streams every document with its final labels, annotations and "
-            "the active model's prediction, as JSON Lines (default) or CSV; the output re-imports unchanged."
+            "the active model's prediction, as Docket's JSON Lines (default) or CSV, Label Studio JSON tasks, "
+            "doccano or Prodigy JSONL, Hugging Face Parquet, or a zipped dataset directory (`save_to_disk`); "
+            "the output re-imports unchanged."
         ),
-        parameters=[OpenApiParameter("format", str, enum=list(EXPORT_FORMATS), description="jsonl or csv")],
+        parameters=[OpenApiParameter("format", str, enum=list(EXPORT_FORMATS), description="the file format")],
         responses={
             (200, "application/x-ndjson"): OpenApiResponse(OpenApiTypes.STR, description="One JSON object a line"),
             (200, "text/csv"): OpenApiResponse(OpenApiTypes.STR, description="CSV with a header row"),
+            (200, "application/json"): OpenApiResponse(OpenApiTypes.STR, description="Label Studio tasks"),
+            (200, "application/vnd.apache.parquet"): OpenApiResponse(OpenApiTypes.BINARY, description="Parquet"),
+            (200, "application/zip"): OpenApiResponse(OpenApiTypes.BINARY, description="save_to_disk, zipped"),
             **errors(400, 404),
         },
     )
@@ -110,10 +115,15 @@ class AnnotationExportApi(ApiView):
         fmt = request.query_params.get("format", "jsonl")
         if fmt not in EXPORT_FORMATS:
             raise serializers.ValidationError({"format": [f"Use one of: {', '.join(EXPORT_FORMATS)}."]})
-        content_type = "application/x-ndjson" if fmt == "jsonl" else "text/csv"
-        response = StreamingHttpResponse(export_stream(project, fmt), content_type=f"{content_type}; charset=utf-8")
-        response["Content-Disposition"] = f'attachment; filename="project-{project.pk}.{fmt}"'
-        return response
+        return export_response(export_stream(project, fmt), project, fmt)
+
+
+def export_response(stream, project, fmt: str) -> StreamingHttpResponse:
+    spec = FORMATS[fmt]
+    content_type = spec.content_type if spec.binary else f"{spec.content_type}; charset=utf-8"
+    response = StreamingHttpResponse(stream, content_type=content_type)
+    response["Content-Disposition"] = f'attachment; filename="{export_file_name(project, fmt)}"'
+    return response
 
 
 class AnnotationCreateApi(ApiView):

@@ -51,7 +51,7 @@ def test_upload_with_unknown_format_shows_the_reason_and_stores_nothing(client, 
         {"file": SimpleUploadedFile("terms.pdf", b"%PDF"), "text_field": "text", "id_field": "id"},
     )
     assert response.status_code == 200
-    assert "Use a .csv, .jsonl or .txt file" in response.content.decode()
+    assert "nor Docket&#x27;s CSV, JSONL or text (.csv, .jsonl, .txt)" in response.content.decode()
     assert not project.import_batches.exists()
 
 

@@ -157,7 +157,7 @@ def test_file_where_no_row_parses_imports_nothing_but_keeps_the_first_problems(p
 
 
 def test_unknown_extension_is_refused_with_the_accepted_formats(project):
-    with pytest.raises(ImportRejected, match=r"Use a .csv, .jsonl or .txt file"):
+    with pytest.raises(ImportRejected, match=r"Cannot tell the format of .policy.docx.*\(\.csv, \.jsonl, \.txt\)"):
         import_batch_create(project=project, file_name="policy.docx", options=ImportOptions())
 
 

@@ -5,7 +5,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 
+from annotation.models import ImportBatch
 from tests.api.conftest import ALL, add_model_versions, assert_error, client_with, personal_key, service_key
 
 pytestmark = pytest.mark.django_db
@@ -21,6 +23,7 @@ class Endpoint:
     ok: int
     body: Callable[[Any], Any] = lambda side: None
     has_object: bool = False
+    body_format: str = "json"
 
 
 def P(side) -> str:
@@ -135,6 +138,27 @@ ENDPOINTS += [
         has_object=True,
     ),
 ]
+ENDPOINTS += [
+    Endpoint(
+        "imports_create",
+        "post",
+        lambda s, o: f"{P(s)}/imports",
+        "write",
+        "admin",
+        202,
+        lambda s: {"file": SimpleUploadedFile("clauses.jsonl", b'{"text": "Cookies last a year."}\n')},
+        body_format="multipart",
+    ),
+    Endpoint(
+        "imports_read",
+        "get",
+        lambda s, o: f"{P(s)}/imports/{o.extra['batch'].pk}",
+        "read",
+        "admin",
+        200,
+        has_object=True,
+    ),
+]
 IDS = [e.name for e in ENDPOINTS]
 
 
@@ -147,12 +171,13 @@ def _models_on_both_sides(home, away, trained_models, serving_cache):
         side.extra["run"] = TrainingRun.objects.create(
             project=side.project, kind="fast", trigger="labels", status="succeeded"
         )
+        side.extra["batch"] = ImportBatch.objects.create(project=side.project, file_name="in.jsonl", format="jsonl")
 
 
 def call(endpoint: Endpoint, token: str | None, side, obj=None):
     obj = obj or side
     client = client_with(token)
-    return getattr(client, endpoint.method)(endpoint.path(side, obj), endpoint.body(side), format="json")
+    return getattr(client, endpoint.method)(endpoint.path(side, obj), endpoint.body(side), format=endpoint.body_format)
 
 
 def key_with_role(side, role: str, scopes=ALL) -> str:

@@ -1,37 +1,65 @@
-"""python manage.py export_documents PROJECT [--format jsonl|csv] [--output FILE]"""
+"""python manage.py export_documents PROJECT [--format FORMAT] [--output FILE] [--label-config FILE]"""
 
 import sys
 
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from annotation.management.commands.import_documents import project_by_name_or_id
 from annotation.services.audit import audit_record
-from annotation.services.exports import EXPORT_FORMATS, export_stream
+from annotation.services.exports import (
+    EXPORT_FORMATS,
+    FORMATS,
+    export_dataset_directory,
+    export_stream,
+    label_studio_config,
+)
 
 
 class Command(BaseCommand):
-    help = "Export a project's documents with their labels, annotations and predictions (streamed)."
+    help = (
+        "Export a project's documents with their labels, annotations and predictions (streamed): Docket's JSONL "
+        "or CSV, Label Studio tasks, doccano or Prodigy JSONL, Hugging Face Parquet or a dataset directory."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("project", help="project id or exact name")
         parser.add_argument("--format", choices=EXPORT_FORMATS, default="jsonl")
-        parser.add_argument("--output", "-o", help="file to write; default standard output")
+        parser.add_argument(
+            "--output",
+            "-o",
+            help="file to write; default standard output. For hf-dataset, a directory (save_to_disk), or a .zip",
+        )
+        parser.add_argument("--label-config", help="also write a Label Studio labeling config (XML) for the project")
 
     def handle(self, *args, **options):
         project = project_by_name_or_id(options["project"])
+        fmt, output = options["format"], options["output"]
         total = project.documents.count()
-        out = open(options["output"], "w", encoding="utf-8", newline="") if options["output"] else sys.stdout
-        try:
-            with tqdm(total=total, unit="doc", disable=not options["output"], file=sys.stderr) as bar:
-                for piece in export_stream(project, options["format"]):
+        if options["label_config"]:
+            with open(options["label_config"], "w", encoding="utf-8") as config:
+                config.write(label_studio_config(project))
+        if fmt == "hf-dataset" and output and not output.endswith(".zip"):
+            export_dataset_directory(project, output)
+        elif FORMATS[fmt].binary:
+            if not output and sys.stdout.isatty():
+                raise CommandError(f"{fmt} is binary: name a file with --output.")
+            with open(output, "wb") if output else sys.stdout.buffer as out:
+                for piece in export_stream(project, fmt):
                     out.write(piece)
-                    bar.update(piece.count("\n") if options["format"] == "jsonl" else 0)
+        else:
+            self._write_text(project, fmt, output, total)
+        audit_record(action="export.documents", project=project, after={"format": fmt, "documents": total})
+        if output:
+            self.stderr.write(f"{total:,} documents written to {output}")
+
+    def _write_text(self, project, fmt, output, total):
+        out = open(output, "w", encoding="utf-8", newline="") if output else sys.stdout
+        try:
+            with tqdm(total=total, unit="doc", disable=not output, file=sys.stderr) as bar:
+                for piece in export_stream(project, fmt):
+                    out.write(piece)
+                    bar.update(piece.count("\n") if fmt != "csv" else 0)
         finally:
-            if options["output"]:
+            if output:
                 out.close()
-        audit_record(
-            action="export.documents", project=project, after={"format": options["format"], "documents": total}
-        )
-        if options["output"]:
-            self.stderr.write(f"{total:,} documents written to {options['output']}")

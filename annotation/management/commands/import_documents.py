@@ -1,14 +1,19 @@
-"""python manage.py import_documents PROJECT FILE: stream a CSV, JSONL or text file into a project."""
+"""python manage.py import_documents PROJECT FILE: stream a file (Docket's CSV, JSONL or text, Label Studio,
+doccano, Prodigy, Parquet, or a Hugging Face dataset directory) into a project."""
 
 import os
+import tempfile
+import zipfile
+from contextlib import ExitStack
+from pathlib import Path
 
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from annotation.exceptions import ImportRejected
-from annotation.models import Project
-from annotation.services.imports import ImportOptions, import_batch_create, import_batch_run
+from annotation.models import ImportBatch, Project
+from annotation.services.imports import ImportOptions, file_head, import_batch_create, import_batch_run
 
 
 def project_by_name_or_id(value: str) -> Project:
@@ -20,7 +25,10 @@ def project_by_name_or_id(value: str) -> Project:
 
 
 class Command(BaseCommand):
-    help = "Import documents (CSV, JSONL or one per line) into a project. Labels, when present, become annotations."
+    help = (
+        "Import documents into a project: CSV, JSONL, text, Label Studio JSON, doccano or Prodigy JSONL, Parquet, "
+        "or a Hugging Face dataset directory. Labels, when present, become annotations."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("project", help="project id or exact name")
@@ -28,15 +36,23 @@ class Command(BaseCommand):
         parser.add_argument("--text-field", default="text")
         parser.add_argument("--id-field", default="id")
         parser.add_argument("--label-field", default="labels", help="column with label keys; '' for none")
-        parser.add_argument("--format", choices=["csv", "jsonl", "txt"], help="default: from the file extension")
+        parser.add_argument(
+            "--format", choices=ImportBatch.Format.values, help="default: told from the file's content and extension"
+        )
         parser.add_argument("--user", help="username recorded as the importer")
         parser.add_argument("--no-progress", action="store_true")
 
     def handle(self, *args, **options):
         project = project_by_name_or_id(options["project"])
-        path = options["file"]
-        if not os.path.isfile(path):
-            raise CommandError(f"No such file: {path}")
+        with ExitStack() as cleanup:
+            path = options["file"]
+            if os.path.isdir(path):
+                path = cleanup.enter_context(_zipped_dataset_directory(path))
+            elif not os.path.isfile(path):
+                raise CommandError(f"No such file or directory: {options['file']}")
+            self._import(project, path, options)
+
+    def _import(self, project, path, options):
         user = None
         if options["user"]:
             user = get_user_model().objects.filter(username=options["user"]).first()
@@ -61,7 +77,9 @@ class Command(BaseCommand):
             bar.update(consumed - bar.n)
 
         try:
-            batch = import_batch_create(project=project, file_name=path, options=import_options, user=user)
+            batch = import_batch_create(
+                project=project, file_name=path, options=import_options, user=user, head=file_head(path)
+            )
         except ImportRejected as error:
             raise CommandError(str(error)) from error
         try:
@@ -88,3 +106,25 @@ class Command(BaseCommand):
             self.stdout.write(
                 f"  ... and {batch.rejected_count - len(errors):,} more in the admin (import batch {batch.pk})."
             )
+
+
+class _zipped_dataset_directory:
+    """A `save_to_disk` directory as the zip an upload would carry (stored, not compressed: Arrow files
+    barely shrink), in a temporary file removed afterwards."""
+
+    def __init__(self, directory: str):
+        self.directory = Path(directory)
+
+    def __enter__(self) -> str:
+        if not (self.directory / "state.json").is_file():
+            raise CommandError(f"{self.directory} is a directory but not a dataset saved with save_to_disk.")
+        handle, self.path = tempfile.mkstemp(prefix="docket-dataset-", suffix=".zip")
+        os.close(handle)
+        with zipfile.ZipFile(self.path, "w", compression=zipfile.ZIP_STORED) as archive:
+            for file in sorted(self.directory.iterdir()):
+                if file.is_file():
+                    archive.write(file, f"{self.directory.name}/{file.name}")
+        return self.path
+
+    def __exit__(self, *exc_info) -> None:
+        os.unlink(self.path)
