@@ -4,15 +4,26 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('annotation', '0012_query_strategy_default_diverse'),
+        ("annotation", "0013_explore"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='importbatch',
-            name='format',
-            field=models.CharField(choices=[('csv', 'CSV'), ('jsonl', 'JSON Lines'), ('txt', 'Plain text (one document per line)'), ('label-studio', 'Label Studio JSON tasks'), ('doccano', 'doccano JSONL (text classification)'), ('prodigy', 'Prodigy JSONL (textcat)'), ('parquet', 'Hugging Face Parquet'), ('hf-dataset', 'Hugging Face dataset directory (save_to_disk, zipped)')], max_length=16),
+            model_name="importbatch",
+            name="format",
+            field=models.CharField(
+                choices=[
+                    ("csv", "CSV"),
+                    ("jsonl", "JSON Lines"),
+                    ("txt", "Plain text (one document per line)"),
+                    ("label-studio", "Label Studio JSON tasks"),
+                    ("doccano", "doccano JSONL (text classification)"),
+                    ("prodigy", "Prodigy JSONL (textcat)"),
+                    ("parquet", "Hugging Face Parquet"),
+                    ("hf-dataset", "Hugging Face dataset directory (save_to_disk, zipped)"),
+                ],
+                max_length=16,
+            ),
         ),
     ]
