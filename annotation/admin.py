@@ -27,7 +27,7 @@ from annotation.models import (
     Taxonomy,
     TaxonomyVersion,
 )
-from annotation.services.exports import EXPORT_FORMATS, documents_export
+from annotation.services.exports import EXPORT_FORMATS, documents_export, export_content_type, export_file_name
 from annotation.services.imports import ImportOptions, detect_format, import_batch_rerun, import_upload
 from annotation.services.projects import project_delete
 
@@ -161,10 +161,9 @@ class ProjectAdmin(ProjectScopedAdmin):
         project = permissions.access_project_by_id(request.user, project_id, action="export")
         if fmt not in EXPORT_FORMATS:
             raise PermissionDenied(f"Unknown export format {fmt}.")
-        content_type = "application/x-ndjson" if fmt == "jsonl" else "text/csv"
         stream = documents_export(project=project, fmt=fmt, actor=request.user)
-        response = StreamingHttpResponse(stream, content_type=f"{content_type}; charset=utf-8")
-        response["Content-Disposition"] = f'attachment; filename="docket-project-{project.pk}.{fmt}"'
+        response = StreamingHttpResponse(stream, content_type=export_content_type(fmt))
+        response["Content-Disposition"] = f'attachment; filename="docket-{export_file_name(project, fmt)}"'
         return response
 
 

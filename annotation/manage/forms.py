@@ -197,7 +197,9 @@ class ImportUploadForm(forms.Form):
     """A document file to import; the column names default to what an export writes."""
 
     file = forms.FileField(help_text="CSV with a header row, JSON Lines, or plain text with one document per line.")
-    format = forms.ChoiceField(choices=[("", "From the file name")] + list(ImportBatch.Format.choices), required=False)
+    format = forms.ChoiceField(
+        choices=[("", "Told from the file's content and name")] + list(ImportBatch.Format.choices), required=False
+    )
     text_field = forms.CharField(
         initial="text", max_length=200, help_text="Column or key holding the text (CSV, JSONL)."
     )

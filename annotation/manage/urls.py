@@ -40,6 +40,7 @@ urlpatterns = [
     path(f"{project}import/<int:batch_id>/rerun/", views.import_batch_rerun, name="import-batch-rerun"),
     path(f"{project}export/", views.export_page, name="export"),
     path(f"{project}export/documents.<str:fmt>", views.documents_export, name="documents-export"),
+    path(f"{project}export/label-studio-config.xml", views.label_studio_config, name="label-studio-config"),
     # The audit log is read and exported here; there is deliberately no route that edits or deletes it.
     path(f"{project}audit/", views.audit_page, name="audit"),
     path(f"{project}audit/export.<str:fmt>", views.audit_export, name="audit-export"),

@@ -689,11 +689,20 @@ def export_page(request: HttpRequest, project_id: int) -> HttpResponse:
 def documents_export(request: HttpRequest, project_id: int, fmt: str) -> StreamingHttpResponse:
     project = permissions.access_project_by_id(request.user, project_id, action="export")
     if fmt not in EXPORT_FORMATS:
-        raise Http404("Export as jsonl or csv.")
-    content_type = "application/x-ndjson" if fmt == "jsonl" else "text/csv"
+        raise Http404(f"Export as one of {', '.join(EXPORT_FORMATS)}.")
     stream = exports.documents_export(project=project, fmt=fmt, actor=request.user)
-    response = StreamingHttpResponse(stream, content_type=f"{content_type}; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="docket-project-{project.pk}.{fmt}"'
+    response = StreamingHttpResponse(stream, content_type=exports.export_content_type(fmt))
+    response["Content-Disposition"] = f'attachment; filename="docket-{exports.export_file_name(project, fmt)}"'
+    return response
+
+
+@login_required
+@require_GET
+def label_studio_config(request: HttpRequest, project_id: int) -> HttpResponse:
+    """The labeling config a Label Studio project needs for Docket's tasks: the text and the project's labels."""
+    project = permissions.access_project_by_id(request.user, project_id, action="export")
+    response = HttpResponse(exports.label_studio_config(project), content_type="application/xml; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="docket-project-{project.pk}-label-studio.xml"'
     return response
 
 

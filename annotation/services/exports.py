@@ -171,6 +171,11 @@ def export_file_name(project: Project, fmt: str) -> str:
     return f"project-{project.pk}.{FORMATS[fmt].extension}"
 
 
+def export_content_type(fmt: str) -> str:
+    spec = FORMATS[fmt]
+    return spec.content_type if spec.binary else f"{spec.content_type}; charset=utf-8"
+
+
 # --- Label Studio -------------------------------------------------------------------------------------------
 
 

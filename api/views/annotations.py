@@ -10,7 +10,7 @@ from rest_framework.response import Response
 
 from annotation import permissions, selectors
 from annotation.models import Annotation
-from annotation.services.exports import EXPORT_FORMATS, FORMATS, export_file_name, export_stream
+from annotation.services.exports import EXPORT_FORMATS, export_content_type, export_file_name, export_stream
 from api import services
 from api.auth import access_document, access_project
 from api.input import JsonInput, QueryFilter
@@ -115,15 +115,9 @@ class AnnotationExportApi(ApiView):
         fmt = request.query_params.get("format", "jsonl")
         if fmt not in EXPORT_FORMATS:
             raise serializers.ValidationError({"format": [f"Use one of: {', '.join(EXPORT_FORMATS)}."]})
-        return export_response(export_stream(project, fmt), project, fmt)
-
-
-def export_response(stream, project, fmt: str) -> StreamingHttpResponse:
-    spec = FORMATS[fmt]
-    content_type = spec.content_type if spec.binary else f"{spec.content_type}; charset=utf-8"
-    response = StreamingHttpResponse(stream, content_type=content_type)
-    response["Content-Disposition"] = f'attachment; filename="{export_file_name(project, fmt)}"'
-    return response
+        response = StreamingHttpResponse(export_stream(project, fmt), content_type=export_content_type(fmt))
+        response["Content-Disposition"] = f'attachment; filename="{export_file_name(project, fmt)}"'
+        return response
 
 
 class AnnotationCreateApi(ApiView):

@@ -250,3 +250,33 @@ def test_a_file_of_no_known_format_is_refused_with_the_formats_listed():
         and "Parquet" in message
         and "nothing was imported" in message
     )
+
+
+def test_manage_export_offers_each_format_and_the_label_studio_config(client, reviewers):
+    from django.urls import reverse
+
+    from tests.factories import PASSWORD
+
+    project = labelled_project(multi_label=False, reviewers=reviewers, name="Manage downloads")
+    admin = UserFactory(username="office-admin")
+    MembershipFactory(project=project, user=admin, role="admin")
+    client.login(username=admin.username, password=PASSWORD)
+
+    page = client.get(reverse("manage:export", args=[project.pk])).content.decode()
+    for fmt in FORMATS:
+        assert reverse("manage:documents-export", args=[project.pk, fmt]) in page
+    parquet = client.get(reverse("manage:documents-export", args=[project.pk, "parquet"]))
+    assert parquet["Content-Type"] == "application/vnd.apache.parquet"
+    assert b"".join(parquet.streaming_content)[:4] == b"PAR1"
+    config = client.get(reverse("manage:label-studio-config", args=[project.pk]))
+    assert b'<Choice value="third_party"' in config.content
+
+
+def test_reviewer_cannot_download_the_label_studio_config(client, reviewers):
+    from django.urls import reverse
+
+    from tests.factories import PASSWORD
+
+    project = labelled_project(multi_label=False, reviewers=reviewers, name="Reviewer config")
+    client.login(username="ana", password=PASSWORD)
+    assert client.get(reverse("manage:label-studio-config", args=[project.pk])).status_code == 403
