@@ -6,7 +6,19 @@ from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from api.errors import error_body
-from api.views import annotations, documents, flags, imports, keys, models, predict, projects, serving, taxonomy
+from api.views import (
+    annotations,
+    documents,
+    flags,
+    imports,
+    keys,
+    models,
+    predict,
+    projects,
+    search,
+    serving,
+    taxonomy,
+)
 
 app_name = "api"
 
@@ -51,6 +63,7 @@ urlpatterns = [
     path(f"{P}/flags/<int:flag_id>/resolve", flags.FlagResolveApi.as_view(), name="flag-resolve"),
     path(f"{P}/predict", predict.PredictApi.as_view(), name="predict"),
     path(f"{P}/model", serving.ServingModelApi.as_view(), name="serving-model"),
+    path(f"{P}/search", search.SearchApi.as_view(), name="search"),
     path(f"{P}/models", models.ModelVersionListApi.as_view(), name="models"),
     path(f"{P}/models/rollback", models.ModelVersionRollbackApi.as_view(), name="models-rollback"),
     path(f"{P}/models/<int:number>", models.ModelVersionDetailApi.as_view(), name="model"),

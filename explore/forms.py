@@ -31,7 +31,11 @@ class ExploreForm(forms.Form):
     batch = forms.TypedChoiceField(required=False, coerce=int, empty_value=None, label="Import")
     labeled = forms.ChoiceField(required=False, choices=YES_NO, label="Labeled")
     final = forms.ChoiceField(required=False, label="Final label")
-    predicted = forms.ChoiceField(required=False, label="Model predicts")
+    predicted = forms.ChoiceField(
+        required=False,
+        label="Model predicts",
+        help_text="With no label, the probability range is the model's confidence in its likeliest label.",
+    )
     pmin = forms.FloatField(required=False, min_value=0, max_value=1, label="with probability from")
     pmax = forms.FloatField(required=False, min_value=0, max_value=1, label="to")
     reviewer = forms.ChoiceField(required=False, label="Answered by")
@@ -40,7 +44,7 @@ class ExploreForm(forms.Form):
 
     def __init__(self, *args, project: Project, sees_answers: bool, **kwargs):
         super().__init__(*args, **kwargs)
-        labels = [("", "Any")] + [
+        labels = [("", "Any label")] + [
             (label.key, label.name) for label in Label.objects.filter(taxonomy__project=project).order_by("order", "id")
         ]
         self.fields["final"].choices = labels
@@ -63,8 +67,6 @@ class ExploreForm(forms.Form):
         data = super().clean()
         if data.get("pmin") is not None and data.get("pmax") is not None and data["pmin"] > data["pmax"]:
             self.add_error("pmax", "The upper end must not be below the lower one.")
-        if (data.get("pmin") is not None or data.get("pmax") is not None) and not data.get("predicted"):
-            self.add_error("predicted", "Choose the label whose probability to filter on.")
         return data
 
     def query(self) -> ExploreQuery:

@@ -10,6 +10,7 @@ from typing import Any
 from django.contrib.postgres.search import SearchHeadline, SearchQuery, SearchVector
 from django.db import connection
 from django.db.models import Exists, FloatField, OuterRef, Q, QuerySet
+from django.db.models.expressions import RawSQL
 from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Cast
 from django.utils import timezone
@@ -20,6 +21,7 @@ from annotation.models import Adjudication, Annotation, AnnotationLabel, Documen
 from annotation.selectors import final_labels_for, latest_adjudications, own_label_keys_for
 from learning import neighbours
 from learning import selectors as learning_selectors
+from learning.models import QueuePriority
 
 PAGE_SIZE = 25
 MAX_PAGE_SIZE = 200
@@ -40,6 +42,10 @@ WORD = re.compile(r"[\w]+")
 
 class SearchInvalid(ValueError):
     """The search asks for something that cannot be answered (a document that is not there, no embeddings)."""
+
+
+class EmbeddingsMissing(SearchInvalid):
+    """A search by meaning before the worker has embedded the documents (or the one asked about)."""
 
 
 @dataclass
@@ -148,18 +154,24 @@ def filtered_documents(project: Project, query: ExploreQuery, *, sees_answers: b
 
 
 def _by_prediction(documents: QuerySet[Document], query: ExploreQuery) -> QuerySet[Document]:
-    """The probability the serving model gives the label, within [min, max]; min defaults to 0.5, the label's
-    decision point, so "predicted X" alone means what the model would answer."""
-    if not query.predicted_label:
-        raise SearchInvalid("Choose the label whose probability to filter on.")
-    low = 0.5 if query.probability_min is None else query.probability_min
+    """With a label: the probability the serving model gives it, within [min, max]; min defaults to 0.5, the
+    label's decision point, so "predicts X" alone means what the model would answer. Without a label: the model's
+    confidence in its likeliest label (0.4 to 0.6 finds the documents it is least sure about)."""
+    scored = documents.filter(queue_priority__model_version__isnull=False)
+    if query.predicted_label:
+        low = 0.5 if query.probability_min is None else query.probability_min
+        probability = Cast(KeyTextTransform(query.predicted_label, "queue_priority__probabilities"), FloatField())
+    else:
+        low = 0.0 if query.probability_min is None else query.probability_min
+        # The join above is the first to learning's table, so it goes by the table's own name.
+        table = QueuePriority._meta.db_table
+        if connection.vendor == "postgresql":
+            sql = f'(SELECT max(value::float) FROM jsonb_each_text("{table}"."probabilities"))'
+        else:
+            sql = f'(SELECT max(value) FROM json_each("{table}"."probabilities"))'
+        probability = RawSQL(sql, [], output_field=FloatField())
     high = 1.0 if query.probability_max is None else query.probability_max
-    probability = Cast(KeyTextTransform(query.predicted_label, "queue_priority__probabilities"), FloatField())
-    return (
-        documents.filter(queue_priority__model_version__isnull=False)
-        .alias(probability=probability)
-        .filter(probability__gte=low, probability__lte=high)
-    )
+    return scored.alias(probability=probability).filter(probability__gte=low, probability__lte=high)
 
 
 def _by_answers(project: Project, documents: QuerySet[Document], query: ExploreQuery) -> QuerySet[Document]:
@@ -274,6 +286,11 @@ def _suggestions(project: Project, ids: list[int]) -> dict[int, list[tuple[str, 
     return out
 
 
+def page_rows(project: Project, documents: list[Document], query: ExploreQuery, *, sees_answers: bool, user):
+    """Result rows (snippet, suggestion, labels) for documents already chosen, e.g. by the API's own paging."""
+    return _rows(project, list(documents), parse_words(query.words), sees_answers=sees_answers, user=user)
+
+
 def _rows(
     project: Project, documents: list[Document], terms: list[Term], *, sees_answers: bool, user
 ) -> list[ResultRow]:
@@ -349,7 +366,7 @@ def _search_by_meaning(project, query, documents, terms, user, sees_answers, off
         else:
             nearest = neighbours.nearest_to_text(project=project, text=query.meaning, k=MEANING_CANDIDATES)
     except neighbours.NoEmbeddings as error:
-        raise SearchInvalid(str(error)) from error
+        raise EmbeddingsMissing(str(error)) from error
     ranked_ids = [pk for pk, _ in nearest]
     allowed = set(documents.filter(pk__in=ranked_ids).values_list("pk", flat=True))
     ranked = [(pk, score) for pk, score in nearest if pk in allowed]

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 from django.conf import settings
+from django.db.models import Sum
 
 from learning import services
 from learning.models import EmbeddingShard, ModelVersion
@@ -187,6 +188,31 @@ def ann_index_build(*, project_id: int) -> dict:
     stamp_scratch.write_text(held.fingerprint)
     os.replace(stamp_scratch, stamp)
     return {"project": project_id, "built": True, "documents": len(held.ids)}
+
+
+def ann_index_request(project_id: int) -> bool:
+    """Ask a worker to build the index when the serving body's cache is large enough to need one (after a
+    rescore or a promotion: new documents or a new body). The build itself decides whether it is up to date."""
+    from annotation.models import Project
+
+    project = Project.objects.filter(pk=project_id).first()
+    if project is None:
+        return False
+    try:
+        body_id, _version = search_body(project)
+    except NoEmbeddings:
+        return False
+    cached = EmbeddingShard.objects.filter(project_id=project_id, body_id=body_id).aggregate(n=Sum("document_count"))
+    if (cached["n"] or 0) < ann_min_documents():
+        return False
+    from learning.tasks import build_neighbour_index
+
+    try:
+        build_neighbour_index.delay(project_id)
+    except Exception:  # the broker is down: search stays exact until the next rescore asks again
+        logger.exception("Could not ask a worker to build the neighbour index of project %s", project_id)
+        return False
+    return True
 
 
 def _ann_index(held: HeldMatrix):

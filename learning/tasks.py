@@ -17,7 +17,7 @@ from billiard import current_process
 from celery import shared_task
 from celery.exceptions import Reject
 
-from learning import services
+from learning import neighbours, services
 from learning.ml.checkpoint import stop_requested
 from learning.ml.exceptions import FineTuneInterrupted
 
@@ -67,8 +67,18 @@ def _sigterm_pauses_the_fine_tune() -> Iterator[None]:
 def rescore_pool(project_id: int) -> dict:
     """Write queue priorities for every queued document under the active model (or cold-start picks)."""
     with services.project_may_vanish(project_id):
-        return {"project": project_id, "written": services.pool_rescore(project_id=project_id)}
+        written = services.pool_rescore(project_id=project_id)
+        neighbours.ann_index_request(project_id)
+        return {"project": project_id, "written": written}
     return {"project": project_id, "written": 0, "project_deleted": True}
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True)
+def build_neighbour_index(project_id: int) -> dict:
+    """Build the approximate nearest-neighbour index of a large project's serving body (never in a request)."""
+    with services.project_may_vanish(project_id):
+        return neighbours.ann_index_build(project_id=project_id)
+    return {"project": project_id, "built": False, "project_deleted": True}
 
 
 def _train(run_id: int, task_id: str) -> dict:
@@ -79,4 +89,7 @@ def _train(run_id: int, task_id: str) -> dict:
         run = services.training_run_execute(run_id=run_id, task_id=task_id)
     except FineTuneInterrupted as stop:
         raise Reject(str(stop), requeue=True) from stop
+    if run is not None and run.status == run.Status.SUCCEEDED:
+        # A promoted fine-tune brings a new body, so new embeddings: a large project's index follows it.
+        neighbours.ann_index_request(run.project_id)
     return {"run": run_id, "status": run.status if run else "not claimed"}

@@ -175,3 +175,16 @@ def test_each_result_carries_the_model_suggestion(project, lead):
     )
     row = _search(project, lead).rows[0]
     assert row.suggestion[0][0] == "third_party" and row.suggestion[0][2] == pytest.approx(0.8)
+
+
+def test_a_probability_range_without_a_label_is_the_models_confidence_in_its_likeliest(project, lead):
+    unsure, sure = DocumentFactory.create_batch(2, project=project)
+    for document, p in ((unsure, 0.45), (sure, 0.9)):
+        QueuePriority.objects.create(
+            document=document,
+            project=project,
+            score=0,
+            model_version=1,
+            probabilities={"first_party": p, "third_party": (1 - p) / 2, "data_security": (1 - p) / 2},
+        )
+    assert _ids(_search(project, lead, probability_min=0.3, probability_max=0.6)) == [unsure.pk]
