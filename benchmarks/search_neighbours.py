@@ -12,8 +12,8 @@ Queries are 200 further draws, never in the index. For each size it times, one q
 - baseline: numpy brute force as one would write it without the held matrix (cosine from raw vectors per query,
   full sort);
 - each approximate library asked for (usearch, hnswlib, faiss HNSW), built with the same graph settings (M=16,
-  ef_construction=128, ef_search=128) on every core, searched one query at a time on one thread; its recall@50 is
-  against the exact top 50.
+  ef_construction 128 unless --ef-construction says otherwise, ef_search=128) on every core, searched one query
+  at a time on one thread; its recall@50 is against the exact top 50.
 
 Prints a Markdown table and writes JSON. Each index is built, measured and freed before the next.
 """
@@ -36,7 +36,8 @@ os.environ.setdefault("DOCKET_DEVELOPMENT", "1")
 
 DIM = 384
 K = 50
-M, EF_CONSTRUCTION, EF_SEARCH = 16, 128, 128
+M, EF_SEARCH = 16, 128
+EF_CONSTRUCTION = 128  # --ef-construction; Explore's own index uses learning.neighbours.ANN_BUILD_BREADTH
 
 
 def vectors(n: int, seed: int, centres: np.ndarray) -> np.ndarray:
@@ -109,8 +110,10 @@ def main() -> None:
     parser.add_argument("--ann-sizes", type=int, nargs="*", default=[], help="Sizes at which to build indexes.")
     parser.add_argument("--libraries", nargs="*", default=list(BUILDERS), choices=list(BUILDERS))
     parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--ef-construction", type=int, default=EF_CONSTRUCTION)
     parser.add_argument("--write", type=Path)
     args = parser.parse_args()
+    globals()["EF_CONSTRUCTION"] = args.ef_construction
 
     import django
 
@@ -122,6 +125,7 @@ def main() -> None:
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
         "numpy": np.__version__,
+        "graph": {"M": M, "ef_construction": args.ef_construction, "ef_search": EF_SEARCH},
         "rows": [],
     }
     queries = vectors(args.queries, seed=99, centres=centres)

@@ -7,10 +7,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.contrib.postgres.search import SearchHeadline, SearchQuery, SearchVector
+from django.contrib.postgres.search import SearchHeadline, SearchQuery, SearchVectorField
 from django.db import connection
 from django.db.models import Exists, FloatField, OuterRef, Q, QuerySet
-from django.db.models.expressions import RawSQL
+from django.db.models.expressions import Expression, RawSQL
 from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Cast
 from django.utils import timezone
@@ -79,9 +79,21 @@ class ExploreQuery:
 ANSWER_FILTERS = ("final_label", "reviewer", "gold")
 
 
-def document_search_vector() -> SearchVector:
-    """The expression annotation's migration 0013 indexes with GIN; filtering on exactly it uses the index."""
-    return SearchVector("text", config=TEXT_SEARCH_CONFIG)
+class StoredSearchVector(Expression):
+    """The document's stored tsvector (annotation migration 0014: generated from the text, GIN-indexed).
+
+    The column is PostgreSQL's own and not a model field, so SQLite and the ORM's writes never see it.
+    """
+
+    output_field = SearchVectorField()
+
+    def as_sql(self, compiler, connection):
+        table = compiler.query.get_initial_alias()
+        return f"{compiler.quote_name_unless_alias(table)}.search_vector", []
+
+
+def document_search_vector() -> StoredSearchVector:
+    return StoredSearchVector()
 
 
 @dataclass(frozen=True)

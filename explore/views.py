@@ -31,6 +31,22 @@ PREVIEW_GROUPS = [
 ]
 
 
+# The search form's filters: the page opens them when one is in use.
+FILTER_FIELDS = (
+    "meta_key",
+    "meta_value",
+    "batch",
+    "labeled",
+    "final",
+    "predicted",
+    "pmin",
+    "pmax",
+    "reviewer",
+    "flagged",
+    "gold",
+)
+
+
 def _context(request: HttpRequest, project: Project, **extra) -> dict:
     role = permissions.role_in(request.user, project)
     return {
@@ -73,6 +89,7 @@ def explore_page(request: HttpRequest, project_id: int) -> HttpResponse:
         error=error,
         query_string=query_string,
         without_like=_without_paging(request.GET, "like"),
+        filters_used=any(request.GET.get(name) for name in FILTER_FIELDS),
         metadata_keys=metadata_keys(project),
         bulk_form=BulkLabelForm(project=project),
         boost_form=QueueBoostForm(project=project),

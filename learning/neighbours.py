@@ -3,7 +3,7 @@
 Each process holds one unit-normalised float32 matrix per project, keyed by the body it came from: a new body
 (a promoted fine-tune) or new cached shards replace it on the next search, so nothing stale is ever answered.
 Up to DOCKET_ANN_MIN_DOCUMENTS documents a search is exact (one matrix-vector product); from there on it asks
-the approximate index the worker builds after each body change (`ann_index_build`), and falls back to exact
+the approximate (faiss HNSW) index the worker builds after each body change (`ann_index_build`), and falls back to exact
 search while that index is missing or was built for other shards. No request ever builds an index.
 """
 
@@ -25,10 +25,12 @@ from learning.models import EmbeddingShard, ModelVersion
 
 logger = logging.getLogger(__name__)
 
-# usearch's HNSW, chosen by measurement against hnswlib and faiss (docs/benchmarks.md, "Search by meaning").
-ANN_CONNECTIVITY = 16
-ANN_EXPANSION_ADD = 128
-ANN_EXPANSION_SEARCH = 128
+# faiss's HNSW over the unit vectors (inner product = cosine), chosen by measurement against usearch and hnswlib
+# (docs/benchmarks.md, "Search by meaning"): each neighbour list holds ANN_LINKS, a build looks at
+# ANN_BUILD_BREADTH candidates per insert and a search at ANN_SEARCH_BREADTH (recall@50 >= 0.95 from there).
+ANN_LINKS = 16
+ANN_BUILD_BREADTH = 80
+ANN_SEARCH_BREADTH = 128
 
 
 class NoEmbeddings(Exception):
@@ -148,7 +150,17 @@ def nearest_to_text(*, project, text: str, k: int) -> list[tuple[int, float]]:
 
 
 def ann_index_path(project_id: int, body_id: str) -> Path:
-    return services.artifact_root() / "embeddings" / str(project_id) / body_id / "nearest.usearch"
+    return services.artifact_root() / "embeddings" / str(project_id) / body_id / "nearest.faiss"
+
+
+def _ann_build(unit: np.ndarray):
+    """An HNSW index of these unit rows; row numbers are the ids it answers with."""
+    import faiss
+
+    index = faiss.IndexHNSWFlat(unit.shape[1], ANN_LINKS, faiss.METRIC_INNER_PRODUCT)
+    index.hnsw.efConstruction = ANN_BUILD_BREADTH
+    index.add(np.ascontiguousarray(unit, dtype=np.float32))
+    return index
 
 
 def ann_index_build(*, project_id: int) -> dict:
@@ -157,7 +169,7 @@ def ann_index_build(*, project_id: int) -> dict:
     Written beside the body's shards as a file and its fingerprint (the shard ids it holds), then renamed into
     place, so a searching process never reads half an index. Idempotent: an index for the same shards is kept.
     """
-    from usearch.index import Index
+    import faiss
 
     from annotation.models import Project
 
@@ -172,17 +184,9 @@ def ann_index_build(*, project_id: int) -> dict:
     stamp = path.with_suffix(".fingerprint")
     if path.exists() and stamp.exists() and stamp.read_text() == held.fingerprint:
         return {"project": project_id, "built": False, "reason": "up to date"}
-    index = Index(
-        ndim=held.unit.shape[1],
-        metric="ip",
-        dtype="f32",
-        connectivity=ANN_CONNECTIVITY,
-        expansion_add=ANN_EXPANSION_ADD,
-        expansion_search=ANN_EXPANSION_SEARCH,
-    )
-    index.add(np.arange(len(held.ids), dtype=np.uint64), held.unit, threads=os.cpu_count() or 1)
+    index = _ann_build(held.unit)
     scratch = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    index.save(str(scratch))
+    faiss.write_index(index, str(scratch))
     os.replace(scratch, path)
     stamp_scratch = stamp.with_name(f"{stamp.name}.{os.getpid()}.tmp")
     stamp_scratch.write_text(held.fingerprint)
@@ -225,19 +229,18 @@ def _ann_index(held: HeldMatrix):
     try:
         if stamp.read_text() != held.fingerprint:
             return None
-        from usearch.index import Index
+        import faiss
 
-        index = Index.restore(str(path), view=True)
-    except (FileNotFoundError, ValueError, RuntimeError):
+        index = faiss.read_index(str(path))
+    except (FileNotFoundError, RuntimeError):
         logger.info("No current nearest-neighbour index for project %s; searching exactly", held.project_id)
         return None
-    index.expansion_search = ANN_EXPANSION_SEARCH
+    index.hnsw.efSearch = ANN_SEARCH_BREADTH
     _indexes[held.project_id] = (held.fingerprint, index)
     return index
 
 
 def _ann_search(index, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    matches = index.search(query, k)
-    rows = np.asarray(matches.keys, dtype=np.int64)
-    # usearch's "ip" distance is 1 - inner product.
-    return rows, 1.0 - np.asarray(matches.distances, dtype=np.float32)
+    similarities, rows = index.search(query.reshape(1, -1).astype(np.float32), k)
+    found = rows[0] >= 0  # fewer than k documents: faiss pads with -1
+    return rows[0][found].astype(np.int64), similarities[0][found]

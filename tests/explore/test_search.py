@@ -72,7 +72,7 @@ def test_the_word_search_filters_on_the_indexed_expression(project, lead):
             plan = "\n".join(row[0] for row in cursor.fetchall())
         finally:
             cursor.execute("SET enable_seqscan = on")
-    assert "document_text_search_idx" in plan
+    assert "document_search_vector_idx" in plan
 
 
 def test_highlights_mark_matches_and_escape_the_document_text(project, lead):

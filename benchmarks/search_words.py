@@ -1,0 +1,221 @@
+"""Search by words over a million documents: Explore's full-text search (GIN index) against a substring scan.
+
+    nice -n 10 .venv/bin/python benchmarks/search_words.py --documents 1000000 [--keep-db]
+
+Builds its own database (docket_bench_search, dropped and recreated unless --keep-db), one project of synthetic
+privacy-office tickets and clauses (a few hundred templates filled from a 6,000-word vocabulary with a Zipf-like
+spread, so some words are in most documents and most words in few), loaded with COPY; then times the GIN index
+build. Then, in this process, it times `explore.search.search` (first page of 25, the capped count and the
+highlights, exactly what the Explore page asks) for each kind of query, and, as the baseline in the same run,
+the same words as case-insensitive substring filters on the unindexed text (what a plain `icontains` search,
+and Explore on SQLite, does). Prints a Markdown table and writes JSON.
+"""
+
+import argparse
+import hashlib
+import io
+import json
+import os
+import platform
+import random
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bench_setup import ROOT, configure_django, recreate_database
+
+sys.path.insert(0, str(ROOT))
+
+SUBJECTS = ["customer", "employee", "patient", "user", "applicant", "subscriber", "visitor", "contractor"]
+ACTIONS = [
+    "asks us to delete",
+    "wants a copy of",
+    "objects to the processing of",
+    "reports a breach of",
+    "asks who received",
+    "complains about the sharing of",
+    "requests correction of",
+    "withdraws consent for",
+]
+DATA = [
+    "health records",
+    "location history",
+    "biometric templates",
+    "payment card data",
+    "browsing history",
+    "email address",
+    "voice recordings",
+    "device identifiers",
+    "purchase history",
+    "right to erasure request",
+]
+TAILS = [
+    "held by the {w} team since {y}",
+    "shared with the {w} vendor without notice",
+    "collected through the {w} form",
+    "kept in the {w} archive for {y} years",
+    "sent to a {w} partner abroad",
+]
+
+
+def vocabulary(size: int, rng: random.Random) -> list[str]:
+    letters = "abcdefghijklmnoprstuvw"
+    words = set()
+    while len(words) < size:
+        words.add("".join(rng.choice(letters) for _ in range(rng.randint(4, 9))))
+    return sorted(words)
+
+
+def zipf_word(words: list[str], rng: random.Random) -> str:
+    return words[min(int(rng.paretovariate(1.1)) - 1, len(words) - 1)]
+
+
+def text_for(n: int, words: list[str], rng: random.Random) -> str:
+    extra = " ".join(zipf_word(words, rng) for _ in range(rng.randint(8, 30)))
+    tail = rng.choice(TAILS).format(w=zipf_word(words, rng), y=rng.randint(2, 12))
+    return (
+        f"Ticket {n}: a {rng.choice(SUBJECTS)} {rng.choice(ACTIONS)} their {rng.choice(DATA)} {tail}. Notes: {extra}."
+    )
+
+
+QUERIES = [
+    ("common word", "history"),
+    ("two words", "delete health"),
+    ("rare word", None),  # a word from the vocabulary's long tail, picked at run time
+    ("phrase", '"right to erasure"'),
+    ("prefix", "biometr*"),
+    ("word + metadata filter", "consent"),
+]
+
+
+def load(args, project_id: int) -> dict:
+    from django.db import connection
+
+    from annotation.models import Document
+
+    rng = random.Random(7)
+    words = vocabulary(6_000, rng)
+    table = Document._meta.db_table
+    with connection.cursor() as cursor:
+        # Loaded without the index, then indexed once: the build time is a figure of its own.
+        cursor.execute("DROP INDEX IF EXISTS document_search_vector_idx")
+    started = time.perf_counter()
+    chunk = 100_000
+    for start in range(0, args.documents, chunk):
+        buffer = io.StringIO()
+        for n in range(start, min(start + chunk, args.documents)):
+            text = text_for(n, words, rng)
+            source = "tickets" if n % 3 else "policies"
+            digest = hashlib.sha256(text.encode()).hexdigest()
+            row = [
+                str(project_id),
+                f"t-{n}",
+                text,
+                json.dumps({"source": source}),
+                digest,
+                "queued",
+                "",
+                str(rng.random()),
+            ]
+            buffer.write("\t".join(value.replace("\\", "\\\\").replace("\t", " ") for value in row) + "\tnow\n")
+        buffer.seek(0)
+        with connection.cursor() as cursor:
+            cursor.copy_expert(
+                f"COPY {table} (project_id, external_id, text, metadata, content_hash, status, rereview_reason, "
+                "random_key, created_at) FROM STDIN",
+                buffer,
+            )
+        print(f"  {min(start + chunk, args.documents):,} documents", flush=True)
+    load_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    with connection.cursor() as cursor:
+        cursor.execute(f"CREATE INDEX document_search_vector_idx ON {table} USING gin (search_vector)")
+        cursor.execute(f"ANALYZE {table}")
+    index_seconds = time.perf_counter() - started
+    return {"load_seconds": round(load_seconds, 1), "index_build_seconds": round(index_seconds, 1), "rare": words[-1]}
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--documents", type=int, default=1_000_000)
+    parser.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/docket_bench_search")
+    parser.add_argument("--repeats", type=int, default=40, help="Timed runs of each Explore query.")
+    parser.add_argument("--baseline-repeats", type=int, default=3, help="Timed runs of each substring scan.")
+    parser.add_argument("--keep-db", action="store_true")
+    parser.add_argument("--write", type=Path, default=ROOT / "var" / "bench" / "search_words.json")
+    args = parser.parse_args()
+    if not args.keep_db:
+        recreate_database(args.database_url)
+    configure_django(args.database_url)
+    from django.core.management import call_command
+    from django.db import connection, reset_queries
+
+    from annotation.models import Document, Project
+    from explore.search import ExploreQuery, parse_words, search
+
+    call_command("migrate", verbosity=0)
+    project, created = Project.objects.get_or_create(name="Search benchmark")
+    setup = {}
+    if created or Document.objects.filter(project=project).count() != args.documents:
+        Document.objects.filter(project=project).delete()
+        print(f"Loading {args.documents:,} documents", flush=True)
+        setup = load(args, project.pk)
+    rare = setup.get("rare") or "wwwwwwww"
+    report = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+        "documents": args.documents,
+        "setup": setup,
+        "queries": [],
+    }
+    print(json.dumps(setup), flush=True)
+    for kind, words in QUERIES:
+        words = words or rare
+        query = ExploreQuery(words=words)
+        if kind.endswith("metadata filter"):
+            query.metadata_key, query.metadata_value = "source", "policies"
+        timings = []
+        for _ in range(args.repeats):
+            reset_queries()
+            started = time.perf_counter()
+            page = search(project, query, user=None, sees_answers=True)
+            timings.append(time.perf_counter() - started)
+        baseline = []
+        for _ in range(args.baseline_repeats):
+            documents = Document.objects.filter(project=project)
+            for term in parse_words(words):
+                documents = documents.filter(text__icontains=term.text)
+            started = time.perf_counter()
+            list(documents.order_by("-pk")[:26])
+            documents[:10_001].count()
+            baseline.append(time.perf_counter() - started)
+        row = {
+            "kind": kind,
+            "words": words,
+            "matches": f"{page.count:,}{'+' if page.count_capped else ''}",
+            "p50_ms": round(percentile(timings, 50) * 1000, 1),
+            "p95_ms": round(percentile(timings, 95) * 1000, 1),
+            "baseline_p50_ms": round(percentile(baseline, 50) * 1000, 1),
+        }
+        report["queries"].append(row)
+        print(row, flush=True)
+    connection.close()
+    args.write.parent.mkdir(parents=True, exist_ok=True)
+    args.write.write_text(json.dumps(report, indent=2))
+    print("| query | words | matches | Explore p50 | Explore p95 | substring scan p50 (baseline) |")
+    print("| --- | --- | ---: | ---: | ---: | ---: |")
+    for row in report["queries"]:
+        print(
+            f"| {row['kind']} | `{row['words']}` | {row['matches']} | {row['p50_ms']} ms | {row['p95_ms']} ms "
+            f"| {row['baseline_p50_ms']} ms |"
+        )
+
+
+if __name__ == "__main__":
+    main()
