@@ -277,10 +277,8 @@ def _snippets(documents: list[Document], terms: list[Term]) -> dict[int, SafeStr
                 config=TEXT_SEARCH_CONFIG,
                 start_sel=MARK_START,
                 stop_sel=MARK_STOP,
-                max_words=40,
-                min_words=15,
-                max_fragments=2,
-                fragment_delimiter=" … ",
+                max_words=45,
+                min_words=20,
             )
         )
         .values_list("pk", "headline")

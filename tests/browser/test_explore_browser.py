@@ -154,3 +154,6 @@ def test_a_lead_finds_labels_twenty_at_once_and_undoes_the_batch(new_page, artif
     phone.wait_for_selector("#results li.result")
     assert phone.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")
     screenshot(phone, "explore-phone.png")
+    phone.locator("#results li.result").first.scroll_into_view_if_needed()
+    phone.evaluate("document.getElementById('results').scrollIntoView()")
+    screenshot(phone, "explore-phone-results.png")
