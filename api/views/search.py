@@ -7,7 +7,6 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from annotation import permissions
 from annotation.models import Document
@@ -15,8 +14,9 @@ from api.auth import access_project
 from api.exceptions import ModelNotReady
 from api.input import QueryFilter
 from api.models import Scope
-from api.pagination import IdCursorPagination
+from api.pagination import CursorPage, paged
 from api.schema import PAGE_PARAMETERS, cursor_page, errors
+from api.views.base import ApiView
 from explore.search import (
     MEANING_CANDIDATES,
     EmbeddingsMissing,
@@ -60,11 +60,7 @@ def _output(rows) -> list[dict]:
     ]
 
 
-class NewestFirstPagination(IdCursorPagination):
-    ordering = "-id"
-
-
-class SearchApi(APIView):
+class SearchApi(ApiView):
     class SearchFilter(QueryFilter):
         words = serializers.CharField(
             required=False, max_length=500, help_text='All words must occur; "quoted phrase", prefix*.'
@@ -132,16 +128,16 @@ class SearchApi(APIView):
             if query.by_meaning:
                 return self._by_meaning(request, project, query, sees_answers)
             documents = filtered_documents(project, query, sees_answers=sees_answers, user=request.user)
-            paginator = NewestFirstPagination()
-            page = paginator.paginate_queryset(documents, request, view=self)
         except SearchInvalid as problem:
             raise serializers.ValidationError({"search": [str(problem)]}) from problem
-        rows = page_rows(project, page, query, sees_answers=sees_answers, user=request.user)
-        return paginator.get_paginated_response(_output(rows))
+
+        def serialize(page: list) -> list[dict]:
+            return _output(page_rows(project, page, query, sees_answers=sees_answers, user=request.user))
+
+        return paged(request, self, documents, serialize, ordering="-id")
 
     def _by_meaning(self, request: Request, project, query: ExploreQuery, sees_answers: bool) -> Response:
-        paginator = NewestFirstPagination()
-        size = paginator.get_page_size(request)
+        size = CursorPage().get_page_size(request)
         offset = _offset(request.query_params.get("cursor"))
         try:
             page = search(project, query, user=request.user, sees_answers=sees_answers, offset=offset, page_size=size)
@@ -158,15 +154,19 @@ class SearchApi(APIView):
         )
 
 
+NOT_OUR_CURSOR = "Not a cursor this list gave; follow `next` or `previous`, or start again without one."
+
+
 def _offset(cursor: str | None) -> int:
-    if not cursor:
+    """Where a search by meaning goes on: its cursor is an offset into the ranked candidates, opaque as any other."""
+    if cursor is None:
         return 0
     try:
         text = base64.urlsafe_b64decode(cursor.encode("ascii")).decode("ascii")
     except (binascii.Error, UnicodeError, ValueError) as error:
-        raise serializers.ValidationError({"cursor": ["Not a cursor this API gave out."]}) from error
+        raise serializers.ValidationError({"cursor": [NOT_OUR_CURSOR]}) from error
     if not text.startswith("o=") or not text[2:].isdigit():
-        raise serializers.ValidationError({"cursor": ["Not a cursor this API gave out."]})
+        raise serializers.ValidationError({"cursor": [NOT_OUR_CURSOR]})
     return int(text[2:])
 
 

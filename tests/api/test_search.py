@@ -72,3 +72,9 @@ def test_search_by_meaning_pages_by_similarity(home, artifact_dir):
 def test_search_by_meaning_before_any_embedding_is_503(home, artifact_dir):
     client = client_with(personal_key(home.admin, [home.project], scopes=["read"]))
     assert_error(client.get(_url(home), {"like": home.queued.pk}), 503, "model_not_ready")
+
+
+def test_a_cursor_a_search_by_meaning_never_gave_is_400(home, artifact_dir):
+    client = client_with(personal_key(home.admin, [home.project], scopes=["read"]))
+    assert_error(client.get(_url(home), {"like": home.queued.pk, "cursor": "bm9wZQ=="}), 400, "invalid")
+    assert_error(client.get(_url(home), {"like": home.queued.pk, "cursor": "%%%"}), 400, "invalid")
