@@ -32,7 +32,7 @@ def remove_search_vector(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("annotation", "0013_explore"),
+        ("annotation", "0014_import_formats"),
     ]
 
     operations = [migrations.RunPython(add_search_vector, remove_search_vector)]
