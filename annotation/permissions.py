@@ -1,7 +1,7 @@
 """Who may do what. The one place the pages, the admin upload and the API ask before touching a project."""
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.db.models import F, QuerySet
+from django.db.models import F, OuterRef, QuerySet, Subquery
 
 from annotation.exceptions import NotAllowed, ProjectNotFound
 from annotation.models import Document, ImportBatch, Invitation, Membership, Project
@@ -135,12 +135,25 @@ def access_project_by_id(user: AbstractBaseUser | AnonymousUser, project_id: int
 def access_document_by_id(
     user: AbstractBaseUser | AnonymousUser, project_id: int, document_id: int, *, action: str = "view"
 ) -> Document:
-    """A document of a project the user may act in; another project's document id is simply not found."""
-    project = access_project_by_id(user, project_id, action=action)
-    document = Document.objects.filter(project=project, pk=document_id).first()
-    if document is None:
+    """A document of a project the user may act in; another project's document id is simply not found.
+
+    The document, its project and the user's role in it come in one query (every submission asks); when
+    there is no such document, the project is checked on its own so the answer is the same as before: a
+    non-member or a role without the action learns nothing about the document.
+    """
+    documents = Document.objects.filter(project_id=project_id, pk=document_id).select_related("project")
+    if user.is_authenticated and not user.is_superuser:
+        role = Membership.objects.filter(project=OuterRef("project"), user=user).values("role")[:1]
+        documents = documents.annotate(member_role=Subquery(role))
+    document = documents.first() if user.is_authenticated else None
+    if document is None or (not user.is_superuser and document.member_role is None):
+        access_project_by_id(user, project_id, action=action)  # raises for a non-member or a role without it
         raise ProjectNotFound("No such document in this project.")
-    document.project = project  # the instance that already knows the user's role
+    project = document.project
+    if hasattr(document, "member_role"):
+        project._role_for = (user.pk, document.member_role)
+    if not can(user, project, action):
+        raise NotAllowed(f"Your role in {project.name} does not allow this ({action}).")
     return document
 
 

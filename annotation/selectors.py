@@ -4,7 +4,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import Count, Exists, OuterRef, Q, QuerySet
+from django.contrib.postgres.expressions import ArraySubquery
+from django.db import connection
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
 from annotation.models import Adjudication, Annotation, AnnotationLabel, Document, GoldAnswer, Label, Project
@@ -202,12 +204,15 @@ def label_groups(labels: list[dict]) -> list[dict]:
     return groups
 
 
-def suggestion_for(project: Project, document: Document, label_keys: list[str]) -> dict | None:
+def suggestion_for(
+    project: Project, document: Document, label_keys: list[str], *, prediction_row: dict | None = None
+) -> dict | None:
     """The active model's suggestion for one document: its version, each label's probability, the pick.
 
     Before the first model, the suggestion comes from the labels' own words (`from_label_descriptions`).
+    `prediction_row`: the document's `learning.selectors.review_prediction_columns`, when read already.
     """
-    prediction = learning_selectors.prediction_for_review(project, document)
+    prediction = learning_selectors.prediction_for_review(project, document, row=prediction_row)
     if not prediction:
         return None
     # Imported here: the taxonomy service reads this module's RESERVED_KEYS when it loads.
@@ -239,14 +244,36 @@ def suggestion_for(project: Project, document: Document, label_keys: list[str]) 
     }
 
 
-def document_for_review(
-    document: Document, *, project: Project, reviewer: AbstractBaseUser, label_keys: list[str]
-) -> dict:
-    """What the labeling page shows for a document: text, context, the reviewer's own answer, the suggestion."""
+def document_for_review(document: Document, *, project: Project, reviewer: AbstractBaseUser) -> dict:
+    """What the labeling page shows for a document: text, context, the reviewer's own answer, the suggestion.
+
+    Everything it needs from the database comes in one query (the labels offered now, whether the reviewer
+    answered it before, whether anyone else's answer is known, the stored scores): this runs for every
+    document served. The reviewer's own labels take a second one, only when there is an earlier answer.
+    """
+    prediction_columns = learning_selectors.review_prediction_columns(project)
+    others = Annotation.objects.filter(document=OuterRef("pk")).exclude(reviewer=reviewer)
+    columns = {
+        **prediction_columns,
+        "review_mine": Subquery(
+            Annotation.objects.filter(document=OuterRef("pk"), reviewer=reviewer).order_by("id").values("id")[:1]
+        ),
+        # Whether the model has learned someone else's answer to this document: a gold answer, another
+        # reviewer's (designed overlap) or an imported one. Its suggestion would show this reviewer that answer,
+        # so it is withheld to keep gold checks and agreement blind.
+        "review_known": Exists(GoldAnswer.objects.filter(document=OuterRef("pk"))) | Exists(others),
+    }
+    current_labels = Label.objects.filter(taxonomy__project=project, deprecated=False).order_by("order", "id")
+    if connection.vendor == "postgresql":
+        columns["review_label_keys"] = ArraySubquery(current_labels.values("key"))
+    row = Document.objects.filter(pk=document.pk).annotate(**columns).values(*columns).first() or {}
+    label_keys = row.get("review_label_keys")
+    if label_keys is None:
+        label_keys = list(current_labels.values_list("key", flat=True))
     metadata = document.metadata if isinstance(document.metadata, dict) else {}
     context = [{"key": k, "value": str(metadata[k])} for k in CONTEXT_KEYS if metadata.get(k) not in (None, "")]
     other = [{"key": k, "value": str(v)} for k, v in metadata.items() if k not in CONTEXT_KEYS and v not in (None, "")]
-    mine = Annotation.objects.filter(document=document, reviewer=reviewer).values_list("id", flat=True).first()
+    mine = row.get("review_mine")
     return {
         "id": document.pk,
         "external_id": document.external_id,
@@ -257,18 +284,9 @@ def document_for_review(
         "metadata": other,
         "my_labels": annotation_label_keys([mine]).get(mine, []) if mine else None,
         "suggestion": None
-        if _suggestion_would_reveal_answers(document, reviewer)
-        else suggestion_for(project, document, label_keys),
+        if row.get("review_known")
+        else suggestion_for(project, document, label_keys, prediction_row={k: row.get(k) for k in prediction_columns}),
     }
-
-
-def _suggestion_would_reveal_answers(document: Document, reviewer: AbstractBaseUser) -> bool:
-    """Whether the model has learned someone else's answer to this document: a gold answer, another reviewer's
-    (designed overlap) or an imported one. Its suggestion would show this reviewer that answer, so it is withheld
-    to keep gold checks and agreement blind."""
-    others = Annotation.objects.filter(document=OuterRef("pk")).exclude(reviewer=reviewer)
-    known = Document.objects.filter(pk=document.pk).filter(Q(gold_answer__isnull=False) | Q(Exists(others)))
-    return known.exists()  # one query on the labeling page's hot path
 
 
 def queue_state(project: Project, reviewer: AbstractBaseUser) -> str:

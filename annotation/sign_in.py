@@ -8,7 +8,7 @@ from datetime import timedelta
 
 from axes.backends import AxesStandaloneBackend
 from django.conf import settings
-from django.contrib.auth.backends import ModelBackend
+from django.contrib.auth.backends import ModelBackend, UserModel
 from django.contrib.auth.models import AbstractBaseUser
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
@@ -23,6 +23,12 @@ class PeopleOnlyBackend(ModelBackend):
 
     def user_can_authenticate(self, user: AbstractBaseUser) -> bool:
         return super().user_can_authenticate(user) and not permissions.is_service_account(user)
+
+    def get_user(self, user_id):
+        """The signed-in user of every request, with its service account (if any) in the same query: the check
+        above asks for it on every request."""
+        user = UserModel._default_manager.select_related("service_account").filter(pk=user_id).first()
+        return user if user is not None and self.user_can_authenticate(user) else None
 
 
 class SignInLockout(AxesStandaloneBackend):

@@ -250,14 +250,9 @@ def _valid(form_class, request: HttpRequest):
     return form.cleaned_data
 
 
-def _label_keys(labels: list[dict]) -> list[str]:
-    return [label["key"] for label in labels]
-
-
 def _served(document, *, project, reviewer) -> dict:
     """A document as the page shows it, with the ticket its answer must carry back."""
-    label_keys = _label_keys(selectors.review_labels(project))
-    shown = selectors.document_for_review(document, project=project, reviewer=reviewer, label_keys=label_keys)
+    shown = selectors.document_for_review(document, project=project, reviewer=reviewer)
     shown["ticket"] = serve_ticket_issue(reviewer=reviewer, document=document)
     return shown
 

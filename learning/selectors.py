@@ -47,40 +47,44 @@ def predictions_for(document_ids: Iterable[int]) -> dict[int, dict]:
     }
 
 
-def prediction_for_review(project, document) -> dict | None:
+def review_prediction_columns(project) -> dict[str, Any]:
+    """What `prediction_for_review` reads, as annotations of a Document queryset, so that the labeling page can
+    read them in the same query as the rest of the document it serves: the serving version's number, the
+    stored scores with the version that wrote them, the taxonomy version that model was trained on and the
+    project's now (to map an outdated model's labels to today's: annotation.services.taxonomy.current_labels)."""
+    trained_on = ModelVersion.objects.filter(project=project, number=OuterRef("queue_priority__model_version"))
+    return {
+        "review_active": Subquery(
+            ModelVersion.objects.filter(project=project, status=ModelVersion.Status.ACTIVE).values("number")[:1]
+        ),
+        "review_stored_version": F("queue_priority__model_version"),
+        "review_stored_probabilities": F("queue_priority__probabilities"),
+        "review_trained_on": Subquery(trained_on.values("taxonomy_version")[:1]),
+        "review_taxonomy_now": Subquery(Taxonomy.objects.filter(project=project).values("version")[:1]),
+    }
+
+
+def prediction_for_review(project, document, row: dict | None = None) -> dict | None:
     """The serving model's probabilities for the document a reviewer is about to see.
 
     Normally the queue's stored scores. Between a promotion (or rollback) and the end of the rescore it sets
     off, those still carry the previous version; the document is then scored on the spot by the model now
     serving (loaded once per process), so the labeling page shows the new model at once rather than after
     the rescore. Should that model not load, the stored scores are shown, with their own version number.
+    `row`: the document's `review_prediction_columns`, when the caller read them already.
     """
-    # The stored scores and the serving version's number in one query: this runs for every document served.
-    active_number = Subquery(
-        ModelVersion.objects.filter(project=project, status=ModelVersion.Status.ACTIVE).values("number")[:1]
-    )
-    # With them, the taxonomy version the scoring model was trained on and the project's now, so the reader can
-    # map an outdated model's labels to today's (annotation.services.taxonomy.current_labels).
-    trained_on = ModelVersion.objects.filter(project=project, number=OuterRef("queue_priority__model_version"))
-    row = (
-        Document.objects.filter(pk=document.pk)
-        .annotate(
-            active=active_number,
-            trained_on=Subquery(trained_on.values("taxonomy_version")[:1]),
-            current=Subquery(Taxonomy.objects.filter(project=project).values("version")[:1]),
-        )
-        .values("active", "queue_priority__model_version", "queue_priority__probabilities", "trained_on", "current")
-        .first()
-    )
-    active = row["active"] if row else None
+    if row is None:
+        columns = review_prediction_columns(project)
+        row = Document.objects.filter(pk=document.pk).annotate(**columns).values(*columns).first()
+    active = row["review_active"] if row else None
     stored = None
-    if row and row["queue_priority__model_version"] is not None:
+    if row and row["review_stored_version"] is not None:
         stored = {
-            "model_version": row["queue_priority__model_version"],
-            "taxonomy_version": row["trained_on"],
-            "current_taxonomy_version": row["current"],
-            "probabilities": row["queue_priority__probabilities"],
-            "from_label_descriptions": row["queue_priority__model_version"] == DESCRIPTIONS_VERSION,
+            "model_version": row["review_stored_version"],
+            "taxonomy_version": row["review_trained_on"],
+            "current_taxonomy_version": row["review_taxonomy_now"],
+            "probabilities": row["review_stored_probabilities"],
+            "from_label_descriptions": row["review_stored_version"] == DESCRIPTIONS_VERSION,
         }
     if active is None or (stored is not None and stored["model_version"] == active):
         return stored
@@ -95,7 +99,7 @@ def prediction_for_review(project, document) -> dict | None:
     return {
         "model_version": served.number,
         "taxonomy_version": served.taxonomy_version,
-        "current_taxonomy_version": row["current"] if row else None,
+        "current_taxonomy_version": row["review_taxonomy_now"] if row else None,
         "probabilities": {key: float(p) for key, p in zip(served.label_keys, probabilities, strict=True)},
         "from_label_descriptions": False,
     }

@@ -29,9 +29,28 @@ def audit_record(
 
     Call it inside the same transaction as the change it records, so the log and the data never disagree.
     """
+    event = audit_event(
+        action=action, actor=actor, actor_label=actor_label, project=project, target=target, before=before, after=after
+    )
+    event.save(force_insert=True)
+    return event
+
+
+def audit_event(
+    *,
+    action: str,
+    actor: AbstractBaseUser | AnonymousUser | None = None,
+    actor_label: str = "",
+    project: Project | None = None,
+    target: Any = None,
+    before: Any = None,
+    after: Any = None,
+) -> AuditEvent:
+    """The event `audit_record` appends, not yet saved: for a writer that inserts it in the same statement as
+    the change it records (annotation.services.labeling)."""
     user = actor if actor is not None and getattr(actor, "is_authenticated", False) else None
     label = actor_label or (user.get_username() if user else "system")
-    return AuditEvent.objects.create(
+    return AuditEvent(
         action=action,
         actor=user,
         actor_label=label,

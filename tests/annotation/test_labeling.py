@@ -9,7 +9,7 @@ import pytest
 from django.utils import timezone
 
 from annotation.exceptions import DocketError, InvalidLabels
-from annotation.models import Annotation, AnnotationRevision, AuditEvent, Document, Label, Lease
+from annotation.models import Annotation, AnnotationRevision, AuditEvent, Document, Label, Lease, Taxonomy
 from annotation.services import labeling
 from annotation.services.labeling import annotation_submit
 from annotation.services.queue import next_document_for
@@ -219,3 +219,29 @@ def test_notify_learning_logs_a_broker_failure_instead_of_raising(caplog):
         mp.setattr("learning.tasks", fake, raising=False)
         labeling.notify_learning(7)
     assert "project 7" in caplog.text
+
+
+def test_one_statement_answer_is_not_stored_when_the_taxonomy_moved_on_after_its_labels_were_read(
+    project, reviewer, document
+):
+    labels = labeling.labels_for_submission(project, ["first_party"])
+    stale = labels[0].taxonomy.version
+    Taxonomy.objects.filter(project=project).update(version=stale + 1)  # a change committed meanwhile
+    stored = labeling._first_answer_insert(
+        reviewer=reviewer,
+        project=project,
+        document=document,
+        labels=labels,
+        taxonomy_version=stale,
+        submission_id=None,
+        seconds_spent=None,
+        served_at=None,
+        model_version_shown=None,
+        suggested=[],
+    )
+    assert stored is None
+    assert not Annotation.objects.filter(document=document).exists()
+    assert not AuditEvent.objects.filter(action="annotation.create").exists()
+    assert Lease.objects.filter(document=document, reviewer=reviewer).exists()
+    # The general path then stores it under the taxonomy as it is now.
+    assert submit(reviewer, document, ["first_party"]).created

@@ -369,40 +369,6 @@ def test_skip_and_flag(project, reviewer, reviewer_client):
     assert flagged.status == Document.Status.FLAGGED
 
 
-# --- Query counts ------------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("documents", [5, 60])
-def test_next_document_takes_a_fixed_number_of_queries(
-    project, reviewer_client, django_assert_max_num_queries, documents
-):
-    for i in range(documents):
-        document = DocumentFactory(project=project)
-        if i % 2:
-            QueuePriority.objects.create(
-                document=document, project=project, score=i, model_version=1, probabilities={"first_party": 0.9}
-            )
-    first = post_json(reviewer_client, next_url(project)).json()["document"]["id"]  # warm the session
-    # One of these asks whether the suggestion would reveal a gold or a colleague's answer (blind review), one
-    # whether someone put documents at the front of the queue from Explore.
-    with django_assert_max_num_queries(16):
-        assert post_json(reviewer_client, next_url(project), {"after": first}).status_code == 200
-    with django_assert_max_num_queries(13):
-        assert post_json(reviewer_client, next_url(project)).status_code == 200  # a reload: the held document
-
-
-def test_submission_takes_a_fixed_number_of_queries(project, reviewer_client, django_assert_max_num_queries):
-    DocumentFactory(project=project)
-    served = post_json(reviewer_client, next_url(project)).json()["document"]
-    document = Document.objects.get(pk=served["id"])
-    # 18: one is the shared hold on the taxonomy, which keeps a merge from changing the labels mid-answer.
-    with django_assert_max_num_queries(18):
-        response = post_json(
-            reviewer_client, annotate_url(document), {"labels": ["first_party"], "ticket": served["ticket"]}
-        )
-    assert response.status_code == 200
-
-
 # --- The document on screen --------------------------------------------------------------------------------
 
 
