@@ -685,6 +685,25 @@ PARSERS = {
 # --- Builder ------------------------------------------------------------------------------------------------
 
 
+_ID_TAKEN = "id '{}' already exists in this project with a different text"
+# The staging table of `_Builder._insert_staged`, and the document fields that vary by row (staged by COPY).
+_STAGE = "docket_import_stage"
+_STAGED = ("external_id", "text", "metadata", "content_hash", "status", "random_key")
+
+
+def _answered(row: Row) -> bool:
+    """Whether the row carries labels or answers: its document is stored labeled, with them."""
+    return bool(row.labels or row.annotations)
+
+
+def _copy_text(field, document: Document) -> str:
+    """A document field as COPY's CSV reads it."""
+    value = getattr(document, field.attname)
+    if field.get_internal_type() == "JSONField":
+        return json.dumps(value, cls=field.encoder, ensure_ascii=False)
+    return str(field.get_db_prep_save(value, connection))
+
+
 class _Builder:
     """Checks rows against the project and stores them in chunks: documents, then imported annotations."""
 
@@ -702,6 +721,7 @@ class _Builder:
         self.errors: list[ImportRowError] = []
         # The first problems, kept aside so a refused file can still show them after its rollback.
         self.first_errors: list[tuple[int, str]] = []
+        self.stage_ready = False
 
     def current_labels(self) -> dict[str, Label]:
         return {label.key: label for label in Label.objects.filter(taxonomy__project=self.project, deprecated=False)}
@@ -763,6 +783,22 @@ class _Builder:
         if not self.pending:
             return
         pending, self.pending = self.pending, []
+        # The staging table lives as long as the import's transaction (every import runs in one); the rows go in
+        # with psycopg2's copy_expert.
+        if (
+            connection.vendor == "postgresql"
+            and connection.in_atomic_block
+            and connection.Database.__name__ == "psycopg2"
+        ):
+            created, labeled = self._insert_staged(pending)
+        else:
+            created, labeled = self._insert_with_orm(pending)
+        self.batch.created_count += created
+        self._store_labels(labeled)
+
+    def _insert_with_orm(self, pending: list[tuple[Row, str]]) -> tuple[int, list[tuple[Row, Document]]]:
+        """Any database: look up the chunk's known texts and ids, then a bulk insert of the rest. Returns how
+        many documents were created, and the labeled ones with their new ids."""
         digests = [digest for _, digest in pending]
         existing_hashes = set(
             Document.objects.filter(project=self.project, content_hash__in=digests).values_list(
@@ -779,21 +815,89 @@ class _Builder:
                 self.batch.duplicate_count += 1
                 continue
             if row.external_id in existing_ids:
-                self.reject(row.line, f"id '{row.external_id}' already exists in this project with a different text")
+                self.reject(row.line, _ID_TAKEN.format(row.external_id))
                 continue
-            document = Document(
-                project=self.project,
-                external_id=row.external_id,
-                text=row.text,
-                metadata=row.metadata,
-                content_hash=digest,
-                import_batch=self.batch,
-                status=Document.Status.LABELED if row.labels or row.annotations else Document.Status.QUEUED,
-            )
-            to_create.append((row, document))
+            to_create.append((row, self._document(row, digest)))
         Document.objects.bulk_create([document for _, document in to_create])
-        self.batch.created_count += len(to_create)
-        self._store_labels([(row, document) for row, document in to_create if row.labels or row.annotations])
+        return len(to_create), [(row, document) for row, document in to_create if _answered(row)]
+
+    def _document(self, row: Row, digest: str) -> Document:
+        return Document(
+            project=self.project,
+            external_id=row.external_id,
+            text=row.text,
+            metadata=row.metadata,
+            content_hash=digest,
+            import_batch=self.batch,
+            status=Document.Status.LABELED if _answered(row) else Document.Status.QUEUED,
+        )
+
+    def _insert_staged(self, pending: list[tuple[Row, str]]) -> tuple[int, list[tuple[Row, Document]]]:
+        """PostgreSQL: the chunk goes in by COPY into a temporary table, then one statement sorts it out: texts the
+        project holds already are duplicates, ids it holds already are refused, the rest are inserted in file
+        order. Only what needs Python comes back: those two kinds of row, and the new ids of labeled rows.
+
+        The same outcomes as `_insert_with_orm`, row by row, at a fraction of the cost: the ORM's bulk insert
+        built and sent every value as a parameter, which was most of an import's time.
+        """
+        fields = [f for f in Document._meta.concrete_fields if not f.primary_key]
+        staged = [f for f in fields if f.attname in _STAGED]
+        quote = connection.ops.quote_name
+        with connection.cursor() as cursor:
+            if not self.stage_ready:
+                columns = ", ".join(f"{quote(f.column)} {f.db_type(connection)}" for f in staged)
+                cursor.execute(
+                    f"CREATE TEMPORARY TABLE IF NOT EXISTS {_STAGE} (position integer, {columns}) ON COMMIT DROP"
+                )
+                self.stage_ready = True
+            buffer = io.StringIO()
+            # Every value quoted: an unquoted empty field would be read as NULL, and no staged column is nullable.
+            writer = csv.writer(buffer, lineterminator="\n", quoting=csv.QUOTE_ALL)
+            documents = [self._document(row, digest) for row, digest in pending]  # each its own random_key
+            for position, document in enumerate(documents):
+                writer.writerow([position, *(_copy_text(f, document) for f in staged)])
+            buffer.seek(0)
+            names = ", ".join(["position", *(quote(f.column) for f in staged)])
+            cursor.copy_expert(f"COPY {_STAGE} ({names}) FROM STDIN WITH (FORMAT csv)", buffer)
+            # Columns not staged are the same for every row of the chunk (project, batch, created_at, defaults).
+            shared = [f for f in fields if f.attname not in _STAGED]
+            shared_params = [f.get_db_prep_save(f.pre_save(documents[0], True), connection) for f in shared]
+            table = quote(Document._meta.db_table)
+            insert_columns = ", ".join(quote(f.column) for f in [*staged, *shared])
+            insert_values = ", ".join([*(f"s.{quote(f.column)}" for f in staged), *(["%s"] * len(shared))])
+            sql = (
+                f"WITH staged AS (DELETE FROM {_STAGE} RETURNING *), "
+                "known AS (SELECT s.position, "
+                f"EXISTS (SELECT 1 FROM {table} d WHERE d.project_id = %s AND d.content_hash = s.content_hash) "
+                "AS duplicate, "
+                f"(s.external_id <> '' AND EXISTS (SELECT 1 FROM {table} d WHERE d.project_id = %s "
+                "AND d.external_id = s.external_id)) AS id_taken FROM staged s), "
+                f"inserted AS (INSERT INTO {table} ({insert_columns}) SELECT {insert_values} "
+                "FROM staged s JOIN known k USING (position) WHERE NOT k.duplicate AND NOT k.id_taken "
+                "ORDER BY s.position RETURNING id, content_hash) "
+                "SELECT k.position, k.duplicate, k.id_taken, i.id FROM known k JOIN staged s USING (position) "
+                "LEFT JOIN inserted i ON i.content_hash = s.content_hash "
+                "WHERE k.duplicate OR k.id_taken OR s.status = %s ORDER BY k.position"
+            )
+            params = [self.project.pk, self.project.pk, *shared_params, Document.Status.LABELED]
+            cursor.execute(sql, params)
+            outcomes = cursor.fetchall()
+        labeled: list[tuple[Row, Document]] = []
+        refused = 0
+        for position, duplicate, id_taken, document_id in outcomes:
+            row, document = pending[position][0], documents[position]
+            if duplicate:
+                self.batch.duplicate_count += 1
+                refused += 1
+            elif id_taken:
+                self.reject(row.line, _ID_TAKEN.format(row.external_id))
+                refused += 1
+            else:
+                document.pk = document_id
+                document._state.adding = False
+                labeled.append((row, document))
+        # New unlabeled rows do not come back: they are all the others.
+        return len(pending) - refused, labeled
 
     def _store_labels(self, labeled: list[tuple[Row, Document]]) -> None:
         """Each row's answers: its reviewers' own where the format names them and they are members here, else

@@ -207,3 +207,66 @@ def test_a_completed_import_asks_the_learning_loop_to_place_the_new_documents(
     with django_capture_on_commit_callbacks(execute=True):
         run_import(project, "text\nA new clause.\n", "one.csv")
     assert asked == [project.pk]
+
+
+def test_texts_and_metadata_arrive_unchanged_whatever_characters_they_hold(project):
+    texts = [
+        'He said "no", then left.',
+        "Tabs\tand\nnew lines\r\nand a backslash \\ and \\N.",
+        "Ünïcödé, emoji 🙂 and a comma, here",
+        "   leading and trailing spaces   ",
+    ]
+    metadata = {"nested": {"list": [1, "two", None], "quote": '"'}, "naïve": "\\N"}
+    rows = [{"id": f"c{i}", "text": text, **metadata} for i, text in enumerate(texts)]
+    batch = run_import(project, jsonl(*rows), "chars.jsonl")
+    assert batch.created_count == len(texts)
+    for i, text in enumerate(texts):
+        document = Document.objects.get(project=project, external_id=f"c{i}")
+        assert (document.text, document.metadata) == (text, metadata)
+    assert Document.objects.get(project=project, text=texts[0]).external_id == "c0"
+
+
+def test_outcomes_across_chunks_match_row_by_row_and_ids_follow_the_file(project, settings):
+    settings.DOCKET_IMPORT_CHUNK = 3
+    DocumentFactory(project=project, text="Known text.", external_id="known-text")
+    DocumentFactory(project=project, text="Something else.", external_id="taken")
+    rows = [
+        {"id": "r0", "text": "First."},
+        {"id": "r1", "text": "Known text."},  # a duplicate of a stored document
+        {"id": "taken", "text": "Another text."},  # an id stored with another text
+        {"id": "r3", "text": "Labeled.", "labels": ["first_party"]},
+        {"id": "r4", "text": "First."},  # a duplicate of an earlier row, in another chunk
+        {"text": "No id, labeled.", "labels": ["third_party"]},
+        {"id": "r6", "text": "Last."},
+    ]
+    batch = run_import(project, jsonl(*rows), "chunks.jsonl")
+    assert (batch.created_count, batch.duplicate_count, batch.rejected_count, batch.annotation_count) == (4, 2, 1, 2)
+    assert errors_of(batch) == [(3, "id 'taken' already exists in this project with a different text")]
+    created = list(Document.objects.filter(import_batch=batch).order_by("pk").values_list("text", "status"))
+    assert created == [
+        ("First.", "queued"),
+        ("Labeled.", "labeled"),
+        ("No id, labeled.", "labeled"),
+        ("Last.", "queued"),
+    ]
+    labeled = Annotation.objects.filter(document__import_batch=batch).order_by("document_id")
+    assert [list(a.labels.values_list("key", flat=True)) for a in labeled] == [["first_party"], ["third_party"]]
+    assert all(a.revisions.count() == 1 for a in labeled)
+    assert len(set(Document.objects.filter(import_batch=batch).values_list("random_key", flat=True))) == 4
+
+
+def test_each_chunk_is_stored_with_one_statement(project, settings):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    settings.DOCKET_IMPORT_CHUNK = 100
+
+    def queries_to_import(rows: int, start: int) -> int:
+        content = jsonl(*({"id": f"q{i}", "text": f"Clause {i}."} for i in range(start, start + rows)))
+        with CaptureQueriesContext(connection) as captured:
+            assert run_import(project, content, "chunked.jsonl").created_count == rows
+        return len(captured)
+
+    # Ten more chunks cost twenty more round trips: each chunk's rows arrive by one COPY, and one statement sorts
+    # them into duplicates, refused ids and new documents (it took two lookups and an insert).
+    assert queries_to_import(2_000, 0) - queries_to_import(1_000, 10_000) == 20
