@@ -1,4 +1,4 @@
-"""Celery tasks of the learning loop: thin, idempotent, take ids, call learning/services.py.
+"""Celery tasks of the learning loop: thin, idempotent, take ids, call learning/services/.
 
 Training tasks acknowledge late and are re-queued when their worker dies: running one twice is safe because
 a run is claimed in the database first (a second delivery of the same message takes over a run its dead

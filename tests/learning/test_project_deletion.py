@@ -6,6 +6,7 @@ from django.test import Client
 from annotation.models import AuditEvent, Project
 from learning import services, tasks
 from learning.models import EmbeddingShard
+from learning.services import pool
 from tests.factories import UserFactory
 from tests.learning.conftest import build_labelled_project
 
@@ -36,7 +37,7 @@ def test_deleting_a_project_while_its_rescore_runs_ends_the_task_quietly_and_rem
             deleted.append(True)
         return pool
 
-    monkeypatch.setattr(services, "queued_pool", pool_then_delete)
+    monkeypatch.setattr(pool, "queued_pool", pool_then_delete)  # where the rescore reads the queue
     outcome = tasks.rescore_pool(project_id)
 
     assert deleted and not Project.objects.filter(pk=project_id).exists()

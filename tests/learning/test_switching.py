@@ -7,6 +7,7 @@ from annotation.models import AuditEvent, Project
 from learning import services, tasks
 from learning.exceptions import ModelSwitchRefused
 from learning.models import ModelVersion
+from learning.services import registry
 from tests.factories import project_with_labels
 
 pytestmark = pytest.mark.django_db
@@ -59,7 +60,7 @@ def test_a_promotion_that_fails_midway_changes_nothing(project, project_admin, m
     def broken_audit(**kwargs):
         raise RuntimeError("audit log unavailable")
 
-    monkeypatch.setattr(services, "audit_record", broken_audit)
+    monkeypatch.setattr(registry, "audit_record", broken_audit)  # where the switch writes its audit row
     with pytest.raises(RuntimeError):
         services.model_version_promote(version=ready, actor=project_admin)
     assert statuses(project) == {1: "active", 2: "ready"}

@@ -1,0 +1,309 @@
+"""Scoring the pool: every queued document's priority under the active model (the query strategy's order with
+the evaluation documents interleaved), or cold-start picks and zero-shot suggestions before the first model.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+from django.db import connection, transaction
+from django.utils import timezone
+
+from annotation.models import Document, Label, Project
+from learning.ml.classifier import Classifier
+from learning.ml.coldstart import diverse_sample
+from learning.ml.label_descriptions import encode_label_texts, zero_shot_probabilities
+from learning.ml.strategies import get_strategy, top_k
+from learning.models import DESCRIPTIONS_VERSION, ModelVersion, QueuePriority
+from learning.services.classifiers import _held_classifier
+from learning.services.embeddings import ProgressCallback, cached_embeddings_only, embeddings_for
+from learning.services.evaluation import _state_lock, evaluation_reserve, interleaved_scores
+from learning.services.snapshots import label_texts
+
+VersionStatus = ModelVersion.Status
+
+# Cold start asks for at least this many diverse documents before any model exists.
+COLD_START_PICKS = 20
+
+# Batch strategies pick the first documents of the queue among this many of the most uncertain.
+SELECT_CANDIDATES = 1000
+
+
+@dataclass
+class PoolScores:
+    """Rows for QueuePriority: one per queued document, evaluation ones without model or probabilities."""
+
+    document_ids: np.ndarray
+    scores: np.ndarray
+    model_version: int | None
+    probabilities: np.ndarray | None  # (n_learner, n_labels) for the learner's documents, in document order
+    label_keys: list[str]
+    learner_mask: np.ndarray
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def queued_pool(project: Project) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(document ids, random keys, evaluation mask) of the queued documents, ids ascending."""
+    rows = Document.objects.filter(project=project, status=Document.Status.QUEUED).order_by("pk")
+    values = list(rows.values_list("pk", "random_key", "evaluation_reservation__pk"))
+    if not values:
+        return np.empty(0, dtype=np.int64), np.empty(0), np.empty(0, dtype=bool)
+    ids = np.fromiter((v[0] for v in values), dtype=np.int64, count=len(values))
+    keys = np.fromiter((v[1] for v in values), dtype=np.float64, count=len(values))
+    reserved = np.fromiter((v[2] is not None for v in values), dtype=bool, count=len(values))
+    return ids, keys, reserved
+
+
+def learner_order(
+    project: Project,
+    probabilities: np.ndarray,
+    embeddings: np.ndarray,
+    labelled_embeddings: np.ndarray | None,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """Pool row indices, the first to ask first: the strategy's next batch, then the rest by its scores."""
+    n = len(probabilities)
+    if n == 0:
+        return np.empty(0, dtype=np.int64)
+    strategy = get_strategy(project.query_strategy, multi_label=project.multi_label)
+    scores = np.asarray(strategy.scores(probabilities, rng=rng), dtype=np.float64)
+    batch = min(n, max(1, project.fast_retrain_every))
+    # The diverse strategy clusters 40 candidates per pick; the others need far fewer.
+    candidates = top_k(scores, min(n, max(SELECT_CANDIDATES, 40 * batch)), rng)
+    picked = strategy.select(
+        probabilities[candidates],
+        batch,
+        embeddings=embeddings[candidates],
+        labelled_embeddings=labelled_embeddings,
+        rng=rng,
+    )
+    head = candidates[np.asarray(picked, dtype=np.int64)]
+    rest_mask = np.ones(n, dtype=bool)
+    rest_mask[head] = False
+    rest = np.flatnonzero(rest_mask)
+    rest = rest[np.argsort(-scores[rest], kind="stable")]
+    return np.concatenate([head, rest]).astype(np.int64)
+
+
+def _pool_scores(
+    project: Project,
+    classifier: Classifier,
+    version_number: int,
+    *,
+    labelled_embeddings: np.ndarray | None,
+    progress: ProgressCallback | None = None,
+) -> PoolScores:
+    """Score every queued document with the classifier (vectorised) and place evaluation documents among them."""
+    started = time.monotonic()
+    ids, _keys, reserved = queued_pool(project)
+    learner_ids = ids[~reserved]
+    embeddings = embeddings_for(
+        project_id=project.pk,
+        body_id=classifier.body_id,
+        document_ids=learner_ids,
+        encode=classifier.encode,
+        progress=progress,
+    )
+    embedded = time.monotonic()
+    probabilities = classifier.predict_proba_embeddings(embeddings) if len(learner_ids) else np.zeros((0, 0))
+    rng = np.random.default_rng()
+    order = learner_order(project, probabilities, embeddings, labelled_embeddings, rng)
+    learner_scores, eval_scores = interleaved_scores(len(order), int(reserved.sum()), project.eval_fraction)
+    scores = np.empty(len(ids), dtype=np.float64)
+    learner_score_by_row = np.empty(len(learner_ids), dtype=np.float64)
+    learner_score_by_row[order] = learner_scores
+    scores[~reserved] = learner_score_by_row
+    scores[reserved] = _evaluation_scores(ids[reserved], eval_scores)
+    return PoolScores(
+        document_ids=ids,
+        scores=scores,
+        model_version=version_number,
+        probabilities=probabilities,
+        label_keys=list(classifier.labels),
+        learner_mask=~reserved,
+        timings={"embed_pool": embedded - started, "score": time.monotonic() - embedded},
+    )
+
+
+def _evaluation_scores(evaluation_ids: np.ndarray, scores_in_order: np.ndarray) -> np.ndarray:
+    """Evaluation documents take the evaluation slots in a random order fixed by their random key."""
+    if not len(evaluation_ids):
+        return np.empty(0)
+    keys = dict(Document.objects.filter(pk__in=evaluation_ids.tolist()).values_list("pk", "random_key"))
+    order = np.argsort([keys.get(int(pk), 0.0) for pk in evaluation_ids], kind="stable")
+    out = np.empty(len(evaluation_ids))
+    out[order] = scores_in_order
+    return out
+
+
+def _priorities_write(project_id: int, pool: PoolScores) -> int:
+    """Upsert QueuePriority for the whole pool in one statement (COPY on PostgreSQL); call inside a transaction."""
+    n = len(pool.document_ids)
+    if n == 0:
+        return 0
+    json_rows = _probability_json(pool)
+    versions = np.where(pool.learner_mask, pool.model_version if pool.model_version is not None else -1, -1)
+    if connection.vendor == "postgresql" and hasattr(connection.connection, "cursor"):
+        table = QueuePriority._meta.db_table
+        document_table = Document._meta.db_table
+        buffer = io.StringIO()
+        for document_id, score, version, probabilities in zip(
+            pool.document_ids.tolist(), pool.scores.tolist(), versions.tolist(), json_rows, strict=True
+        ):
+            version_text = "\\N" if version < 0 else str(version)
+            buffer.write(f"{document_id}\t{score!r}\t{version_text}\t{probabilities.replace(chr(92), chr(92) * 2)}\n")
+        buffer.seek(0)
+        with connection.cursor() as cursor:
+            cursor.execute("DROP TABLE IF EXISTS docket_priority_load")
+            cursor.execute(
+                "CREATE TEMP TABLE docket_priority_load (document_id bigint, score double precision, "
+                "model_version integer, probabilities jsonb) ON COMMIT DROP"
+            )
+            cursor.copy_expert("COPY docket_priority_load FROM STDIN", buffer)
+            cursor.execute(
+                f"INSERT INTO {table} (document_id, project_id, score, model_version, probabilities, updated_at) "
+                f"SELECT l.document_id, %s, l.score, l.model_version, l.probabilities, now() "
+                f"FROM docket_priority_load l JOIN {document_table} d ON d.id = l.document_id "
+                "ON CONFLICT (document_id) DO UPDATE SET project_id = EXCLUDED.project_id, score = EXCLUDED.score, "
+                "model_version = EXCLUDED.model_version, probabilities = EXCLUDED.probabilities, "
+                "updated_at = EXCLUDED.updated_at",
+                [project_id],
+            )
+            return cursor.rowcount
+    import json
+
+    rows = [
+        QueuePriority(
+            document_id=document_id,
+            project_id=project_id,
+            score=score,
+            model_version=None if version < 0 else version,
+            probabilities=json.loads(probabilities),
+        )
+        for document_id, score, version, probabilities in zip(
+            pool.document_ids.tolist(), pool.scores.tolist(), versions.tolist(), json_rows, strict=True
+        )
+    ]
+    QueuePriority.objects.bulk_create(
+        rows,
+        batch_size=1000,
+        update_conflicts=True,
+        unique_fields=["document"],
+        update_fields=["project", "score", "model_version", "probabilities", "updated_at"],
+    )
+    return len(rows)
+
+
+def _probability_json(pool: PoolScores) -> list[str]:
+    """JSON objects of label key -> probability, formatted by one template (keys are slugs: no escaping)."""
+    out = ["{}"] * len(pool.document_ids)
+    if pool.probabilities is None or pool.model_version is None or not len(pool.probabilities):
+        return out
+    template = "{" + ", ".join(f'"{key}": %.4f' for key in pool.label_keys) + "}"
+    learner_rows = np.flatnonzero(pool.learner_mask)
+    for row, values in zip(learner_rows.tolist(), pool.probabilities.tolist(), strict=True):
+        out[row] = template % tuple(values)
+    return out
+
+
+def pool_rescore(*, project_id: int) -> int:
+    """Write queue priorities for every queued document: under the active model, or cold-start picks before one.
+
+    Returns how many rows were written (0 when another switch overtook this one, which then wrote its own).
+    """
+    project = Project.objects.filter(pk=project_id).first()
+    if project is None:
+        return 0
+    evaluation_reserve(project=project)
+    active = ModelVersion.objects.filter(project=project, status=VersionStatus.ACTIVE).first()
+    if active is None:
+        return _cold_start(project)
+    classifier = _held_classifier(active, project)
+    pool = _pool_scores(
+        project, classifier, active.number, labelled_embeddings=_labelled_embeddings(project, active.body_id)
+    )
+    with transaction.atomic():
+        _state_lock(project.pk)
+        current = ModelVersion.objects.filter(project=project, status=VersionStatus.ACTIVE).values_list("pk", flat=True)
+        if current.first() != active.pk:
+            return 0
+        return _priorities_write(project.pk, pool)
+
+
+def _labelled_embeddings(project: Project, body_id: str) -> np.ndarray | None:
+    """Cached embeddings of the training documents, which batch strategies keep new picks away from."""
+    labelled = Document.objects.filter(
+        project=project, status=Document.Status.LABELED, evaluation_reservation__isnull=True
+    )
+    ids = np.fromiter(labelled.values_list("pk", flat=True).order_by("pk"), dtype=np.int64)
+    if not len(ids):
+        return None
+    return cached_embeddings_only(project_id=project.pk, body_id=body_id, document_ids=ids)
+
+
+def _cold_start(project: Project) -> int:
+    """Before any model: suggestions from the labels' own words, and diverse documents first.
+
+    Every queued document gets zero-shot probabilities (its similarity to each label's name, description
+    and guideline under the base body), which the labeling page shows as a suggestion from the first
+    document on. The first documents asked are one per k-means region of the embeddings, so the first
+    labels cover the collection.
+    """
+    classifier = _held_classifier(None, project)
+    ids, random_keys, reserved = queued_pool(project)
+    learner_ids = ids[~reserved]
+    embeddings = embeddings_for(
+        project_id=project.pk, body_id=classifier.body_id, document_ids=learner_ids, encode=classifier.encode
+    )
+    labels = list(
+        Label.objects.filter(taxonomy__project=project, deprecated=False).order_by("order", "id").values("pk", "key")
+    )
+    probabilities, label_keys = None, []
+    if len(labels) >= 2 and len(learner_ids):
+        vectors = encode_label_texts(label_texts([label["pk"] for label in labels]), classifier.encode)
+        probabilities = zero_shot_probabilities(embeddings, vectors, project.multi_label)
+        label_keys = [label["key"] for label in labels]
+    k = min(len(learner_ids), max(COLD_START_PICKS, 2 * project.fast_retrain_every))
+    picks = diverse_sample(embeddings, k) if k else np.empty(0, dtype=np.int64)
+    rest_mask = np.ones(len(learner_ids), dtype=bool)
+    rest_mask[picks] = False
+    rest = np.flatnonzero(rest_mask)
+    # The tail in the queue's own order for unscored documents, which spreads the overlap set (the lowest
+    # random keys) over it at its share instead of putting all of it first (annotation.services.queue).
+    rest_keys = random_keys[~reserved][rest]
+    rate = project.overlap_rate
+    positions = (
+        np.where(rest_keys < rate, rest_keys / rate, (rest_keys - rate) / (1 - rate)) if 0 < rate < 1 else rest_keys
+    )
+    rest = rest[np.argsort(positions, kind="stable")]
+    order = np.concatenate([picks, rest]).astype(np.int64)
+    learner_scores, eval_scores = interleaved_scores(len(order), int(reserved.sum()), project.eval_fraction)
+    scores = np.empty(len(ids))
+    by_row = np.empty(len(learner_ids))
+    by_row[order] = learner_scores
+    scores[~reserved] = by_row
+    scores[reserved] = _evaluation_scores(ids[reserved], eval_scores)
+    pool = PoolScores(
+        document_ids=ids,
+        scores=scores,
+        model_version=DESCRIPTIONS_VERSION if probabilities is not None else None,
+        probabilities=probabilities,
+        label_keys=label_keys,
+        learner_mask=~reserved,
+    )
+    with transaction.atomic():
+        state = _state_lock(project.pk)
+        if ModelVersion.objects.filter(project=project, status=VersionStatus.ACTIVE).exists():
+            return 0
+        written = _priorities_write(project.pk, pool)
+        state.cold_start_at = timezone.now()
+        state.save(update_fields=["cold_start_at"])
+    return written
+
+
+def pool_needs_scoring(project: Project) -> bool:
+    """Whether some queued document has no priority yet (new imports, or nothing scored at all)."""
+    return Document.objects.filter(project=project, status=Document.Status.QUEUED, queue_priority__isnull=True).exists()
