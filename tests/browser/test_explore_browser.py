@@ -123,11 +123,13 @@ def test_a_lead_finds_labels_twenty_at_once_and_undoes_the_batch(new_page, artif
     page.wait_for_selector("#preview")
     assert page.inner_text("[data-group=new]").startswith("20")
     assert page.inner_text("[data-group=gold]").startswith("0")
+    screenshot(page, "explore-preview.png")
     page.click("#bulk-apply")
     page.wait_for_selector("#batch-events")
     batch = BulkBatch.objects.get()
     assert page.locator("#batch-events tr[data-action='annotation.bulk']").count() == 20
     assert page.locator("#batch-events tr[data-action='bulk.apply']").count() == 1
+    screenshot(page, "explore-batch.png")
     assert set(Annotation.objects.filter(bulk_batch=batch).values_list("document_id", flat=True)) == health_tickets
     assert AuditEvent.objects.filter(action="annotation.bulk", after__batch=str(batch.pk)).count() == 20
 
