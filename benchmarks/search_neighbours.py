@@ -7,7 +7,7 @@ Vectors are synthetic: 384-dimensional, unit length, drawn around 2,000 random c
 clustered like that; uniform random vectors would be harder for every index and unlike any real collection).
 Queries are 200 further draws, never in the index. For each size it times, one query at a time:
 
-- exact: `learning.neighbours.exact_top_k` on the unit matrix a process holds (one matrix-vector product and a
+- exact: `learning.services.neighbours.exact_top_k` on the unit matrix a process holds (one matrix-vector product and a
   partial sort), as Explore runs it;
 - baseline: numpy brute force as one would write it without the held matrix (cosine from raw vectors per query,
   full sort);
@@ -37,7 +37,7 @@ os.environ.setdefault("DOCKET_DEVELOPMENT", "1")
 DIM = 384
 K = 50
 M, EF_SEARCH = 16, 128
-EF_CONSTRUCTION = 128  # --ef-construction; Explore's own index uses learning.neighbours.ANN_BUILD_BREADTH
+EF_CONSTRUCTION = 128  # --ef-construction; Explore's own index uses learning.services.neighbours.ANN_BUILD_BREADTH
 
 
 def vectors(n: int, seed: int, centres: np.ndarray) -> np.ndarray:
@@ -118,7 +118,7 @@ def main() -> None:
     import django
 
     django.setup()
-    from learning.neighbours import exact_top_k, unit_rows
+    from learning.services.neighbours import exact_top_k, unit_rows
 
     centres = np.random.default_rng(0).normal(size=(2_000, DIM)).astype(np.float32)
     report = {

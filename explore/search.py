@@ -19,9 +19,9 @@ from django.utils.safestring import SafeString, mark_safe
 
 from annotation.models import Adjudication, Annotation, AnnotationLabel, Document, GoldAnswer, Label, Lease, Project
 from annotation.selectors import final_labels_for, latest_adjudications, own_label_keys_for
-from learning import neighbours
 from learning import selectors as learning_selectors
 from learning.models import QueuePriority
+from learning.services import neighbours
 
 PAGE_SIZE = 25
 MAX_PAGE_SIZE = 200

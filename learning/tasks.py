@@ -17,9 +17,10 @@ from billiard import current_process
 from celery import shared_task
 from celery.exceptions import Reject
 
-from learning import neighbours, services
+from learning import services
 from learning.ml.checkpoint import stop_requested
 from learning.ml.exceptions import FineTuneInterrupted
+from learning.services import neighbours
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True)

@@ -8,8 +8,8 @@ the whole queue in one transaction. The model that served before keeps serving u
 
 projects (files, base model), embeddings (the cache), evaluation (the reserved set), snapshots (the labels a
 run learns from), classifiers (held by this process), pool (queue scores), runs (asking, claiming, ending),
-training (the work), registry (switching the serving model). Each imports only the ones before it; callers
-import from here.
+training (the work), registry (switching the serving model), neighbours (nearest documents by meaning, for
+Explore). Each imports only the ones before it; callers import from here.
 """
 
 from learning.services.classifiers import _held_classifier

@@ -5,8 +5,8 @@ import os
 import numpy as np
 import pytest
 
-from learning import neighbours, tasks
-from learning.services import _shard_write
+from learning import tasks
+from learning.services import _shard_write, neighbours
 from tests.factories import DocumentFactory, project_with_labels
 from tests.learning.conftest import wait_for
 

@@ -3,9 +3,8 @@
 import numpy as np
 import pytest
 
-from learning import neighbours
 from learning.models import ModelVersion
-from learning.services import _shard_write
+from learning.services import _shard_write, neighbours
 from tests.factories import DocumentFactory
 
 pytestmark = pytest.mark.django_db

@@ -20,8 +20,10 @@ import numpy as np
 from django.conf import settings
 from django.db.models import Sum
 
-from learning import services
 from learning.models import EmbeddingShard, ModelVersion
+from learning.services.classifiers import _held_classifier
+from learning.services.embeddings import cached_embeddings
+from learning.services.projects import artifact_root
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +81,7 @@ def _fingerprint(ids: np.ndarray) -> str:
 def held_matrix(project) -> HeldMatrix:
     """This process's matrix for the project under its current body (read from the cache when that changed)."""
     body_id, _version = search_body(project)
-    ids, vectors = services.cached_embeddings(project_id=project.pk, body_id=body_id)
+    ids, vectors = cached_embeddings(project_id=project.pk, body_id=body_id)
     held = _held.get(project.pk)
     if held is not None and held.body_id == body_id and held.source is vectors:
         return held
@@ -139,7 +141,7 @@ def nearest_to_document(*, project, document_id: int, k: int) -> list[tuple[int,
 def nearest_to_text(*, project, text: str, k: int) -> list[tuple[int, float]]:
     """Nearest documents to free text, encoded by the serving body (loaded once per process)."""
     body_id, version = search_body(project)
-    classifier = services._held_classifier(version, project)
+    classifier = _held_classifier(version, project)
     if classifier.body_id != body_id:
         raise NoEmbeddings(f"{project.name}'s embeddings are not from the body that serves it; rescore the queue.")
     vector = classifier.encode([text])[0]
@@ -150,7 +152,7 @@ def nearest_to_text(*, project, text: str, k: int) -> list[tuple[int, float]]:
 
 
 def ann_index_path(project_id: int, body_id: str) -> Path:
-    return services.artifact_root() / "embeddings" / str(project_id) / body_id / "nearest.faiss"
+    return artifact_root() / "embeddings" / str(project_id) / body_id / "nearest.faiss"
 
 
 def _ann_build(unit: np.ndarray):
