@@ -105,9 +105,23 @@ class ApiKeyRateThrottle(throttling.SimpleRateThrottle):
         self.history = [moment for moment in self.history if moment > self.now - self.duration]
         return self._state()
 
+    def wait(self) -> float:
+        """Seconds until one more request fits. DRF's own answer is None (no Retry-After) when the history holds
+        more than the rate allows, as it does right after the rate was lowered."""
+        return self._seconds_to_free_slot()
+
+    def _seconds_to_free_slot(self) -> float:
+        if len(self.history) < self.num_requests:
+            return 0.0
+        # The history is newest first: once the num_requests-th newest leaves the period, a slot is free.
+        return max(self.history[self.num_requests - 1] + self.duration - self.now, 0.0)
+
     def _state(self) -> "RateLimit":
         remaining = max(self.num_requests - len(self.history), 0)
-        reset = self.history[-1] + self.duration - self.now if self.history else self.duration
+        if remaining == 0:
+            reset = self._seconds_to_free_slot()
+        else:
+            reset = self.history[-1] + self.duration - self.now if self.history else self.duration
         return RateLimit(limit=self.num_requests, remaining=remaining, reset=max(1, math.ceil(reset)))
 
     def get_cache_key(self, request: Request, view) -> str:

@@ -155,8 +155,9 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
     headers = {}
     if getattr(exc, "auth_header", None):
         headers["WWW-Authenticate"] = exc.auth_header
-    if getattr(exc, "wait", None):
-        headers["Retry-After"] = str(int(exc.wait))
+    if isinstance(exc, drf.Throttled):
+        exc.wait = max(1, int(exc.wait or 0))  # a throttled answer always says when to come back
+        headers["Retry-After"] = str(exc.wait)
 
     if isinstance(exc, drf.ValidationError):
         details = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
@@ -167,7 +168,7 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
         details = (
             detail if isinstance(detail, dict) else {"non_field_errors": detail} if isinstance(detail, list) else {}
         )
-        if isinstance(exc, drf.Throttled) and exc.wait is not None:
-            details = {"retry_after_seconds": int(exc.wait)}
+        if isinstance(exc, drf.Throttled):
+            details = {"retry_after_seconds": exc.wait}
         body = error_body(exc.get_codes() if isinstance(exc.get_codes(), str) else exc.default_code, message, details)
     return Response(body, status=exc.status_code, headers=headers)

@@ -306,6 +306,7 @@ SPECTACULAR_SETTINGS = {
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "api.schema.closed_request_bodies",
+        "api.schema.complete_responses",
     ],
     "ENUM_NAME_OVERRIDES": {
         "DocumentStatusEnum": "annotation.models.Document.Status",

@@ -2,7 +2,7 @@
 
 from django.db.models import F, QuerySet
 from django.db.models.functions import Coalesce, Greatest
-from drf_spectacular.utils import OpenApiExample, extend_schema
+from drf_spectacular.utils import OpenApiExample, extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -35,8 +35,52 @@ class ModelVersionOutput(serializers.Serializer):
     activated_at = serializers.DateTimeField(allow_null=True)
 
 
+_SCORE = {"type": "number"}
+METRICS_SCHEMA = {
+    "type": "object",
+    "description": "The evaluation on the held-out set ({} before one), and how it compared with the active version.",
+    "properties": {
+        "n_documents": {"type": "integer"},
+        "multi_label": {"type": "boolean"},
+        "macro_f1": _SCORE,
+        "micro_f1": _SCORE,
+        "accuracy": _SCORE,
+        "per_label": {
+            "type": "object",
+            "additionalProperties": {
+                "type": "object",
+                "properties": {"precision": _SCORE, "recall": _SCORE, "f1": _SCORE, "support": {"type": "integer"}},
+            },
+        },
+        "confusion": {
+            "type": "object",
+            "description": "Single-label: `labels` and `matrix` (rows true, columns predicted); multi-label: per "
+            "label `tp`, `fp`, `fn`, `tn`.",
+        },
+        "comparison": {
+            "type": "object",
+            "description": "Against the version active when this one finished.",
+            "properties": {
+                "active_version": {"type": "integer", "nullable": True},
+                "comparable": {"type": "boolean"},
+                "n_documents": {"type": "integer"},
+                "new_macro_f1": _SCORE,
+                "active_macro_f1": _SCORE,
+                "promoted": {"type": "boolean"},
+                "reason": {"type": "string"},
+            },
+        },
+    },
+}
+
+
+@extend_schema_field(METRICS_SCHEMA)
+class MetricsField(serializers.JSONField):
+    pass
+
+
 class ModelVersionDetailOutput(ModelVersionOutput):
-    metrics = serializers.JSONField(help_text="Per-label and overall evaluation, and the promotion comparison.")
+    metrics = MetricsField(help_text="Per-label and overall evaluation, and the promotion comparison.")
     training_args = serializers.JSONField()
     base_model = serializers.CharField()
     duration_seconds = serializers.FloatField(allow_null=True)

@@ -1,6 +1,6 @@
 """Projects: list what the caller may see, read one, create (staff) and change settings (project admins)."""
 
-from drf_spectacular.utils import OpenApiExample, extend_schema
+from drf_spectacular.utils import OpenApiExample, extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -53,6 +53,7 @@ class ProjectOutput(serializers.Serializer):
 class ProjectDetailOutput(ProjectOutput):
     progress = serializers.SerializerMethodField()
 
+    @extend_schema_field(ProgressOutput)
     def get_progress(self, project: Project) -> dict:
         return ProgressOutput(selectors.project_progress(project)).data
 

@@ -4,6 +4,9 @@ from dataclasses import dataclass, field
 
 import pytest
 from django.core.cache import cache
+from django.core.signals import request_finished, request_started
+from django.core.wsgi import get_wsgi_application
+from django.db import close_old_connections
 from rest_framework.test import APIClient
 
 from annotation.models import Label
@@ -201,3 +204,14 @@ def add_model_versions(side: Side, trained_models: dict, *, active: str = "v2") 
             macro_f1=0.8 + number / 100,
             metrics={"macro_f1": 0.8 + number / 100},
         )
+
+
+@pytest.fixture
+def wsgi_app_in_test_transaction(settings):
+    """The real WSGI app, sharing the test's database transaction as Django's own test client does."""
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"api_key": "1000000/min"}}
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    yield get_wsgi_application()
+    request_started.connect(close_old_connections)
+    request_finished.connect(close_old_connections)

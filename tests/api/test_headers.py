@@ -46,3 +46,13 @@ def test_no_model_yet_is_503_with_retry_after(home, serving_cache):
     response = client.post(f"/api/v1/projects/{home.project.pk}/predict", {"texts": ["x"]}, format="json")
     error = assert_error(response, 503, "model_not_ready")
     assert int(response["Retry-After"]) == error["details"]["retry_after_seconds"] > 0
+
+
+def test_a_rate_lowered_below_the_requests_made_still_says_when_to_retry(home, settings):
+    client = client_with(personal_key(home.admin, [home.project]))
+    for _ in range(4):
+        client.get("/api/v1/projects")
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"api_key": "2/min"}}
+    throttled = client.get("/api/v1/projects")
+    error = assert_error(throttled, 429, "throttled")
+    assert int(throttled["Retry-After"]) == error["details"]["retry_after_seconds"] >= 1

@@ -5,9 +5,6 @@ authentication never ignored, unsupported methods answered 405."""
 
 import pytest
 import schemathesis
-from django.core.signals import request_finished, request_started
-from django.core.wsgi import get_wsgi_application
-from django.db import close_old_connections
 from hypothesis import HealthCheck, Phase, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
@@ -67,17 +64,6 @@ def test_docs_page_loads_without_a_cdn(home):
     from django.test import Client
 
     assert Client().get(asset).status_code in (200, 304) or asset.startswith("/static/")
-
-
-@pytest.fixture
-def wsgi_app_in_test_transaction(settings):
-    """The real WSGI app, sharing the test's database transaction as Django's own test client does."""
-    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"api_key": "1000000/min"}}
-    request_started.disconnect(close_old_connections)
-    request_finished.disconnect(close_old_connections)
-    yield get_wsgi_application()
-    request_started.connect(close_old_connections)
-    request_finished.connect(close_old_connections)
 
 
 @pytest.fixture
