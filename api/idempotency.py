@@ -100,8 +100,9 @@ def claim(request: Request) -> StoredResponse | None:
     return stored
 
 
-def store(stored: StoredResponse, response) -> None:
-    """Keep the first answer (rendered) for replays; forget the claim when the answer should not be replayed."""
+def store(stored: StoredResponse, response, *, withhold: tuple[str, ...] = ()) -> None:
+    """Keep the first answer (rendered) for replays; forget the claim when the answer should not be replayed.
+    Fields in `withhold` (a key's secret) are never kept: Docket stores no secret it has shown."""
     if response.status_code >= 500 or response.status_code in NOT_STORED:
         release(stored)
         return
@@ -110,9 +111,22 @@ def store(stored: StoredResponse, response) -> None:
     StoredResponse.objects.filter(pk=stored.pk).update(
         status_code=response.status_code,
         content_type=response.get("Content-Type", ""),
-        body=response.content.decode("utf-8"),
+        body=_without(response.content.decode("utf-8"), withhold),
         headers={name: response[name] for name in REPLAYED_HEADERS if response.has_header(name)},
     )
+
+
+def _without(body: str, fields: tuple[str, ...]) -> str:
+    if not fields:
+        return body
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return ""
+    if isinstance(data, dict):
+        for field in fields:
+            data.pop(field, None)
+    return json.dumps(data)
 
 
 def release(stored: StoredResponse) -> None:

@@ -5,6 +5,7 @@ from django.urls import path, re_path
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
+from api.auth import rate_limit_of
 from api.errors import error_body
 from api.views import (
     annotations,
@@ -30,8 +31,12 @@ def joined(*operations: type) -> type:
 
 @csrf_exempt  # keys, not cookies, authenticate the API; a stray POST must get the JSON 404 too
 def not_found(request: HttpRequest) -> JsonResponse:
-    """Anything under /api/ that matches no operation (a negative id, a typo) still answers in the error shape."""
-    return JsonResponse(error_body("not_found", "No such API endpoint; see /api/docs/."), status=404)
+    """Anything under /api/ that matches no operation (a negative id, a typo) still answers in the error shape,
+    with the rate-limit headers every API answer has (the address's budget: no key was looked at)."""
+    response = JsonResponse(error_body("not_found", "No such API endpoint; see /api/docs/."), status=404)
+    for name, value in rate_limit_of(request).headers().items():
+        response[name] = value
+    return response
 
 
 P = "v1/projects/<int:project_id>"

@@ -7,10 +7,14 @@ from rest_framework.views import APIView
 
 from api import idempotency
 from api.auth import rate_limit_of
+from api.exceptions import Conflict
 
 
 class ApiView(APIView):
     claimed = None  # the StoredResponse row this POST will keep its answer in
+    # Fields of the answer that are secrets shown once (a new key's token): never stored, so a retry under the
+    # same Idempotency-Key is told the secret went out already instead of getting it again.
+    secret_fields: tuple[str, ...] = ()
 
     def initial(self, request: Request, *args, **kwargs) -> None:
         super().initial(request, *args, **kwargs)  # authentication, permissions, the rate limit
@@ -19,7 +23,12 @@ class ApiView(APIView):
 
     def handle_exception(self, exc: Exception) -> HttpResponseBase:
         if isinstance(exc, idempotency.Replay):
-            return exc.response()
+            if not self.secret_fields:
+                return exc.response()
+            exc = Conflict(
+                "A request with this Idempotency-Key was answered already, with a secret that is shown only once "
+                "and not kept. If it was lost, revoke that key and issue another."
+            )
         return super().handle_exception(exc)
 
     def finalize_response(self, request: Request, response: HttpResponseBase, *args, **kwargs) -> HttpResponseBase:
@@ -27,7 +36,7 @@ class ApiView(APIView):
         for name, value in rate_limit_of(request).headers().items():
             response[name] = value
         if self.claimed is not None:
-            idempotency.store(self.claimed, response)
+            idempotency.store(self.claimed, response, withhold=self.secret_fields)
             self.claimed = None
         return response
 

@@ -55,6 +55,8 @@ class KeyListApi(ApiView):
 
 
 class KeyCreateApi(ApiView):
+    secret_fields = ("token",)
+
     class KeyCreateInput(JsonInput):
         # A service key's account is named after the key unless `service_account` says otherwise, so the name
         # must hold a letter or digit (the schema's pattern says so).

@@ -56,3 +56,9 @@ def test_a_rate_lowered_below_the_requests_made_still_says_when_to_retry(home, s
     throttled = client.get("/api/v1/projects")
     error = assert_error(throttled, 429, "throttled")
     assert int(throttled["Retry-After"]) == error["details"]["retry_after_seconds"] >= 1
+
+
+def test_a_path_no_operation_matches_has_the_headers_too(home):
+    response = client_with(personal_key(home.admin, [home.project])).get("/api/v1/projects/-3/models")
+    assert_error(response, 404, "not_found")
+    assert response.has_header("RateLimit-Limit") and response.has_header("X-Request-ID")

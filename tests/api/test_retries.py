@@ -197,3 +197,15 @@ def test_bulk_create_with_nothing_usable_answers_each_item(home, admin_client):
     body = response.json()
     assert [(r["status"], r["external_id"]) for r in body["results"]] == [("rejected", "b-1"), ("duplicate", "b-2")]
     assert body["results"][1]["id"] == home.queued.pk
+
+
+def test_a_key_issued_under_an_idempotency_key_is_never_stored_or_shown_twice(home, admin_client):
+    url = f"/api/v1/projects/{home.project.pk}/keys"
+    body = {"name": "intake-form", "scopes": ["predict"]}
+    first = admin_client.post(url, body, format="json", HTTP_IDEMPOTENCY_KEY="issue-1")
+    assert first.status_code == 201
+    token = first.json()["token"]
+    assert token not in StoredResponse.objects.get().body
+    again = admin_client.post(url, body, format="json", HTTP_IDEMPOTENCY_KEY="issue-1")
+    assert token not in again.content.decode()
+    assert "shown only once" in assert_error(again, 409, "conflict")["message"]
