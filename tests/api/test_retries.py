@@ -4,6 +4,7 @@ Idempotency-Key on every POST, submission ids, and bulk create that refuses bad 
 from datetime import timedelta
 
 import pytest
+from django.utils import timezone
 
 from annotation.models import Document, Project
 from api.models import StoredResponse
@@ -116,6 +117,7 @@ def test_a_stored_response_is_kept_24_hours(home, admin_client):
     StoredResponse.objects.update(created_at=StoredResponse.objects.get().created_at - timedelta(hours=25))
     later = admin_client.post(url, {"key": "retention", "name": "Retention"}, format="json", HTTP_IDEMPOTENCY_KEY="old")
     assert_error(later, 409, "conflict")  # run again, not replayed
+    assert StoredResponse.objects.get().created_at > timezone.now() - timedelta(minutes=1)  # the old one is gone
 
 
 def test_an_answer_not_about_the_request_is_not_stored(home, admin_client, settings):
