@@ -54,19 +54,33 @@ def owner_of(request: Request) -> str:
 
 
 def fingerprint_of(request: Request) -> str:
-    """The request's method, path and body; a JSON body is compared by content, not by spacing or key order."""
-    try:
-        body = request._request.body
-    except RawPostDataException:  # a form upload read by the CSRF check; the API refuses those with 415 anyway
-        body = request.content_type.encode()
-    try:
-        canonical = json.dumps(json.loads(body), sort_keys=True, separators=(",", ":")).encode()
-    except ValueError:
-        canonical = body
+    """The request's method, path and body; a JSON body is compared by content, not by spacing or key order,
+    an upload by its fields and files (its body may be larger than Django lets a view read whole)."""
     digest = hashlib.sha256()
-    for part in (request.method.encode(), request.get_full_path().encode(), canonical):
+    for part in (request.method.encode(), request.get_full_path().encode()):
         digest.update(part)
         digest.update(b"\0")
+    if request.content_type.startswith("multipart/"):
+        for name, values in sorted(request.data.lists()):
+            for value in values:
+                digest.update(name.encode() + b"\0")
+                if hasattr(value, "chunks"):
+                    for chunk in value.chunks():
+                        digest.update(chunk)
+                    value.seek(0)
+                else:
+                    digest.update(str(value).encode())
+                digest.update(b"\0")
+        return digest.hexdigest()
+    try:
+        body = request._request.body
+    except RawPostDataException:  # a form read by the CSRF check; the API refuses forms with 415 anyway
+        body = request.content_type.encode()
+    try:
+        body = json.dumps(json.loads(body), sort_keys=True, separators=(",", ":")).encode()
+    except ValueError:
+        pass
+    digest.update(body)
     return digest.hexdigest()
 
 

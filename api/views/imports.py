@@ -5,13 +5,13 @@ from rest_framework import serializers, status
 from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
 from annotation.models import ImportBatch
 from annotation.services.imports import ImportOptions, import_upload
 from api.auth import access_import_batch, access_project
 from api.models import Scope
 from api.schema import errors
+from api.views.base import ApiView
 
 TAGS = ["imports"]
 ERRORS_SHOWN = 100
@@ -37,7 +37,7 @@ class ImportBatchOutput(serializers.Serializer):
         ]
 
 
-class ImportCreateApi(APIView):
+class ImportCreateApi(ApiView):
     parser_classes = [MultiPartParser]
 
     class ImportCreateInput(serializers.Serializer):
@@ -75,7 +75,7 @@ class ImportCreateApi(APIView):
         return Response(ImportBatchOutput(batch).data, status=status.HTTP_202_ACCEPTED)
 
 
-class ImportDetailApi(APIView):
+class ImportDetailApi(ApiView):
     @extend_schema(
         operation_id="imports_read",
         tags=TAGS,

@@ -211,3 +211,21 @@ def test_a_key_issued_under_an_idempotency_key_is_never_stored_or_shown_twice(ho
     again = admin_client.post(url, body, format="json", HTTP_IDEMPOTENCY_KEY="issue-1")
     assert token not in again.content.decode()
     assert "shown only once" in assert_error(again, 409, "conflict")["message"]
+
+
+def test_an_upload_retried_with_its_idempotency_key_queues_one_import(home, admin_client, artifact_dir):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from annotation.models import ImportBatch
+
+    url = f"/api/v1/projects/{home.project.pk}/imports"
+
+    def upload(content: bytes):
+        file = SimpleUploadedFile("clauses.txt", content)
+        return admin_client.post(url, {"file": file}, format="multipart", HTTP_IDEMPOTENCY_KEY="upload-1")
+
+    first, again = upload(b"One clause.\nAnother clause.\n"), upload(b"One clause.\nAnother clause.\n")
+    assert (first.status_code, again.status_code) == (202, 202)
+    assert first.json()["id"] == again.json()["id"] and again["Idempotent-Replayed"] == "true"
+    assert ImportBatch.objects.filter(project=home.project).count() == 1
+    assert_error(upload(b"A different file.\n"), 422, "idempotency_mismatch")
