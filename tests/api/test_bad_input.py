@@ -114,8 +114,13 @@ def test_the_schema_says_what_the_api_refuses(home):
     components = schema["components"]["schemas"]
     predict = schema["paths"]["/api/v1/projects/{project_id}/predict"]["post"]["requestBody"]
     assert predict["required"] is True
-    assert components["PredictInputRequest"]["oneOf"] == [{"required": ["texts"]}, {"required": ["documents"]}]
-    assert components["PredictInputRequest"]["properties"]["texts"]["maxItems"] >= 1
+    forms = [form["$ref"].rsplit("/", 1)[-1] for form in predict["content"]["application/json"]["schema"]["oneOf"]]
+    assert forms == ["PredictInputTextsRequest", "PredictInputDocumentsRequest"]
+    texts, documents = components["PredictInputTextsRequest"], components["PredictInputDocumentsRequest"]
+    assert "texts" in texts["required"] and "documents" not in texts["properties"]
+    assert "documents" in documents["required"] and "texts" not in documents["properties"]
+    assert texts["additionalProperties"] is False and documents["additionalProperties"] is False
+    assert texts["properties"]["texts"]["maxItems"] >= 1
     bulk = components["DocumentsBulkCreateRequest"]
     assert bulk["properties"]["documents"]["minItems"] == 1
     assert components["ProjectCreateInputRequest"]["additionalProperties"] is False
