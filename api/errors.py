@@ -36,7 +36,7 @@ from api.exceptions import (
     TooLarge,
     UnknownLabels,
 )
-from learning.exceptions import ActiveVersionChanged, ModelSwitchRefused, TrainingRefused
+from learning.exceptions import ActiveVersionChanged, BundleUnavailable, ModelSwitchRefused, TrainingRefused
 
 server_errors = logging.getLogger("django.request")
 
@@ -66,6 +66,7 @@ DOMAIN_ERRORS: list[tuple[type[Exception], int, str]] = [
     (ActiveVersionChanged, status.HTTP_409_CONFLICT, "version_mismatch"),
     (ModelSwitchRefused, status.HTTP_409_CONFLICT, "model_switch_refused"),
     (TrainingRefused, status.HTTP_409_CONFLICT, "training_refused"),
+    (BundleUnavailable, status.HTTP_409_CONFLICT, "bundle_unavailable"),
     # Last: any other error a person can act on is the caller's to fix.
     (DocketError, status.HTTP_400_BAD_REQUEST, "rejected"),
 ]

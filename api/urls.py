@@ -72,6 +72,7 @@ urlpatterns = [
     path(f"{P}/models", models.ModelVersionListApi.as_view(), name="models"),
     path(f"{P}/models/rollback", models.ModelVersionRollbackApi.as_view(), name="models-rollback"),
     path(f"{P}/models/<int:number>", models.ModelVersionDetailApi.as_view(), name="model"),
+    path(f"{P}/models/<int:number>/bundle", models.ModelBundleApi.as_view(), name="model-bundle"),
     path(f"{P}/models/<int:number>/promote", models.ModelVersionPromoteApi.as_view(), name="model-promote"),
     path(
         f"{P}/training-runs",

@@ -23,3 +23,7 @@ class ActiveVersionChanged(ModelSwitchRefused):
         super().__init__(f"Expected v{expected} to be serving, but {serving}; nothing was changed.")
         self.expected = expected
         self.active = active
+
+
+class BundleUnavailable(DocketError):
+    """A model version that cannot be exported as a bundle (none yet, still training, failed, or files pruned)."""

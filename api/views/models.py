@@ -1,8 +1,10 @@
-"""Model versions (list, detail with metrics, promote, roll back) and training runs (start, status)."""
+"""Model versions (list, detail with metrics, promote, roll back, download as a bundle) and training runs."""
 
 from django.db.models import F, QuerySet
 from django.db.models.functions import Coalesce, Greatest
-from drf_spectacular.utils import OpenApiExample, extend_schema, extend_schema_field
+from django.http import FileResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -13,8 +15,9 @@ from api.input import JsonInput, QueryFilter
 from api.models import Scope
 from api.pagination import paged
 from api.schema import PAGE_PARAMETERS, cursor_page, errors
+from api.views.annotations import ExportFormatNegotiation
 from api.views.base import ApiView
-from learning import selectors, services
+from learning import bundles, selectors, services
 from learning.models import ModelVersion, TrainingRun
 
 TAGS = ["models"]
@@ -222,6 +225,36 @@ class ModelVersionRollbackApi(ApiView):
             project=project, actor=request.user, from_version=_from_version(request)
         )
         return Response(ModelVersionOutput(version).data)
+
+
+class ModelBundleApi(ApiView):
+    content_negotiation_class = ExportFormatNegotiation  # the zip is sent as it is; only errors are rendered
+
+    @extend_schema(
+        operation_id="models_bundle",
+        tags=TAGS,
+        summary="Download a version as a model bundle",
+        description=(
+            "Scope `admin`; project admins only. A zip of one directory: the model in SetFit's format "
+            "(`SetFitModel.from_pretrained` loads it), `labels.json`, `manifest.json` (taxonomy version, "
+            "thresholds) and `SHA256SUMS`; the same as `manage.py export_model`. Score large corpora with it on "
+            "Spark (docs/scale.md). 409 when the version is training, failed or its files were pruned."
+        ),
+        responses={
+            (200, "application/zip"): OpenApiResponse(OpenApiTypes.BINARY, description="The bundle as a zip"),
+            **errors(404, 409),
+        },
+    )
+    def get(self, request: Request, project_id: int, number: int) -> FileResponse:
+        project = access_project(request, project_id, scope=Scope.ADMIN, action="manage_models")
+        version = bundles.bundle_version(project=project, number=_version(project, number).number)
+        archive = bundles.model_bundle_zip(version=version, actor=request.user)
+        return FileResponse(
+            archive,
+            as_attachment=True,
+            filename=f"{bundles.bundle_name(version)}.zip",
+            content_type="application/zip",
+        )
 
 
 class TrainingRunListApi(ApiView):

@@ -116,6 +116,7 @@ ENDPOINTS += [
     ),
     Endpoint("models_list", "get", lambda s, o: f"{P(s)}/models", "read", "reviewer", 200),
     Endpoint("models_retrieve", "get", lambda s, o: f"{P(s)}/models/1", "read", "reviewer", 200),
+    Endpoint("models_bundle", "get", lambda s, o: f"{P(s)}/models/1/bundle", "admin", "admin", 200),
     Endpoint("models_promote", "post", lambda s, o: f"{P(s)}/models/1/promote", "admin", "admin", 200),
     Endpoint("models_rollback", "post", lambda s, o: f"{P(s)}/models/rollback", "admin", "admin", 200),
     Endpoint("training_runs_list", "get", lambda s, o: f"{P(s)}/training-runs", "read", "reviewer", 200),
