@@ -27,3 +27,7 @@ class ActiveVersionChanged(ModelSwitchRefused):
 
 class BundleUnavailable(DocketError):
     """A model version that cannot be exported as a bundle (none yet, still training, failed, or files pruned)."""
+
+
+class ScoresRejected(DocketError):
+    """Scores made elsewhere that cannot be stored: another model version, or columns this project lacks."""

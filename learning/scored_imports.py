@@ -1,0 +1,189 @@
+"""A corpus scored elsewhere (the Spark job, docs/scale.md) comes back into Docket without scoring it again.
+
+Each row of the scored Parquet becomes (or finds, by its id) a document of the project and stores its
+probabilities as the queue's, under the active model version the file was scored with; then the whole queue
+is put in order from the stored probabilities, with the evaluation documents interleaved as after any rescore.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+
+from annotation.models import Document, Project
+from annotation.services.audit import audit_record
+from annotation.services.imports import content_hash
+from learning import selectors, services
+from learning.exceptions import ScoresRejected
+from learning.ml.spark_scoring import PROBABILITY_PREFIX
+from learning.ml.strategies import get_strategy
+from learning.models import EvaluationReservation, ModelVersion, QueuePriority
+
+BATCH_ROWS = 5_000
+
+
+@dataclass
+class ScoredImport:
+    """What one import did, row by row of the file."""
+
+    model_version: int
+    rows: int = 0
+    created: int = 0
+    scored: int = 0
+    not_queued: int = 0
+    unmatched: int = 0
+    duplicates: int = 0
+    queue_reordered: int = 0
+
+
+def scored_corpus_import(
+    *, project: Project, path: str | Path, actor: AbstractBaseUser | None = None, batch_rows: int = BATCH_ROWS
+) -> ScoredImport:
+    """Store the probabilities of a scored Parquet file (or directory) as the project's queue scores.
+
+    Rows whose id is a document's external id update it; rows with a `text` column and an unknown id become new
+    documents; rows with neither are counted as unmatched. Only queued documents take the scores (a labeled one
+    needs none). Refused, before anything is written, unless every row was scored by the active model version.
+    """
+    import pyarrow.dataset as ds
+
+    active = selectors.active_model_version(project)
+    if active is None:
+        raise ScoresRejected("The project has no active model; scores of a corpus need the model that made them.")
+    dataset = ds.dataset(str(path), format="parquet")
+    columns = ["id", *(f"{PROBABILITY_PREFIX}{key}" for key in active.label_keys)]
+    missing = [name for name in (*columns, "model_version", "taxonomy_version") if name not in dataset.schema.names]
+    if missing:
+        raise ScoresRejected(f"The scored file has no column {', '.join(missing)}: was it scored with this project?")
+    _check_versions(dataset, active)
+    with_text = "text" in dataset.schema.names
+    result = ScoredImport(model_version=active.number)
+    for batch in dataset.to_batches(columns=columns + (["text"] if with_text else []), batch_size=batch_rows):
+        _import_batch(project, active, batch.to_pydict(), with_text, result)
+    services.evaluation_reserve(project=project)
+    result.queue_reordered = queue_order_from_stored_scores(project=project)
+    audit_record(
+        action="import.scores",
+        actor=actor,
+        project=project,
+        target=active,
+        after=dict(vars(result)),
+    )
+    return result
+
+
+def _check_versions(dataset, active: ModelVersion) -> None:
+    import pyarrow.compute as pc
+
+    table = dataset.to_table(columns=["model_version", "taxonomy_version"])
+    versions = set(pc.unique(table["model_version"]).to_pylist())
+    taxonomies = set(pc.unique(table["taxonomy_version"]).to_pylist())
+    if versions - {active.number} or taxonomies - {active.taxonomy_version}:
+        raise ScoresRejected(
+            f"The file was scored with model version {sorted(versions)} (taxonomy {sorted(taxonomies)}), but version "
+            f"{active.number} (taxonomy {active.taxonomy_version}) serves now: score it again with a bundle of "
+            f"version {active.number} (manage.py export_model)."
+        )
+
+
+def _import_batch(project: Project, active: ModelVersion, rows: dict, with_text: bool, result: ScoredImport) -> None:
+    ids = [str(value) for value in rows["id"]]
+    result.rows += len(ids)
+    found = dict(Document.objects.filter(project=project, external_id__in=ids).values_list("external_id", "pk"))
+    duplicates = set()
+    if with_text:
+        new = [(i, text) for i, text in zip(ids, rows["text"], strict=True) if i not in found and text]
+        created = Document.objects.bulk_create(
+            [Document(project=project, external_id=i, text=text, content_hash=content_hash(text)) for i, text in new],
+            ignore_conflicts=True,  # the same text under another id is a duplicate, as in any import
+        )
+        del created  # ignore_conflicts returns no keys on every database: read them back instead
+        found.update(
+            Document.objects.filter(project=project, external_id__in=[i for i, _ in new]).values_list(
+                "external_id", "pk"
+            )
+        )
+        duplicates = {i for i, _ in new if i not in found}
+        result.created += len(new) - len(duplicates)
+        result.duplicates += len(duplicates)
+    queued = set(
+        Document.objects.filter(pk__in=list(found.values()), status=Document.Status.QUEUED).values_list("pk", flat=True)
+    )
+    keys = list(active.label_keys)
+    priorities = []
+    for row, external_id in enumerate(ids):
+        pk = found.get(external_id)
+        if pk is None:
+            result.unmatched += external_id not in duplicates
+            continue
+        if pk not in queued:
+            result.not_queued += 1
+            continue
+        probabilities = {key: round(float(rows[f"{PROBABILITY_PREFIX}{key}"][row]), 4) for key in keys}
+        priorities.append(
+            QueuePriority(
+                document_id=pk, project=project, score=0.0, model_version=active.number, probabilities=probabilities
+            )
+        )
+    QueuePriority.objects.bulk_create(
+        priorities,
+        batch_size=1000,
+        update_conflicts=True,
+        unique_fields=["document"],
+        update_fields=["project", "score", "model_version", "probabilities", "updated_at"],
+    )
+    result.scored += len(priorities)
+
+
+def queue_order_from_stored_scores(*, project: Project) -> int:
+    """Order the whole queue by the strategy's scores of the probabilities already stored, encoding nothing.
+
+    Queued documents carrying the active model's probabilities are ordered by the project's query strategy;
+    evaluation documents take their slots as after any rescore; documents without the active model's scores keep
+    their rows until the next rescore. Returns the rows written (0 when the active model changed meanwhile).
+    """
+    active = selectors.active_model_version(project)
+    if active is None:
+        return 0
+    queued = Document.objects.filter(project=project, status=Document.Status.QUEUED)
+    reserved = set(
+        EvaluationReservation.objects.filter(project=project, document__in=queued).values_list("document_id", flat=True)
+    )
+    stored = (
+        QueuePriority.objects.filter(document__in=queued, model_version=active.number)
+        .exclude(document_id__in=reserved)
+        .order_by("document_id")
+        .values_list("document_id", "probabilities")
+    )
+    keys = list(active.label_keys)
+    learner_ids, rows = [], []
+    for document_id, probabilities in stored.iterator(chunk_size=10_000):
+        learner_ids.append(document_id)
+        rows.append([probabilities.get(key, 0.0) for key in keys])
+    learner_ids = np.asarray(learner_ids, dtype=np.int64)
+    probabilities = np.asarray(rows, dtype=np.float64).reshape(len(learner_ids), len(keys))
+    evaluation_ids = np.asarray(sorted(reserved), dtype=np.int64)
+    strategy = get_strategy(project.query_strategy, multi_label=project.multi_label)
+    scores = np.asarray(strategy.scores(probabilities, rng=np.random.default_rng()), dtype=np.float64)
+    order = np.argsort(-scores, kind="stable")
+    learner_scores, eval_scores = services.interleaved_scores(len(order), len(evaluation_ids), project.eval_fraction)
+    by_row = np.empty(len(learner_ids))
+    by_row[order] = learner_scores
+    pool = services.PoolScores(
+        document_ids=np.concatenate([learner_ids, evaluation_ids]),
+        scores=np.concatenate([by_row, services._evaluation_scores(evaluation_ids, eval_scores)]),
+        model_version=active.number,
+        probabilities=probabilities,
+        label_keys=keys,
+        learner_mask=np.concatenate([np.ones(len(learner_ids), bool), np.zeros(len(evaluation_ids), bool)]),
+    )
+    with transaction.atomic():
+        services._state_lock(project.pk)
+        now_active = selectors.active_model_version(project)
+        if now_active is None or now_active.pk != active.pk:
+            return 0
+        return services._priorities_write(project.pk, pool)
