@@ -240,7 +240,12 @@ CELERY_TASK_ROUTES = {
     "learning.tasks.train_fast": {"queue": DOCKET_FAST_QUEUE},
     "learning.tasks.labels_changed": {"queue": DOCKET_FAST_QUEUE},
     "learning.tasks.rescore_pool": {"queue": DOCKET_FAST_QUEUE},
+    "learning.tasks.embed_shards": {"queue": env.str("DOCKET_EMBED_QUEUE", default="celery")},
 }
+# After a body fine-tune, the pool's re-embedding is cut into shards of this many documents, and the run sends
+# this many helper tasks to other workers to encode shards beside it (PostgreSQL only; 0: it embeds alone).
+DOCKET_EMBED_SHARD_SIZE = env.int("DOCKET_EMBED_SHARD_SIZE", default=2048)
+DOCKET_EMBED_HELPERS = env.int("DOCKET_EMBED_HELPERS", default=1)
 # Task events for Flower and `celery events` (see docs/deploy.md).
 CELERY_WORKER_SEND_TASK_EVENTS = env.bool("CELERY_WORKER_SEND_TASK_EVENTS", default=True)
 CELERY_TASK_SEND_SENT_EVENT = CELERY_WORKER_SEND_TASK_EVENTS

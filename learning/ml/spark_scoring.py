@@ -178,9 +178,9 @@ def _ship_code(context: Any) -> None:
 
     Executors fetch the zip from the driver whenever they start a task, so it stays until the driver exits.
     """
-    if context.applicationId in _SHIPPED:
-        return
     package = Path(__file__).resolve().parents[1]  # learning/
+    if context.applicationId in _SHIPPED or not (package / "ml" / "bundle.py").is_file():
+        return  # shipped already, or imported from a zip given with --py-files, which Spark ships itself
     scratch = Path(tempfile.mkdtemp(prefix="docket-spark-code-"))
     atexit.register(shutil.rmtree, scratch, ignore_errors=True)
     archive = scratch / "docket_scoring.zip"
@@ -253,4 +253,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run through the importable module, not __main__: functions pickled by reference keep each Python worker's
+    # loaded model in that module's _LOADED; pickled by value (as __main__'s are) they would load it per task.
+    from learning.ml import spark_scoring
+
+    sys.exit(spark_scoring.main())

@@ -1,0 +1,207 @@
+"""Re-embedding the pool under a new body, shared by every worker that is free.
+
+After a body fine-tune every queued document needs a new embedding: on two cores about 25 minutes per 100,000
+documents in one process. The run's worker writes a *plan* to the artifact store (the new body and the
+document ids, cut into shards of `DOCKET_EMBED_SHARD_SIZE`), sends a group of `embed_shards` tasks to other
+workers, and works on the shards itself. Whoever takes a shard holds a PostgreSQL advisory lock on it (freed by
+the database when its process dies, so a lost helper's shard is simply taken again) and stores it as an
+embedding shard before taking the next. Finished shards are never encoded twice: a run resumed after a crash,
+or a helper arriving late, finds them cached and moves on. The run reports documents embedded so far as its
+progress, and waits for shards other workers hold, never on a task result.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+import zlib
+from collections.abc import Callable
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+from django.conf import settings
+from django.db import connection
+
+from annotation.models import Document
+from learning import services
+from learning.ml.classifier import Classifier
+
+logger = logging.getLogger(__name__)
+
+PLANS = "plans"
+WAIT_SECONDS = 1.0
+
+ProgressCallback = Callable[[int, int], None]
+
+
+def shard_size() -> int:
+    return int(getattr(settings, "DOCKET_EMBED_SHARD_SIZE", services.SHARD_SIZE))
+
+
+def helpers_wanted() -> int:
+    """Helper tasks a run sends (0: the run embeds alone); only on PostgreSQL, whose locks share the shards."""
+    if connection.vendor != "postgresql":
+        return 0
+    return int(getattr(settings, "DOCKET_EMBED_HELPERS", 0))
+
+
+def embeddings_shared(
+    *,
+    project_id: int,
+    run_id: int,
+    classifier: Classifier,
+    document_ids: np.ndarray,
+    progress: ProgressCallback | None = None,
+) -> np.ndarray:
+    """Embeddings of `document_ids` under the classifier's body, in their order, encoded by as many workers as
+    are free (see the module docstring); with no helpers wanted or little to encode, by this process alone."""
+    document_ids = np.asarray(document_ids, dtype=np.int64)
+    body_id = classifier.body_id
+    cached_ids, _ = services.cached_embeddings(project_id=project_id, body_id=body_id)
+    missing = np.setdiff1d(document_ids, cached_ids)
+    helpers = helpers_wanted()
+    if helpers and len(missing) > shard_size():
+        plan = plan_write(project_id=project_id, run_id=run_id, classifier=classifier, document_ids=missing)
+        from celery import group
+
+        from learning import tasks
+
+        group(
+            tasks.embed_shards.s(str(plan.relative_to(services.artifact_root()))) for _ in range(helpers)
+        ).apply_async()
+        try:
+            shards_embed(plan, encode=classifier.encode, progress=progress, wait=True)
+        finally:
+            shutil.rmtree(plan, ignore_errors=True)
+    return services.embeddings_for(
+        project_id=project_id, body_id=body_id, document_ids=document_ids, encode=classifier.encode, progress=progress
+    )
+
+
+def plan_write(*, project_id: int, run_id: int, classifier: Classifier, document_ids: np.ndarray) -> Path:
+    """The plan of one run's re-embedding in the artifact store: the body, the ids, the shard size."""
+    plan = services.artifact_root() / "embeddings" / str(project_id) / classifier.body_id / PLANS / f"run-{run_id}"
+    if (plan / "plan.json").is_file():
+        return plan  # a resumed run: the same body, and its finished shards are cached already
+    staging = plan.with_name(f"{plan.name}.partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    classifier.setfit_model.model_body.save(str(staging / "body"))
+    np.save(staging / "ids.npy", np.sort(np.asarray(document_ids, dtype=np.int64)))
+    meta = {
+        "project_id": project_id,
+        "run_id": run_id,
+        "body_id": classifier.body_id,
+        "labels": classifier.labels,
+        "multi_label": classifier.multi_label,
+        "shard_size": shard_size(),
+    }
+    (staging / "plan.json").write_text(json.dumps(meta))
+    staging.rename(plan)
+    return plan
+
+
+def shards_help(*, plan_path: str) -> int:
+    """What a helper task does: take free shards of the plan until none is left; returns documents encoded."""
+    plan = services.artifact_root() / plan_path
+    try:
+        meta = json.loads((plan / "plan.json").read_text())
+        classifier = _helper_classifier(plan, meta)
+    except FileNotFoundError:
+        return 0  # the run finished (or gave up) before this helper got a worker
+    return shards_embed(plan, encode=classifier.encode)
+
+
+_helper_bodies: dict[str, Classifier] = {}
+
+
+def _helper_classifier(plan: Path, meta: dict) -> Classifier:
+    """The plan's body, loaded once per worker process (each later shard of the same body reuses it)."""
+    body_id = meta["body_id"]
+    held = _helper_bodies.get(body_id)
+    if held is None:
+        held = Classifier.create(meta["labels"], meta["multi_label"], base_model=str(plan / "body"))
+        _helper_bodies.clear()
+        _helper_bodies[body_id] = held
+    return held
+
+
+def shards_embed(
+    plan: Path,
+    *,
+    encode: Callable[..., np.ndarray],
+    progress: ProgressCallback | None = None,
+    wait: bool = False,
+) -> int:
+    """Encode and store every shard of the plan nobody else holds; with `wait`, then wait for those others
+    hold (taking over any whose holder died). Returns how many documents this process encoded."""
+    meta = json.loads((plan / "plan.json").read_text())
+    project_id, body_id, size = meta["project_id"], meta["body_id"], meta["shard_size"]
+    ids = np.load(plan / "ids.npy")
+    shards = [ids[start : start + size] for start in range(0, len(ids), size)]
+    encoded = 0
+    pending = set(range(len(shards)))
+    while pending:
+        for index in sorted(pending):
+            missing = _missing(project_id, body_id, shards[index])
+            if not len(missing):
+                pending.discard(index)
+                continue
+            with _shard_lock(body_id, index) as mine:
+                if not mine:
+                    continue
+                missing = _missing(project_id, body_id, shards[index])  # finished while we asked for the lock?
+                if len(missing):
+                    _encode_store(project_id, body_id, missing, encode)
+                    encoded += len(missing)
+                    logger.info(
+                        "Embedded shard %d of %d (%d documents) under %s", index + 1, len(shards), len(missing), body_id
+                    )
+                pending.discard(index)
+            if progress is not None:
+                progress(len(ids) - _missing_count(project_id, body_id, ids), len(ids))
+        if not wait:
+            break
+        if pending:
+            if progress is not None:
+                progress(len(ids) - _missing_count(project_id, body_id, ids), len(ids))
+            time.sleep(WAIT_SECONDS)
+    return encoded
+
+
+def _missing(project_id: int, body_id: str, wanted: np.ndarray) -> np.ndarray:
+    cached_ids, _ = services.cached_embeddings(project_id=project_id, body_id=body_id)
+    return wanted[~np.isin(wanted, cached_ids, assume_unique=True)]
+
+
+def _missing_count(project_id: int, body_id: str, wanted: np.ndarray) -> int:
+    return len(_missing(project_id, body_id, wanted))
+
+
+def _encode_store(project_id: int, body_id: str, document_ids: np.ndarray, encode: Callable[..., np.ndarray]) -> None:
+    texts_by_id = dict(Document.objects.filter(pk__in=document_ids.tolist()).values_list("pk", "text"))
+    texts = [texts_by_id.get(int(pk), "") for pk in document_ids]
+    vectors = np.asarray(encode(texts), dtype=np.float32)
+    services._shard_write(project_id, body_id, document_ids, vectors)
+
+
+def _lock_key(body_id: str) -> int:
+    return zlib.crc32(body_id.encode()) - (1 << 31)  # PostgreSQL's two-key advisory locks take int4
+
+
+@contextmanager
+def _shard_lock(body_id: str, index: int):
+    """A session-level advisory lock on (body, shard): PostgreSQL frees it when the holder's connection ends."""
+    key = _lock_key(body_id)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [key, index])
+        mine = bool(cursor.fetchone()[0])
+    try:
+        yield mine
+    finally:
+        if mine:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [key, index])
