@@ -5,7 +5,7 @@
 Uses its own PostgreSQL database (docket_bench_reembed, dropped and recreated), a temporary artifact store and
 the broker in BENCH_BROKER_URL (default redis://127.0.0.1:6379/13). It imports `--documents` demo texts
 (each with a distinct suffix) into one project, writes a re-embedding plan for a body as a fine-tune leaves it
-(learning/reembedding.py), starts the workers (each with a local directory of its own, all sharing the
+(learning/services/reembedding.py), starts the workers (each with a local directory of its own, all sharing the
 artifact store), sends one `embed_shards` task per worker and times until every document's embedding is
 stored. Each configuration starts from an empty cache; the one-worker run is the baseline of the two-worker run.
 """
@@ -75,9 +75,10 @@ def main() -> None:
     from annotation.models import Document
     from annotation.services.imports import content_hash
     from annotation.services.projects import project_create
-    from learning import reembedding, tasks
+    from learning import tasks
     from learning.ml.classifier import Classifier
     from learning.models import EmbeddingShard
+    from learning.services import reembedding
 
     taxonomy = json.loads((ROOT / "annotation/demo/taxonomy.json").read_text())
     project = project_create(name="Re-embedding benchmark", labels=taxonomy["labels"])

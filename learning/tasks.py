@@ -17,7 +17,7 @@ from billiard import current_process
 from celery import shared_task
 from celery.exceptions import Reject
 
-from learning import reembedding, services
+from learning import services
 from learning.ml.checkpoint import stop_requested
 from learning.ml.exceptions import FineTuneInterrupted
 from learning.services import neighbours
@@ -84,8 +84,8 @@ def build_neighbour_index(project_id: int) -> dict:
 
 @shared_task(acks_late=True, reject_on_worker_lost=True)
 def embed_shards(plan_path: str) -> dict:
-    """Help a run re-embed its pool: encode the plan's shards no other worker holds (learning/reembedding.py)."""
-    return {"plan": plan_path, "encoded": reembedding.shards_help(plan_path=plan_path)}
+    """Help a run re-embed its pool: encode the plan's shards no other worker holds (services/reembedding.py)."""
+    return {"plan": plan_path, "encoded": services.shards_help(plan_path=plan_path)}
 
 
 def _train(run_id: int, task_id: str) -> dict:

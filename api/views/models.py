@@ -17,7 +17,7 @@ from api.pagination import paged
 from api.schema import PAGE_PARAMETERS, cursor_page, errors
 from api.views.annotations import ExportFormatNegotiation
 from api.views.base import ApiView
-from learning import bundles, selectors, services
+from learning import selectors, services
 from learning.models import ModelVersion, TrainingRun
 
 TAGS = ["models"]
@@ -247,12 +247,12 @@ class ModelBundleApi(ApiView):
     )
     def get(self, request: Request, project_id: int, number: int) -> FileResponse:
         project = access_project(request, project_id, scope=Scope.ADMIN, action="manage_models")
-        version = bundles.bundle_version(project=project, number=_version(project, number).number)
-        archive = bundles.model_bundle_zip(version=version, actor=request.user)
+        version = services.bundle_version(project=project, number=_version(project, number).number)
+        archive = services.model_bundle_zip(version=version, actor=request.user)
         return FileResponse(
             archive,
             as_attachment=True,
-            filename=f"{bundles.bundle_name(version)}.zip",
+            filename=f"{services.bundle_name(version)}.zip",
             content_type="application/zip",
         )
 

@@ -6,12 +6,15 @@ and re-embeds the pool in resumable chunks. Both end the same way: evaluate on t
 save in SetFit's format, and, when the project's promotion policy agrees, switch the active model and rescore
 the whole queue in one transaction. The model that served before keeps serving until that commit.
 
-projects (files, base model), embeddings (the cache), evaluation (the reserved set), snapshots (the labels a
-run learns from), classifiers (held by this process), pool (queue scores), runs (asking, claiming, ending),
-training (the work), registry (switching the serving model), neighbours (nearest documents by meaning, for
-Explore). Each imports only the ones before it; callers import from here.
+projects (files, base model), embeddings (the cache), reembedding (a fine-tune's re-embedding shared with
+other workers), evaluation (the reserved set), snapshots (the labels a run learns from), classifiers (held by
+this process), pool (queue scores), scored_corpus (scores made elsewhere, back into the queue), runs (asking,
+claiming, ending), training (the work), registry (switching the serving model), bundles (a version exported to
+score outside Docket), neighbours (nearest documents by meaning, for Explore). Each imports only the ones
+before it; callers import from here.
 """
 
+from learning.services.bundles import bundle_name, bundle_version, model_bundle_export, model_bundle_zip
 from learning.services.classifiers import _held_classifier
 from learning.services.embeddings import (
     _shard_write,
@@ -29,6 +32,7 @@ from learning.services.pool import (
     queued_pool,
 )
 from learning.services.projects import artifact_root, base_model_for, project_files_remove, project_may_vanish
+from learning.services.reembedding import shards_help
 from learning.services.registry import model_version_promote, model_version_rollback
 from learning.services.runs import (
     _enqueue,
@@ -46,6 +50,7 @@ from learning.services.runs import (
     training_runs_fail_stale,
     training_runs_rekick,
 )
+from learning.services.scored_corpus import queue_order_from_stored_scores, scored_corpus_import
 from learning.services.snapshots import LabelSnapshot, label_event_count, label_snapshot, label_texts, training_refusal
 from learning.services.training import (
     fine_tune_max_steps,
@@ -63,6 +68,8 @@ __all__ = [
     "_shard_write",
     "artifact_root",
     "base_model_for",
+    "bundle_name",
+    "bundle_version",
     "cached_embeddings",
     "cached_embeddings_only",
     "embedding_shards_compact",
@@ -77,6 +84,8 @@ __all__ = [
     "LabelSnapshot",
     "learner_order",
     "max_attempts",
+    "model_bundle_export",
+    "model_bundle_zip",
     "model_version_promote",
     "model_version_rollback",
     "pool_needs_scoring",
@@ -86,7 +95,10 @@ __all__ = [
     "project_files_remove",
     "project_may_vanish",
     "promotion_decision",
+    "queue_order_from_stored_scores",
     "queued_pool",
+    "scored_corpus_import",
+    "shards_help",
     "stale_after",
     "training_due",
     "training_on_labels_changed",

@@ -35,6 +35,7 @@ from learning.services.embeddings import embeddings_for
 from learning.services.evaluation import _state_lock, evaluation_reserve
 from learning.services.pool import PoolScores, _pool_scores, _priorities_write, queued_pool
 from learning.services.projects import artifact_root, base_model_for, project_files_remove
+from learning.services.reembedding import embeddings_shared
 from learning.services.registry import _switch
 from learning.services.runs import (
     CONNECTION_ERRORS,
@@ -279,12 +280,8 @@ def _train_slow(
     pool_ids, _keys, reserved = queued_pool(project)
     needed = np.concatenate([snapshot.train_ids, snapshot.eval_ids, pool_ids[~reserved]])
     progress.phase("Embedding documents with the new body", "embed", total=len(needed))
-    embeddings = embeddings_for(
-        project_id=project.pk,
-        body_id=classifier.body_id,
-        document_ids=needed,
-        encode=classifier.encode,
-        progress=progress,
+    embeddings = embeddings_shared(
+        project_id=project.pk, run_id=run_id, classifier=classifier, document_ids=needed, progress=progress
     )
     n_train, n_eval = len(snapshot.train_ids), len(snapshot.eval_ids)
     progress.phase("Fitting the classifier head", "fit_head")

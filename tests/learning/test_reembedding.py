@@ -6,9 +6,10 @@ import psycopg2
 import pytest
 from django.db import connection
 
-from learning import reembedding, services
+from learning import services
 from learning.ml.classifier import Classifier
 from learning.models import EmbeddingShard
+from learning.services import reembedding
 from tests.learning.conftest import build_labelled_project
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]

@@ -57,6 +57,14 @@ def test_imported_scores_order_the_queue_and_serve_as_suggestions_without_encodi
     margins = [sorted(p.values())[-1] - sorted(p.values())[-2] for p in ordered]
     assert len(ordered) == 10 and margins == sorted(margins)
     assert AuditEvent.objects.get(action="import.scores").after["created"] == 6
+    # Explore filters on the imported probabilities too.
+    from explore.search import ExploreQuery, filtered_documents
+
+    key = KEYS[int(np.argmax(probabilities[0]))]
+    found = filtered_documents(
+        project, ExploreQuery(predicted_label=key, probability_min=0.0), sees_answers=True, user=None
+    )
+    assert new[0] in found
 
 
 def test_rows_for_known_documents_update_them_and_labeled_ones_are_left_alone(artifact_dir, tmp_path):

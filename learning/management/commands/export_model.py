@@ -10,8 +10,8 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from annotation.management.commands.import_documents import project_by_name_or_id
-from learning.bundles import bundle_version, model_bundle_export
 from learning.exceptions import BundleUnavailable
+from learning.services import bundle_version, model_bundle_export
 
 
 class Command(BaseCommand):

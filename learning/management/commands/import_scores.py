@@ -8,7 +8,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from annotation.management.commands.import_documents import project_by_name_or_id
 from learning.exceptions import ScoresRejected
-from learning.scored_imports import scored_corpus_import
+from learning.services import scored_corpus_import
 
 
 class Command(BaseCommand):

@@ -26,8 +26,9 @@ from django.conf import settings
 from django.db import connection
 
 from annotation.models import Document
-from learning import services
 from learning.ml.classifier import Classifier
+from learning.services.embeddings import SHARD_SIZE, _shard_write, cached_embeddings, embeddings_for
+from learning.services.projects import artifact_root
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ ProgressCallback = Callable[[int, int], None]
 
 
 def shard_size() -> int:
-    return int(getattr(settings, "DOCKET_EMBED_SHARD_SIZE", services.SHARD_SIZE))
+    return int(getattr(settings, "DOCKET_EMBED_SHARD_SIZE", SHARD_SIZE))
 
 
 def helpers_wanted() -> int:
@@ -60,7 +61,7 @@ def embeddings_shared(
     are free (see the module docstring); with no helpers wanted or little to encode, by this process alone."""
     document_ids = np.asarray(document_ids, dtype=np.int64)
     body_id = classifier.body_id
-    cached_ids, _ = services.cached_embeddings(project_id=project_id, body_id=body_id)
+    cached_ids, _ = cached_embeddings(project_id=project_id, body_id=body_id)
     missing = np.setdiff1d(document_ids, cached_ids)
     helpers = helpers_wanted()
     if helpers and len(missing) > shard_size():
@@ -69,21 +70,19 @@ def embeddings_shared(
 
         from learning import tasks
 
-        group(
-            tasks.embed_shards.s(str(plan.relative_to(services.artifact_root()))) for _ in range(helpers)
-        ).apply_async()
+        group(tasks.embed_shards.s(str(plan.relative_to(artifact_root()))) for _ in range(helpers)).apply_async()
         try:
             shards_embed(plan, encode=classifier.encode, progress=progress, wait=True)
         finally:
             shutil.rmtree(plan, ignore_errors=True)
-    return services.embeddings_for(
+    return embeddings_for(
         project_id=project_id, body_id=body_id, document_ids=document_ids, encode=classifier.encode, progress=progress
     )
 
 
 def plan_write(*, project_id: int, run_id: int, classifier: Classifier, document_ids: np.ndarray) -> Path:
     """The plan of one run's re-embedding in the artifact store: the body, the ids, the shard size."""
-    plan = services.artifact_root() / "embeddings" / str(project_id) / classifier.body_id / PLANS / f"run-{run_id}"
+    plan = artifact_root() / "embeddings" / str(project_id) / classifier.body_id / PLANS / f"run-{run_id}"
     if (plan / "plan.json").is_file():
         return plan  # a resumed run: the same body, and its finished shards are cached already
     staging = plan.with_name(f"{plan.name}.partial")
@@ -106,13 +105,15 @@ def plan_write(*, project_id: int, run_id: int, classifier: Classifier, document
 
 def shards_help(*, plan_path: str) -> int:
     """What a helper task does: take free shards of the plan until none is left; returns documents encoded."""
-    plan = services.artifact_root() / plan_path
+    plan = artifact_root() / plan_path
     try:
         meta = json.loads((plan / "plan.json").read_text())
         classifier = _helper_classifier(plan, meta)
-    except FileNotFoundError:
-        return 0  # the run finished (or gave up) before this helper got a worker
-    return shards_embed(plan, encode=classifier.encode)
+        return shards_embed(plan, encode=classifier.encode)
+    except OSError:
+        if (plan / "plan.json").exists():
+            raise
+        return 0  # the run finished (or gave up) and removed its plan before or while this helper worked
 
 
 _helper_bodies: dict[str, Classifier] = {}
@@ -173,7 +174,7 @@ def shards_embed(
 
 
 def _missing(project_id: int, body_id: str, wanted: np.ndarray) -> np.ndarray:
-    cached_ids, _ = services.cached_embeddings(project_id=project_id, body_id=body_id)
+    cached_ids, _ = cached_embeddings(project_id=project_id, body_id=body_id)
     return wanted[~np.isin(wanted, cached_ids, assume_unique=True)]
 
 
@@ -185,7 +186,7 @@ def _encode_store(project_id: int, body_id: str, document_ids: np.ndarray, encod
     texts_by_id = dict(Document.objects.filter(pk__in=document_ids.tolist()).values_list("pk", "text"))
     texts = [texts_by_id.get(int(pk), "") for pk in document_ids]
     vectors = np.asarray(encode(texts), dtype=np.float32)
-    services._shard_write(project_id, body_id, document_ids, vectors)
+    _shard_write(project_id, body_id, document_ids, vectors)
 
 
 def _lock_key(body_id: str) -> int:

@@ -17,11 +17,13 @@ from django.db import transaction
 from annotation.models import Document, Project
 from annotation.services.audit import audit_record
 from annotation.services.imports import content_hash
-from learning import selectors, services
+from learning import selectors
 from learning.exceptions import ScoresRejected
 from learning.ml.spark_scoring import PROBABILITY_PREFIX
 from learning.ml.strategies import get_strategy
 from learning.models import EvaluationReservation, ModelVersion, QueuePriority
+from learning.services.evaluation import _state_lock, evaluation_reserve, interleaved_scores
+from learning.services.pool import PoolScores, _evaluation_scores, _priorities_write
 
 BATCH_ROWS = 5_000
 
@@ -64,7 +66,7 @@ def scored_corpus_import(
     result = ScoredImport(model_version=active.number)
     for batch in dataset.to_batches(columns=columns + (["text"] if with_text else []), batch_size=batch_rows):
         _import_batch(project, active, batch.to_pydict(), with_text, result)
-    services.evaluation_reserve(project=project)
+    evaluation_reserve(project=project)
     result.queue_reordered = queue_order_from_stored_scores(project=project)
     audit_record(
         action="import.scores",
@@ -170,20 +172,20 @@ def queue_order_from_stored_scores(*, project: Project) -> int:
     strategy = get_strategy(project.query_strategy, multi_label=project.multi_label)
     scores = np.asarray(strategy.scores(probabilities, rng=np.random.default_rng()), dtype=np.float64)
     order = np.argsort(-scores, kind="stable")
-    learner_scores, eval_scores = services.interleaved_scores(len(order), len(evaluation_ids), project.eval_fraction)
+    learner_scores, eval_scores = interleaved_scores(len(order), len(evaluation_ids), project.eval_fraction)
     by_row = np.empty(len(learner_ids))
     by_row[order] = learner_scores
-    pool = services.PoolScores(
+    pool = PoolScores(
         document_ids=np.concatenate([learner_ids, evaluation_ids]),
-        scores=np.concatenate([by_row, services._evaluation_scores(evaluation_ids, eval_scores)]),
+        scores=np.concatenate([by_row, _evaluation_scores(evaluation_ids, eval_scores)]),
         model_version=active.number,
         probabilities=probabilities,
         label_keys=keys,
         learner_mask=np.concatenate([np.ones(len(learner_ids), bool), np.zeros(len(evaluation_ids), bool)]),
     )
     with transaction.atomic():
-        services._state_lock(project.pk)
+        _state_lock(project.pk)
         now_active = selectors.active_model_version(project)
         if now_active is None or now_active.pk != active.pk:
             return 0
-        return services._priorities_write(project.pk, pool)
+        return _priorities_write(project.pk, pool)
