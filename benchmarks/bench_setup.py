@@ -39,3 +39,14 @@ def configure_django(database_url: str, **environment: str) -> None:
     import django
 
     django.setup()
+
+
+def result_write(result: dict, path: Path | None) -> None:
+    """Print a benchmark's result as JSON, with the load average it ended under, and write it to `path` if given."""
+    import json
+
+    result["load_average_end"] = [round(x, 1) for x in os.getloadavg()]
+    print(json.dumps(result, indent=2))
+    if path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(result, indent=2) + "\n")

@@ -21,7 +21,7 @@ import time
 import uuid
 from pathlib import Path
 
-from bench_setup import configure_django, recreate_database
+from bench_setup import configure_django, recreate_database, result_write
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -129,11 +129,7 @@ def main() -> None:
     runs = result["runs"]
     if "workers_1" in runs and "workers_2" in runs:
         result["speed_up_2_over_1"] = round(runs["workers_1"]["seconds"] / runs["workers_2"]["seconds"], 2)
-    result["load_average_end"] = [round(x, 1) for x in os.getloadavg()]
-    print(json.dumps(result, indent=2))
-    if args.write:
-        args.write.parent.mkdir(parents=True, exist_ok=True)
-        args.write.write_text(json.dumps(result, indent=2) + "\n")
+    result_write(result, args.write)
     shutil.rmtree(ARTIFACTS, ignore_errors=True)
 
 

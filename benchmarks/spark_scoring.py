@@ -34,6 +34,8 @@ os.environ.update({"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZE
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas")
 
+from bench_setup import result_write  # noqa: E402
+
 from learning.ml.bundle import bundle_write  # noqa: E402
 from learning.ml.classifier import Classifier, TrainingArgs  # noqa: E402
 from learning.ml.spark_scoring import score_corpus, spark_session  # noqa: E402
@@ -176,8 +178,18 @@ class Standalone:
             worker += ["--memory", "2g", "--port", str(port), "--webui-port", str(port + 1)]
             worker += ["--work-dir", str(SCRATCH / f"work-{index}")]
             self._start([spark_class, *worker], env, f"worker-{index}")
-        time.sleep(15)  # registration; the first job waits for its executors anyway
+        self._wait_for("master", "elected leader")
+        for index in range(2):
+            self._wait_for(f"worker-{index}", "Successfully registered with master")
         return self
+
+    def _wait_for(self, name: str, line: str, timeout: float = 300) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if line in (SCRATCH / f"{name}.log").read_text():
+                return
+            time.sleep(1)
+        raise RuntimeError(f"the standalone {name} did not log {line!r} within {timeout:.0f} s")
 
     def _start(self, command: list[str], env: dict, name: str) -> None:
         log = (SCRATCH / f"{name}.log").open("w")
@@ -239,11 +251,7 @@ def main() -> None:
                 )
                 print(json.dumps(runs), flush=True)
         result["standalone"] = runs
-    result["load_average_end"] = [round(x, 1) for x in os.getloadavg()]
-    print(json.dumps(result, indent=2))
-    if args.write:
-        args.write.parent.mkdir(parents=True, exist_ok=True)
-        args.write.write_text(json.dumps(result, indent=2) + "\n")
+    result_write(result, args.write)
     shutil.rmtree(SCRATCH, ignore_errors=True)
 
 

@@ -64,10 +64,18 @@ def scored_corpus_import(
     _check_versions(dataset, active)
     with_text = "text" in dataset.schema.names
     result = ScoredImport(model_version=active.number)
+    scored_ids, scored_rows = [], []
     for batch in dataset.to_batches(columns=columns + (["text"] if with_text else []), batch_size=batch_rows):
-        _import_batch(project, active, batch.to_pydict(), with_text, result)
+        ids, probabilities = _import_batch(project, active, batch.to_pydict(), with_text, result)
+        scored_ids.append(ids)
+        scored_rows.append(probabilities)
     evaluation_reserve(project=project)
-    result.queue_reordered = queue_order_from_stored_scores(project=project)
+    incoming = (
+        np.concatenate(scored_ids) if scored_ids else np.empty(0, dtype=np.int64),
+        np.concatenate(scored_rows) if scored_rows else np.empty((0, len(active.label_keys))),
+    )
+    result.scored = len(incoming[0])
+    result.queue_reordered = queue_order_from_stored_scores(project=project, incoming=incoming)
     audit_record(
         action="import.scores",
         actor=actor,
@@ -92,61 +100,53 @@ def _check_versions(dataset, active: ModelVersion) -> None:
         )
 
 
-def _import_batch(project: Project, active: ModelVersion, rows: dict, with_text: bool, result: ScoredImport) -> None:
+def _import_batch(
+    project: Project, active: ModelVersion, rows: dict, with_text: bool, result: ScoredImport
+) -> tuple[np.ndarray, np.ndarray]:
+    """Find or create the batch's documents; returns the queued ones' ids and their rows of probabilities."""
     ids = [str(value) for value in rows["id"]]
     result.rows += len(ids)
     found = dict(Document.objects.filter(project=project, external_id__in=ids).values_list("external_id", "pk"))
     duplicates = set()
     if with_text:
         new = [(i, text) for i, text in zip(ids, rows["text"], strict=True) if i not in found and text]
-        created = Document.objects.bulk_create(
+        # ignore_conflicts: the same text under another id is a duplicate, as in any import. It returns no keys
+        # on every database, so they are read back by external id.
+        Document.objects.bulk_create(
             [Document(project=project, external_id=i, text=text, content_hash=content_hash(text)) for i, text in new],
-            ignore_conflicts=True,  # the same text under another id is a duplicate, as in any import
+            ignore_conflicts=True,
         )
-        del created  # ignore_conflicts returns no keys on every database: read them back instead
-        found.update(
-            Document.objects.filter(project=project, external_id__in=[i for i, _ in new]).values_list(
-                "external_id", "pk"
-            )
-        )
+        created = Document.objects.filter(project=project, external_id__in=[i for i, _ in new])
+        found.update(created.values_list("external_id", "pk"))
         duplicates = {i for i, _ in new if i not in found}
         result.created += len(new) - len(duplicates)
         result.duplicates += len(duplicates)
     queued = set(
         Document.objects.filter(pk__in=list(found.values()), status=Document.Status.QUEUED).values_list("pk", flat=True)
     )
-    keys = list(active.label_keys)
-    priorities = []
+    columns = np.column_stack(
+        [np.asarray(rows[f"{PROBABILITY_PREFIX}{key}"], dtype=np.float64) for key in active.label_keys]
+    )
+    keep, document_ids = [], []
     for row, external_id in enumerate(ids):
         pk = found.get(external_id)
         if pk is None:
             result.unmatched += external_id not in duplicates
-            continue
-        if pk not in queued:
+        elif pk not in queued:
             result.not_queued += 1
-            continue
-        probabilities = {key: round(float(rows[f"{PROBABILITY_PREFIX}{key}"][row]), 4) for key in keys}
-        priorities.append(
-            QueuePriority(
-                document_id=pk, project=project, score=0.0, model_version=active.number, probabilities=probabilities
-            )
-        )
-    QueuePriority.objects.bulk_create(
-        priorities,
-        batch_size=1000,
-        update_conflicts=True,
-        unique_fields=["document"],
-        update_fields=["project", "score", "model_version", "probabilities", "updated_at"],
-    )
-    result.scored += len(priorities)
+        else:
+            keep.append(row)
+            document_ids.append(pk)
+    return np.asarray(document_ids, dtype=np.int64), columns[keep]
 
 
-def queue_order_from_stored_scores(*, project: Project) -> int:
-    """Order the whole queue by the strategy's scores of the probabilities already stored, encoding nothing.
+def queue_order_from_stored_scores(*, project: Project, incoming: tuple[np.ndarray, np.ndarray] | None = None) -> int:
+    """Order the whole queue by the strategy's scores of the active model's probabilities, encoding nothing.
 
-    Queued documents carrying the active model's probabilities are ordered by the project's query strategy;
-    evaluation documents take their slots as after any rescore; documents without the active model's scores keep
-    their rows until the next rescore. Returns the rows written (0 when the active model changed meanwhile).
+    Those are the ones stored, and `incoming` (document ids, probabilities in the model's label order) in their
+    place. Queued documents with probabilities are ordered by the project's query strategy; evaluation documents
+    take their slots as after any rescore; documents without the active model's scores keep their rows until the
+    next rescore. Returns the rows written (0 when the active model changed meanwhile), in one statement.
     """
     active = selectors.active_model_version(project)
     if active is None:
@@ -162,12 +162,18 @@ def queue_order_from_stored_scores(*, project: Project) -> int:
         .values_list("document_id", "probabilities")
     )
     keys = list(active.label_keys)
+    incoming_ids, incoming_rows = (
+        incoming if incoming is not None else (np.empty(0, np.int64), np.empty((0, len(keys))))
+    )
+    replaced = set(incoming_ids.tolist())
     learner_ids, rows = [], []
     for document_id, probabilities in stored.iterator(chunk_size=10_000):
-        learner_ids.append(document_id)
-        rows.append([probabilities.get(key, 0.0) for key in keys])
-    learner_ids = np.asarray(learner_ids, dtype=np.int64)
-    probabilities = np.asarray(rows, dtype=np.float64).reshape(len(learner_ids), len(keys))
+        if document_id not in replaced:
+            learner_ids.append(document_id)
+            rows.append([probabilities.get(key, 0.0) for key in keys])
+    fresh = ~np.isin(incoming_ids, np.asarray(sorted(reserved), dtype=np.int64))
+    learner_ids = np.concatenate([np.asarray(learner_ids, dtype=np.int64), incoming_ids[fresh]])
+    probabilities = np.concatenate([np.asarray(rows, dtype=np.float64).reshape(-1, len(keys)), incoming_rows[fresh]])
     evaluation_ids = np.asarray(sorted(reserved), dtype=np.int64)
     strategy = get_strategy(project.query_strategy, multi_label=project.multi_label)
     scores = np.asarray(strategy.scores(probabilities, rng=np.random.default_rng()), dtype=np.float64)
