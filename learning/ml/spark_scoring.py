@@ -5,13 +5,15 @@
 Reads Parquet, CSV (with a header) or JSON Lines; writes Parquet with the document id, one `prob_<label key>`
 column per label, the predicted labels, the model version and the taxonomy version (docs/scale.md). Each
 Python worker loads the model once and keeps it for every task it runs (`mapInPandas` over Arrow batches);
-the bundle is shipped to the executors by Spark itself, so it needs no shared disk. Plain Python, no Django.
+Spark ships the bundle to the executors itself (as an archive), so it needs no shared disk. Plain Python, no
+Django.
 """
 
 from __future__ import annotations
 
 import argparse
 import atexit
+import hashlib
 import logging
 import os
 import shutil
@@ -27,7 +29,7 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script by spark-submit: make `learning` importable from the checkout
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from learning.ml.bundle import Bundle, bundle_read  # noqa: E402
+from learning.ml.bundle import CHECKSUMS, Bundle, bundle_read  # noqa: E402
 
 logger = logging.getLogger("docket.spark_scoring")
 
@@ -146,7 +148,7 @@ def score_corpus(
     """Score `input_path` into Parquet at `output_path` with the bundle; returns the bundle read."""
     bundle = bundle_read(bundle_dir)  # verifies the checksums once, here, before anything is shipped
     context = spark.sparkContext
-    context.addFile(str(Path(bundle_dir).resolve()), recursive=True)
+    archive_name = _ship_bundle(context, Path(bundle_dir).resolve())
     _ship_code(context)
     corpus = read_corpus(spark, input_path, fmt)
     missing = [name for name in (id_column, text_column, *keep) if name not in corpus.columns]
@@ -158,7 +160,7 @@ def score_corpus(
     threads = threads or int(spark.conf.get("spark.task.cpus", "1"))
     schema = ", ".join(f"`{name}` {kind}" for name, kind in output_columns(bundle, keep))
     function = score_batches(
-        bundle_name=Path(bundle_dir).resolve().name,
+        bundle_name=archive_name,
         id_column=id_column,
         text_column=text_column,
         keep=list(keep),
@@ -170,7 +172,32 @@ def score_corpus(
     return bundle
 
 
-_SHIPPED: set[str] = set()
+_SHIPPED: set[tuple[str, str]] = set()
+_SCRATCH: list[Path] = []
+
+
+def _scratch() -> Path:
+    """A directory of this driver's for what it ships; removed when the driver exits (executors fetch lazily)."""
+    if not _SCRATCH:
+        _SCRATCH.append(Path(tempfile.mkdtemp(prefix="docket-spark-")))
+        atexit.register(shutil.rmtree, _SCRATCH[0], ignore_errors=True)
+    return _SCRATCH[0]
+
+
+def _ship_bundle(context: Any, bundle_dir: Path) -> str:
+    """Send the bundle to every executor as an archive (Spark ships no directories outside local mode); returns
+    the name under which `SparkFiles.get` finds it unpacked."""
+    digest = bundle_dir.joinpath(CHECKSUMS).read_bytes()
+    name = f"{bundle_dir.name}-{hashlib.sha256(digest).hexdigest()[:12]}.zip"
+    if (context.applicationId, name) in _SHIPPED:
+        return name
+    archive = _scratch() / name
+    with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_STORED) as zipped:
+        for path in sorted(p for p in bundle_dir.rglob("*") if p.is_file()):
+            zipped.write(path, path.relative_to(bundle_dir).as_posix())
+    context.addArchive(str(archive))
+    _SHIPPED.add((context.applicationId, name))
+    return name
 
 
 def _ship_code(context: Any) -> None:
@@ -179,16 +206,14 @@ def _ship_code(context: Any) -> None:
     Executors fetch the zip from the driver whenever they start a task, so it stays until the driver exits.
     """
     package = Path(__file__).resolve().parents[1]  # learning/
-    if context.applicationId in _SHIPPED or not (package / "ml" / "bundle.py").is_file():
+    if (context.applicationId, "code") in _SHIPPED or not (package / "ml" / "bundle.py").is_file():
         return  # shipped already, or imported from a zip given with --py-files, which Spark ships itself
-    scratch = Path(tempfile.mkdtemp(prefix="docket-spark-code-"))
-    atexit.register(shutil.rmtree, scratch, ignore_errors=True)
-    archive = scratch / "docket_scoring.zip"
+    archive = _scratch() / f"docket_scoring_{context.applicationId}.zip"
     with zipfile.ZipFile(archive, "w") as zipped:
         for relative in ("__init__.py", "ml/__init__.py", "ml/bundle.py", "ml/spark_scoring.py"):
             zipped.write(package / relative, f"learning/{relative}")
     context.addPyFile(str(archive))
-    _SHIPPED.add(context.applicationId)
+    _SHIPPED.add((context.applicationId, "code"))
 
 
 def spark_session(master: str | None = None, *, app_name: str = "docket-corpus-scoring", conf: dict | None = None):
