@@ -64,6 +64,7 @@ INSTALLED_APPS = [
     "quality",
     "api",
     "explore",
+    "webhooks",
 ]
 
 MIDDLEWARE = [
@@ -190,6 +191,14 @@ ARTIFACT_DIR = Path(env.str("DOCKET_ARTIFACT_DIR", default=str(VAR_DIR / "artifa
 DOCKET_MAX_TEXT_CHARS = env.int("DOCKET_MAX_TEXT_CHARS", default=20_000)
 # Rows per bulk insert during imports.
 DOCKET_IMPORT_CHUNK = env.int("DOCKET_IMPORT_CHUNK", default=2_000)
+# Webhooks (docs/admin-guide.md#webhooks): HTTPS only, except plain http to this machine in development and tests;
+# private-network targets are refused unless allowed. A failed delivery is retried after RETRY_SECONDS, doubling.
+DOCKET_WEBHOOK_ALLOW_HTTP_LOCAL = env.bool("DOCKET_WEBHOOK_ALLOW_HTTP_LOCAL", default=DEVELOPMENT)
+DOCKET_WEBHOOK_ALLOW_PRIVATE_NETWORKS = env.bool("DOCKET_WEBHOOK_ALLOW_PRIVATE_NETWORKS", default=DEVELOPMENT)
+DOCKET_WEBHOOK_RETRY_SECONDS = env.float("DOCKET_WEBHOOK_RETRY_SECONDS", default=30.0)
+DOCKET_WEBHOOK_MAX_ATTEMPTS = env.int("DOCKET_WEBHOOK_MAX_ATTEMPTS", default=6)
+DOCKET_WEBHOOK_TIMEOUT_SECONDS = env.float("DOCKET_WEBHOOK_TIMEOUT_SECONDS", default=10.0)
+DOCKET_WEBHOOK_LABELED_BATCH_SECONDS = env.float("DOCKET_WEBHOOK_LABELED_BATCH_SECONDS", default=10.0)
 # Directory or name of the default SentenceTransformer body; empty means the packaged all-MiniLM-L6-v2.
 DOCKET_BASE_MODEL = env.str("DOCKET_BASE_MODEL", default="")
 # Cap on body fine-tuning steps in a slow run (~3 s a step on 2 CPU cores).

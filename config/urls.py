@@ -38,6 +38,7 @@ urlpatterns = [
     path("projects/<int:project_id>/models/", include("learning.urls")),
     path("projects/<int:project_id>/quality/", include("quality.urls")),
     path("projects/<int:project_id>/explore/", include("explore.urls")),
+    path("projects/<int:project_id>/manage/webhooks/", include("webhooks.urls")),
     path("", include("annotation.manage.urls")),
     path("", include("annotation.urls")),
 ]

@@ -26,6 +26,7 @@ from annotation.services.audit import audit_record
 from annotation.services.taxonomy import CurrentLabels, current_labels
 from annotation.spreadsheet_cells import csv_dict_writer
 from learning.selectors import predictions_for
+from webhooks.events import event_emit
 
 
 @dataclass(frozen=True)
@@ -464,8 +465,19 @@ def export_dataset_zip_bytes(project: Project) -> Iterator[bytes]:
     return _spooled(lambda spool: export_dataset_zip(project, spool))
 
 
-def documents_export(*, project: Project, fmt: str, actor=None) -> Iterator[str]:
-    """The export a person downloads (Manage page, Django admin): audited as it starts, then streamed."""
+def documents_export(*, project: Project, fmt: str, actor=None) -> Iterator[str] | Iterator[bytes]:
+    """The export a person or system downloads (Manage page, Django admin, API): recorded as it starts, then
+    streamed."""
     stream = export_stream(project, fmt)
-    audit_record(action="export.documents", actor=actor, project=project, after={"format": fmt})
+    export_record(project=project, fmt=fmt, actor=actor)
     return stream
+
+
+def export_record(*, project: Project, fmt: str, actor=None, documents: int | None = None) -> None:
+    """An export happened: in the audit log, and told to the project's webhooks (`labels.exported`)."""
+    after: dict[str, Any] = {"format": fmt}
+    if documents is not None:
+        after["documents"] = documents
+    audit_record(action="export.documents", actor=actor, project=project, after=after)
+    who = actor.get_username() if actor is not None and actor.is_authenticated else None
+    event_emit(project_id=project.pk, event="labels.exported", data={**after, "by": who})

@@ -28,6 +28,7 @@ from annotation.models import (
 )
 from annotation.services.audit import audit_event, audit_record
 from annotation.services.taxonomy import taxonomy_hold
+from webhooks.events import labeled_note
 
 logger = logging.getLogger(__name__)
 
@@ -211,6 +212,7 @@ def annotation_submit(
         if result.changed:
             project_id = project.pk
             transaction.on_commit(lambda: notify_learning(project_id))
+            labeled_note(project_id=project_id, document_id=document.pk)
     return result
 
 

@@ -36,6 +36,7 @@ from annotation.models import (
 from annotation.selectors import RESERVED_KEYS
 from annotation.services.audit import audit_record
 from annotation.untrusted import json_read, yaml_read
+from webhooks.events import event_emit
 
 logger = logging.getLogger(__name__)
 
@@ -522,6 +523,11 @@ def _version_save(
     )
     project_id = project.pk
     transaction.on_commit(lambda: request_retrain(project_id))
+    event_emit(
+        project_id=project_id,
+        event="taxonomy.changed",
+        data={"version": taxonomy.version, "operation": operation, "details": details},
+    )
     return version
 
 

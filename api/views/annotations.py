@@ -10,7 +10,7 @@ from rest_framework.response import Response
 
 from annotation import permissions, selectors
 from annotation.models import Annotation
-from annotation.services.exports import EXPORT_FORMATS, export_content_type, export_file_name, export_stream
+from annotation.services.exports import EXPORT_FORMATS, documents_export, export_content_type, export_file_name
 from api import services
 from api.auth import access_document, access_project
 from api.input import JsonInput, QueryFilter
@@ -115,7 +115,8 @@ class AnnotationExportApi(ApiView):
         fmt = request.query_params.get("format", "jsonl")
         if fmt not in EXPORT_FORMATS:
             raise serializers.ValidationError({"format": [f"Use one of: {', '.join(EXPORT_FORMATS)}."]})
-        response = StreamingHttpResponse(export_stream(project, fmt), content_type=export_content_type(fmt))
+        stream = documents_export(project=project, fmt=fmt, actor=request.user)
+        response = StreamingHttpResponse(stream, content_type=export_content_type(fmt))
         response["Content-Disposition"] = f'attachment; filename="{export_file_name(project, fmt)}"'
         return response
 

@@ -6,11 +6,11 @@ from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from annotation.management.commands.import_documents import project_by_name_or_id
-from annotation.services.audit import audit_record
 from annotation.services.exports import (
     EXPORT_FORMATS,
     FORMATS,
     export_dataset_directory,
+    export_record,
     export_stream,
     label_studio_config,
 )
@@ -49,7 +49,7 @@ class Command(BaseCommand):
                     out.write(piece)
         else:
             self._write_text(project, fmt, output, total)
-        audit_record(action="export.documents", project=project, after={"format": fmt, "documents": total})
+        export_record(project=project, fmt=fmt, documents=total)
         if output:
             self.stderr.write(f"{total:,} documents written to {output}")
 
