@@ -50,6 +50,9 @@ class Project(models.Model):
     name = models.CharField(max_length=200, unique=True)
     description = models.TextField(blank=True)
     multi_label = models.BooleanField(default=False, help_text="Whether a document may carry several labels at once.")
+    # Kept by webhooks.services as hooks come and go: labeling reads it with the project it already has, so an
+    # answer in a project nobody listens to costs no query.
+    webhook_events = models.JSONField(default=list, blank=True, help_text="Events some active webhook receives.")
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )

@@ -18,9 +18,13 @@ def event_emit(*, project_id: int, event: str, data: dict[str, Any]) -> None:
     transaction.on_commit(deliver)
 
 
-def labeled_note(*, project_id: int, document_id: int) -> None:
+def labeled_note(*, project, document_id: int) -> None:
     """A document was labeled: noted on commit and sent with the others labeled within
-    DOCKET_WEBHOOK_LABELED_BATCH_SECONDS as one `documents.labeled` delivery, not one request per answer."""
+    DOCKET_WEBHOOK_LABELED_BATCH_SECONDS as one `documents.labeled` delivery, not one request per answer.
+    Nothing at all happens (no query) in a project where no webhook receives `documents.labeled`."""
+    if "documents.labeled" not in (project.webhook_events or []):
+        return
+    project_id = project.pk
 
     def note() -> None:
         from webhooks.services import labeled_notice_add

@@ -97,6 +97,7 @@ def webhook_create(
         )
         webhook.full_clean()
         webhook.save()
+        _project_events_refresh(project)
         audit_record(
             action="webhook.created",
             actor=actor,
@@ -117,6 +118,14 @@ def webhook_delete(*, webhook: Webhook, actor: AbstractBaseUser) -> None:
             before={"url": webhook.url, "events": webhook.events},
         )
         webhook.delete()
+        _project_events_refresh(webhook.project)
+
+
+def _project_events_refresh(project: Project) -> None:
+    """Project.webhook_events: the events some active hook of the project receives (labeling reads it)."""
+    events = sorted({e for hook in Webhook.objects.filter(project=project, active=True) for e in hook.events})
+    project.webhook_events = events
+    Project.objects.filter(pk=project.pk).update(webhook_events=events)
 
 
 # --- Recording events ---------------------------------------------------------------------------------------

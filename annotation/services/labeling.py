@@ -154,6 +154,7 @@ def annotation_submit(
             annotation, lease_lost = first
             project_id = project.pk
             transaction.on_commit(lambda: notify_learning(project_id))
+            labeled_note(project=project, document_id=document.pk)
             keys = [label.key for label in labels]
             return SubmissionResult(annotation, keys, created=True, changed=True, replayed=False, lease_lost=lease_lost)
 
@@ -212,7 +213,7 @@ def annotation_submit(
         if result.changed:
             project_id = project.pk
             transaction.on_commit(lambda: notify_learning(project_id))
-            labeled_note(project_id=project_id, document_id=document.pk)
+            labeled_note(project=project, document_id=document.pk)
     return result
 
 
