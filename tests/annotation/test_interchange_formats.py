@@ -4,6 +4,7 @@ nothing the format carries (documents, final labels, reviewers, their times, met
 import io
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -280,3 +281,36 @@ def test_reviewer_cannot_download_the_label_studio_config(client, reviewers):
     project = labelled_project(multi_label=False, reviewers=reviewers, name="Reviewer config")
     client.login(username="ana", password=PASSWORD)
     assert client.get(reverse("manage:label-studio-config", args=[project.pk])).status_code == 403
+
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "docs" / "examples"
+
+
+@pytest.mark.parametrize(
+    ("name", "fmt"),
+    [
+        ("label-studio-tasks.json", "label-studio"),
+        ("doccano.jsonl", "doccano"),
+        ("prodigy-textcat.jsonl", "prodigy"),
+        ("clauses.parquet", "parquet"),
+    ],
+)
+def test_documented_example_files_import_as_described(name, fmt, reviewers):
+    project = project_with_labels(name=f"Example {fmt}")
+    for user in reviewers:
+        MembershipFactory(project=project, user=user)
+
+    batch = import_bytes(project, (EXAMPLES / name).read_bytes(), name)
+
+    assert (batch.format, batch.created_count, batch.rejected_count) == (fmt, 5, 0)
+    finals = {text: labels for _, text, _, labels in documents_of(project)}
+    assert finals["We share purchase history with payment processors."] == ["third_party"]
+
+
+def test_documented_dataset_directory_imports_from_the_command_line(reviewers):
+    from django.core.management import call_command
+
+    project = project_with_labels(name="Example dataset directory")
+    out = io.StringIO()
+    call_command("import_documents", str(project.pk), str(EXAMPLES / "clauses-dataset"), "--no-progress", stdout=out)
+    assert "5 documents imported" in out.getvalue()
