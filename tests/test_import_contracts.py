@@ -12,7 +12,7 @@ import grimp
 from importlinter.cli import lint_imports
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("annotation", "learning", "quality", "explore", "api", "operations", "config")
+PACKAGES = ("annotation", "learning", "quality", "explore", "api", "operations", "config", "webhooks")
 
 # Circles that are not an enqueue, each with why it stays.
 ALLOWED_CIRCLES = {
@@ -22,6 +22,9 @@ ALLOWED_CIRCLES = {
     ("annotation.selectors", "annotation.services.taxonomy"),
     # "Add labels from a template" reads the templates kept with project creation.
     ("annotation.services.taxonomy", "annotation.services.projects"),
+    # The places where things happen tell webhooks.events, which hands the work to webhooks.services once the
+    # transaction commits: imported when the callback runs, as a task is when it is sent.
+    ("webhooks.events", "webhooks.services"),
 }
 
 

@@ -13,6 +13,7 @@ from learning.exceptions import ActiveVersionChanged, ModelSwitchRefused
 from learning.models import ModelVersion
 from learning.services.evaluation import _state_lock
 from learning.services.runs import _enqueue_rescore_on_commit
+from webhooks.events import event_emit
 
 VersionStatus = ModelVersion.Status
 
@@ -36,6 +37,16 @@ def _switch(
         target=version,
         before={"active_version": previous.number if previous else None},
         after={"active_version": version.number, "reason": reason},
+    )
+    event_emit(
+        project_id=project.pk,
+        event="model.rolled_back" if action == "model.rollback" else "model.promoted",
+        data={
+            "model_version": version.number,
+            "previous": previous.number if previous else None,
+            "reason": reason,
+            "by": actor.get_username() if actor is not None else "learning loop",
+        },
     )
     return previous
 

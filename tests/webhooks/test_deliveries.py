@@ -128,3 +128,31 @@ def test_unsubscribed_events_send_nothing(webhook_worker, receiver, admin_projec
 
     time.sleep(2)
     assert receiver.requests == [] and not Delivery.objects.exists()
+
+
+def test_promotion_and_rollback_are_sent_with_the_versions(webhook_worker, receiver, admin_project):
+    from learning.models import ModelVersion
+    from learning.services.registry import model_version_promote, model_version_rollback
+
+    project, admin = admin_project
+    webhook_create(project=project, actor=admin, url=receiver.url, events=["model.promoted", "model.rolled_back"])
+
+    def version(number, status):
+        return ModelVersion.objects.create(
+            project=project,
+            number=number,
+            status=status,
+            kind="fast",
+            taxonomy_version=1,
+            label_keys=[],
+            artifact_path=f"m/{number}",
+        )
+
+    version(1, "active")
+    ready = version(2, "ready")
+    model_version_promote(version=ready, actor=admin)
+    model_version_rollback(project=project, actor=admin)
+
+    assert wait_for(lambda: Delivery.objects.filter(status="delivered").count() == 2)
+    sent = sorted((b["event"], b["data"]["model_version"], b["data"]["previous"]) for b in receiver.bodies())
+    assert sent == [("model.promoted", 2, 1), ("model.rolled_back", 1, 2)]
