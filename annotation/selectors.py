@@ -135,7 +135,6 @@ def annotations_by_document(document_ids: Iterable[int]) -> dict[int, list[dict]
         result.setdefault(a.document_id, []).append(
             {
                 "reviewer": a.reviewer.get_username() if a.reviewer else None,
-                "reviewer_id": a.reviewer_id,
                 "source": a.source,
                 "labels": keys.get(a.id, []),
                 "created_at": a.created_at,

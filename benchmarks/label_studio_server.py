@@ -122,9 +122,16 @@ def main() -> None:
     )
 
     command = label_studio_command()
-    token = secrets.token_hex(20)
     base = f"http://127.0.0.1:{args.port}"
-    with tempfile.TemporaryDirectory(prefix="docket-label-studio-") as data_dir:
+    # Label Studio's data directory (and its admin's token) stays between runs: its first start migrates for
+    # minutes, later ones do not.
+    data_dir = "/tmp/docket-label-studio-data"
+    Path(data_dir).mkdir(exist_ok=True)
+    token_file = Path(data_dir) / "docket-token"
+    if not token_file.exists():
+        token_file.write_text(secrets.token_hex(20))
+    token = token_file.read_text().strip()
+    with tempfile.TemporaryDirectory(prefix="docket-label-studio-") as work:
         # Nothing of Docket's own environment (its settings module, database URL) reaches the server.
         environment = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
@@ -185,6 +192,8 @@ def main() -> None:
             ls_project = created.json()["id"]
             start = time.perf_counter()
             imported = session.post(f"{base}/api/projects/{ls_project}/import", json=tasks, timeout=300)
+            if imported.status_code != 201:
+                print(f"Label Studio refused the import: {imported.text[:1000]}")
             print(
                 f"import into Label Studio: HTTP {imported.status_code} in {time.perf_counter() - start:.1f} s: "
                 f"{json.dumps({k: v for k, v in imported.json().items() if k.endswith('count')})}"
@@ -217,7 +226,7 @@ def main() -> None:
                 server.kill()
             log.close()
 
-        path = Path(data_dir) / "from-label-studio.json"
+        path = Path(work) / "from-label-studio.json"
         path.write_text(json.dumps(back))
         target = project_create(name="Back from Label Studio", labels=[{"key": key} for key in KEYS])
         for user in reviewers:

@@ -50,10 +50,8 @@ CSV_COLUMNS = ["id", "text", "labels", "metadata", "status", "docket_id", "annot
 CHUNK = 1000
 
 
-def export_records(project: Project, *, chunk: int = CHUNK, reviewer_ids: bool = False) -> Iterator[dict[str, Any]]:
-    """One dict per document, in id order, read in keyset-paginated chunks so memory stays flat.
-
-    `reviewer_ids` adds each annotation's `reviewer_id` (Label Studio names people by number)."""
+def export_records(project: Project, *, chunk: int = CHUNK) -> Iterator[dict[str, Any]]:
+    """One dict per document, in id order, read in keyset-paginated chunks so memory stays flat."""
     last_id = 0
     mappings: dict[int | None, CurrentLabels] = {}  # one per taxonomy version a scoring model was trained on
     while True:
@@ -86,7 +84,6 @@ def export_records(project: Project, *, chunk: int = CHUNK, reviewer_ids: bool =
                         "labels": a["labels"],
                         "created_at": a["created_at"],
                         "updated_at": a["updated_at"],
-                        **({"reviewer_id": a["reviewer_id"]} if reviewer_ids else {}),
                     }
                     for a in doc_annotations
                 ],
@@ -236,7 +233,8 @@ def label_studio_task(record: dict[str, Any], *, multi_label: bool) -> dict[str,
             "docket_source": a["source"],
         }
         if a["reviewer"]:
-            annotation["completed_by"] = a["reviewer_id"]
+            # Not `completed_by`: Label Studio takes that only as the number of one of its own members and
+            # refuses the whole import otherwise; without it the annotation is the importing person's there.
             annotation["created_username"] = a["reviewer"]
         annotations.append(annotation)
     task = {
@@ -265,7 +263,7 @@ def export_label_studio(project: Project) -> Iterator[str]:
     """A JSON array of tasks, one task a line, as Label Studio's import takes it."""
     yield "["
     separator = "\n"
-    for record in export_records(project, reviewer_ids=True):
+    for record in export_records(project):
         yield separator + _dumps(label_studio_task(record, multi_label=project.multi_label))
         separator = ",\n"
     yield "\n]\n"

@@ -150,7 +150,7 @@ def test_label_studio_task_carries_who_when_prediction_and_docket_state(reviewer
     assert agreed["data"]["metadata"] == {"product": "Pay", "region": "EU", "pages": [3, 4]}
     assert agreed["meta"]["docket"]["labels"] == ["third_party"]
     ana = agreed["annotations"][0]
-    assert (ana["created_username"], ana["completed_by"]) == ("ana", reviewers[0].pk)
+    assert ana["created_username"] == "ana" and "completed_by" not in ana  # Label Studio's own user numbers
     assert ana["result"] == [
         {"from_name": "label", "to_name": "text", "type": "choices", "value": {"choices": ["third_party"]}}
     ]
