@@ -10,20 +10,12 @@ from django.urls import reverse
 
 from annotation.services import taxonomy
 from api.services import annotation_create
+from tests.annotation.test_worker_import import wait_for
 from tests.factories import PASSWORD, DocumentFactory, MembershipFactory, UserFactory, project_with_labels
 from webhooks.models import Delivery
 from webhooks.services import webhook_create
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.worker]
-
-
-def wait_for(predicate, timeout=60.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.2)
-    return False
 
 
 @pytest.fixture
