@@ -65,6 +65,18 @@ ARMS = {
     # The learner chosen under grouped CV, as a project now runs it: zero-shot suggestions at 0 labels, the
     # k-means cold start, each label's text counted as sixteen labelled documents, the diverse strategy.
     "new": Arm("new", ("diverse@diverse",), TrainingArgs(anchor_copies=16), descriptions=True),
+    # The levers screened after that, each against random with the same learner (run with --step 20
+    # --budget 200 --seeds 4): strategies that weigh labels by how few labelled examples they have ...
+    "rare_strategies": Arm(
+        "rare_strategies", ("diverse", "diverse_rare_uncertainty", "badge"), TrainingArgs(), descriptions=True
+    ),
+    # ... and the head: its regularisation, the anchors' weight, thresholds from cross-validation inside
+    # the labelled set at every size (the default tunes them from 600 labelled documents on).
+    "head_c1": Arm("head_c1", ("diverse",), TrainingArgs(head_c=1.0), descriptions=True),
+    "head_c16": Arm("head_c16", ("diverse",), TrainingArgs(head_c=16.0), descriptions=True),
+    "anchors32": Arm("anchors32", ("diverse",), TrainingArgs(anchor_copies=32), descriptions=True),
+    "anchors64": Arm("anchors64", ("diverse",), TrainingArgs(anchor_copies=64), descriptions=True),
+    "thresholds_cv": Arm("thresholds_cv", ("diverse",), TrainingArgs(threshold_rule="cv"), descriptions=True),
 }
 
 

@@ -171,9 +171,9 @@ class RareLabelMargin(QueryStrategy):
 
 
 def label_rarity_weights(
-    probabilities: np.ndarray, labelled_targets: np.ndarray | None, multi_label: bool
+    probabilities: np.ndarray, labelled_targets: np.ndarray | None, multi_label: bool, *, power: float = 0.5
 ) -> np.ndarray:
-    """One weight per label, higher for labels with fewer labelled examples: 1/sqrt(examples + 1), mean 1.
+    """One weight per label, higher for labels with fewer labelled examples: 1/(examples + 1)^power, mean 1.
 
     Without the labelled targets (a caller that has none at hand) the pool's predicted prevalence stands in.
     """
@@ -184,7 +184,7 @@ def label_rarity_weights(
     else:
         decided = probabilities >= 0.5 if multi_label else np.eye(n_labels)[np.argmax(probabilities, axis=1)]
         counts = decided.sum(axis=0)
-    weights = 1 / np.sqrt(np.asarray(counts, dtype=np.float64) + 1)
+    weights = 1 / (np.asarray(counts, dtype=np.float64) + 1) ** power
     return weights / weights.mean()
 
 
@@ -203,6 +203,85 @@ class RareLabelExamples(QueryStrategy):
     ) -> np.ndarray:
         weights = label_rarity_weights(probabilities, labelled_targets, self.multi_label)
         return (probabilities * weights).max(axis=1)
+
+
+class RareLabelUncertainty(QueryStrategy):
+    """Each label's uncertainty weighted by the inverse of its labelled count, averaged over labels.
+
+    `rare_margin` weighs by what the model predicts; this weighs by what reviewers have labelled
+    (1 / (examples + 1), mean 1), so a borderline call on a label with two examples outweighs one on a
+    label with two hundred. Single-label: p(1 - p) per class stands in for the uncertainty.
+    """
+
+    name = "rare_uncertainty"
+
+    def scores(
+        self, probabilities: np.ndarray, *, rng: Rng = None, labelled_targets: np.ndarray | None = None
+    ) -> np.ndarray:
+        uncertainty = label_uncertainty(probabilities) if self.multi_label else probabilities * (1 - probabilities)
+        weights = label_rarity_weights(probabilities, labelled_targets, self.multi_label, power=1.0)
+        return (uncertainty * weights).mean(axis=1)
+
+
+class GradientEmbedding(QueryStrategy):
+    """BADGE (Ash et al.): k-means++ seeding on the head's gradient embeddings, weighted by label rarity.
+
+    For a logistic head the loss gradient of a document under the label the model would give it is
+    (p - decision) x embedding, one block per label; its length is the uncertainty and its direction what
+    the document would teach. k-means++ on these picks a batch that is both uncertain and varied, with no
+    candidate pool to tune. Each label's block is weighted by `label_rarity_weights` (power 1).
+    """
+
+    name = "badge"
+
+    def scores(
+        self, probabilities: np.ndarray, *, rng: Rng = None, labelled_targets: np.ndarray | None = None
+    ) -> np.ndarray:
+        return label_uncertainty(probabilities).mean(axis=1) if self.multi_label else 1 - probabilities.max(axis=1)
+
+    def select(
+        self,
+        probabilities: np.ndarray,
+        k: int,
+        *,
+        embeddings: np.ndarray | None = None,
+        labelled_embeddings: np.ndarray | None = None,
+        rng: Rng = None,
+        labelled_targets: np.ndarray | None = None,
+    ) -> np.ndarray:
+        if embeddings is None:
+            raise ValueError("the badge strategy needs the pool's embeddings")
+        rng = np.random.default_rng(rng)
+        probabilities = np.asarray(probabilities, dtype=np.float64)
+        k = min(k, len(probabilities))
+        if k <= 0:
+            return np.empty(0, dtype=np.int64)
+        if self.multi_label:
+            decision = (probabilities >= 0.5).astype(np.float64)
+        else:
+            decision = np.eye(probabilities.shape[1])[np.argmax(probabilities, axis=1)]
+        weights = label_rarity_weights(probabilities, labelled_targets, self.multi_label, power=1.0)
+        residual = (probabilities - decision) * weights
+        gradients = (residual[:, :, None] * np.asarray(embeddings, dtype=np.float64)[:, None, :]).reshape(
+            len(probabilities), -1
+        )
+        return _kmeans_plus_plus(gradients, k, rng)
+
+
+def _kmeans_plus_plus(points: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    """k-means++ seeding: the longest point first, then each next with probability ~ squared distance."""
+    chosen = [int(np.argmax((points**2).sum(axis=1)))]
+    distance = ((points - points[chosen[0]]) ** 2).sum(axis=1)
+    while len(chosen) < k:
+        if distance.sum() <= 0:
+            # Every remaining point coincides with a chosen one: fill the batch at random.
+            rest = np.setdiff1d(np.arange(len(points)), chosen)
+            chosen.extend(int(i) for i in rng.choice(rest, size=k - len(chosen), replace=False))
+            break
+        pick = int(rng.choice(len(points), p=distance / distance.sum()))
+        chosen.append(pick)
+        distance = np.minimum(distance, ((points - points[pick]) ** 2).sum(axis=1))
+    return np.asarray(chosen, dtype=np.int64)
 
 
 @dataclass
@@ -336,6 +415,15 @@ class DiverseUncertainty(QueryStrategy):
         return picked_array[np.argsort(-scores[picked_array], kind="stable")]
 
 
+class DiverseRareUncertainty(DiverseUncertainty):
+    """`diverse` on `rare_uncertainty`: labelled-count-weighted uncertainty, spread over clusters."""
+
+    name = "diverse_rare_uncertainty"
+
+    def __init__(self, multi_label: bool = False, pool_factor: int = 40) -> None:
+        super().__init__(multi_label, pool_factor=pool_factor, base="rare_uncertainty")
+
+
 class DiverseRareLabels(DiverseUncertainty):
     """`diverse` on likely examples of the rarest labels (`rare_labels`) instead of their uncertainty."""
 
@@ -357,6 +445,9 @@ STRATEGIES: dict[str, type[QueryStrategy]] = {
         RareLabelMargin,
         RareLabelExamples,
         DiverseRareLabels,
+        RareLabelUncertainty,
+        DiverseRareUncertainty,
+        GradientEmbedding,
     )
 }
 

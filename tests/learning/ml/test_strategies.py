@@ -151,7 +151,7 @@ def test_diverse_batches_avoid_near_duplicates_single_label(name):
     assert np.sum(picked < 10) <= 1
 
 
-@pytest.mark.parametrize("name", ["batch", "diverse"])
+@pytest.mark.parametrize("name", ["batch", "diverse", "badge", "diverse_rare_uncertainty"])
 def test_diverse_batches_avoid_near_duplicates_multi_label(name):
     rng = np.random.default_rng(4)
     embeddings, first = _duplicates_and_spread(rng)
@@ -193,3 +193,29 @@ def test_diverse_rare_spreads_its_batch_over_clusters():
     )
     assert len(set(picked.tolist())) == 3
     assert {int(i) // 20 for i in picked} == {0, 1, 2}
+
+
+def test_rare_uncertainty_prefers_a_borderline_call_on_the_least_labelled_label():
+    # Document 0 is borderline on label 0 (ten examples), document 1 on label 1 (one example).
+    labelled = np.array([[1, 0]] * 10 + [[0, 1]])
+    probabilities = np.array([[0.5, 0.05], [0.05, 0.55]])
+    strategy = get_strategy("rare_uncertainty", multi_label=True)
+    assert strategy.select(probabilities, 1, rng=0, labelled_targets=labelled).tolist() == [1]
+    assert strategy.select(probabilities, 1, rng=0, labelled_targets=labelled[:, ::-1]).tolist() == [0]
+
+
+def test_badge_starts_with_the_largest_gradient_and_never_repeats_a_document():
+    rng = np.random.default_rng(5)
+    embeddings = rng.normal(size=(30, 4))
+    probabilities = np.full((30, 3), 0.05)
+    probabilities[7] = [0.5, 0.5, 0.5]  # the most uncertain document, and a long embedding
+    embeddings[7] *= 10
+    picked = get_strategy("badge", multi_label=True).select(probabilities, 6, embeddings=embeddings, rng=0)
+    assert picked[0] == 7
+    assert len(set(picked.tolist())) == 6
+
+
+def test_badge_fills_its_batch_when_every_gradient_is_zero():
+    probabilities = np.zeros((5, 2))  # a model certain of everything: no gradient anywhere
+    picked = get_strategy("badge", multi_label=True).select(probabilities, 3, embeddings=np.ones((5, 4)), rng=0)
+    assert sorted(set(picked.tolist())) == sorted(picked.tolist()) and len(picked) == 3
