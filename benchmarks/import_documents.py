@@ -2,8 +2,8 @@
 
     .venv/bin/python benchmarks/import_documents.py [--rows 100000]
 
-Uses its own database (docket_bench, dropped and recreated). The baseline, measured in the same run, is
-PostgreSQL's COPY of the same texts into a bare table: the floor any importer pays to get rows on disk.
+Uses its own database (docket_bench, or $BENCH_IMPORT_DB; dropped and recreated). The baseline, measured in the
+same run, is PostgreSQL's COPY of the same texts into a bare table: the floor any importer pays to get rows on disk.
 """
 
 import argparse
@@ -19,7 +19,7 @@ from bench_setup import recreate_database
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-DB_NAME = "docket_bench"
+DB_NAME = os.environ.get("BENCH_IMPORT_DB", "docket_bench")  # a name with "bench" in it
 os.environ["DATABASE_URL"] = f"postgres://postgres@127.0.0.1:5432/{DB_NAME}"
 os.environ.setdefault("DOCKET_DEVELOPMENT", "1")
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")

@@ -79,6 +79,14 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--keep-db", action="store_true", help="reuse the database: reset the project instead")
     parser.add_argument("--json", help="also write the results here")
+    parser.add_argument(
+        "--in-process",
+        type=int,
+        default=0,
+        metavar="N",
+        help="instead of the HTTP levels: N get-next + submit loops of one reviewer through Django's test client in "
+        "this process, with each request's wall time, this process's CPU time and its SQL queries",
+    )
     return parser.parse_args()
 
 
@@ -174,7 +182,7 @@ def set_up(args: argparse.Namespace) -> tuple[int, list[tuple[str, str]]]:
         Membership.objects.get_or_create(project=project, user=user)
         session = SessionStore()
         session[SESSION_KEY] = str(user.pk)
-        session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
+        session[BACKEND_SESSION_KEY] = "annotation.sign_in.PeopleOnlyBackend"  # as a sign-in through the form
         session[HASH_SESSION_KEY] = user.get_session_auth_hash()
         session.create()
         reviewers.append((user.username, session.session_key))
@@ -408,6 +416,68 @@ def run_level(target, count: int, seconds: float, build_args) -> tuple[list[dict
 # --- Figures -------------------------------------------------------------------------------------------------
 
 
+def in_process(project_id: int, username: str, loops: int, json_path: str | None) -> None:
+    """One reviewer's loop without HTTP, gunicorn or other reviewers: what a request costs the web process.
+
+    CPU time is this process's own (Django, the driver); wall time adds the database's work and the round trips.
+    On a busy machine the CPU time and the query counts are the steadier figures.
+    """
+    from django.contrib.auth import get_user_model
+    from django.db import connection
+    from django.test import Client
+    from django.test.utils import CaptureQueriesContext
+
+    client = Client()
+    client.force_login(get_user_model().objects.get(username=username))
+    figures: dict[str, dict[str, list[float]]] = {
+        name: {"wall": [], "cpu": [], "queries": []} for name in ("next", "annotate")
+    }
+
+    def timed(name: str, call):
+        with CaptureQueriesContext(connection) as queries:
+            wall, cpu = time.perf_counter(), time.process_time()
+            response = call()
+            figures[name]["wall"].append(time.perf_counter() - wall)
+            figures[name]["cpu"].append(time.process_time() - cpu)
+        figures[name]["queries"].append(len(queries))
+        if response.status_code != 200:
+            raise RuntimeError(f"{name} answered {response.status_code}: {response.content[:200]!r}")
+        return response.json()
+
+    def post(url: str, body: dict):
+        return lambda: client.post(url, data=json.dumps(body), content_type="application/json")
+
+    next_url = f"/projects/{project_id}/queue/next"
+    shown = timed("next", post(next_url, {}))["document"]
+    for i in range(loops + 20):  # the first 20 loops warm the code paths and connections; not counted
+        upcoming = timed("next", post(next_url, {"after": shown["id"]}))["document"]
+        body = {
+            "labels": [LABEL_KEYS[i % len(LABEL_KEYS)]],
+            "ticket": shown["ticket"],
+            "submission_id": str(uuid.uuid4()),
+        }
+        timed("annotate", post(f"/projects/{project_id}/documents/{shown['id']}/annotate", body))
+        shown = upcoming
+        if i == 19:
+            for name in figures:
+                figures[name] = {"wall": [], "cpu": [], "queries": []}
+    result = {}
+    for name, values in figures.items():
+        result[name] = {
+            "wall_p50_ms": percentile(values["wall"], 50) * 1000,
+            "wall_p95_ms": percentile(values["wall"], 95) * 1000,
+            "cpu_p50_ms": percentile(values["cpu"], 50) * 1000,
+            "queries": max(values["queries"]),
+        }
+        print(
+            f"{name:9} wall p50 {result[name]['wall_p50_ms']:6.1f} ms  p95 {result[name]['wall_p95_ms']:6.1f} ms  "
+            f"cpu p50 {result[name]['cpu_p50_ms']:5.1f} ms  queries {result[name]['queries']}",
+            flush=True,
+        )
+    if json_path:
+        Path(json_path).write_text(json.dumps({"loops": loops, **result}, indent=2))
+
+
 def percentile(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -435,6 +505,9 @@ def main() -> None:
     from django.db import connections
 
     connections.close_all()  # the forked reviewers must not share this process's connection
+    if args.in_process:
+        in_process(project_id, reviewers[0][0], args.in_process, args.json)
+        return
 
     pace = Pace(args.think, lockstep=args.lockstep)
     port = args.port or free_port()
