@@ -427,7 +427,7 @@ def in_process(project_id: int, username: str, loops: int, json_path: str | None
     from django.test import Client
     from django.test.utils import CaptureQueriesContext
 
-    client = Client()
+    client = Client(HTTP_HOST=HOST)
     client.force_login(get_user_model().objects.get(username=username))
     figures: dict[str, dict[str, list[float]]] = {
         name: {"wall": [], "cpu": [], "queries": []} for name in ("next", "annotate")
