@@ -870,8 +870,10 @@ class _Builder:
                 "known AS (SELECT s.position, "
                 f"EXISTS (SELECT 1 FROM {table} d WHERE d.project_id = %s AND d.content_hash = s.content_hash) "
                 "AS duplicate, "
+                # d.external_id <> '' lets PostgreSQL use the partial unique index on (project, external_id):
+                # without it every row's lookup walked the project's documents.
                 f"(s.external_id <> '' AND EXISTS (SELECT 1 FROM {table} d WHERE d.project_id = %s "
-                "AND d.external_id = s.external_id)) AS id_taken FROM staged s), "
+                "AND d.external_id <> '' AND d.external_id = s.external_id)) AS id_taken FROM staged s), "
                 f"inserted AS (INSERT INTO {table} ({insert_columns}) SELECT {insert_values} "
                 "FROM staged s JOIN known k USING (position) WHERE NOT k.duplicate AND NOT k.id_taken "
                 "ORDER BY s.position RETURNING id, content_hash) "
