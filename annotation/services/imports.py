@@ -865,9 +865,12 @@ class _Builder:
             table = quote(Document._meta.db_table)
             insert_columns = ", ".join(quote(f.column) for f in [*staged, *shared])
             insert_values = ", ".join([*(f"s.{quote(f.column)}" for f in staged), *(["%s"] * len(shared))])
+            # No join between the statement's parts (PostgreSQL has no statistics for them and may join 2,000
+            # rows to 2,000 row by row): refused rows come back with their position, labeled new rows with their
+            # content hash, which is unique in the chunk.
             sql = (
                 f"WITH staged AS (DELETE FROM {_STAGE} RETURNING *), "
-                "known AS (SELECT s.position, "
+                "known AS (SELECT s.*, "
                 f"EXISTS (SELECT 1 FROM {table} d WHERE d.project_id = %s AND d.content_hash = s.content_hash) "
                 "AS duplicate, "
                 # d.external_id <> '' lets PostgreSQL use the partial unique index on (project, external_id):
@@ -875,29 +878,32 @@ class _Builder:
                 f"(s.external_id <> '' AND EXISTS (SELECT 1 FROM {table} d WHERE d.project_id = %s "
                 "AND d.external_id <> '' AND d.external_id = s.external_id)) AS id_taken FROM staged s), "
                 f"inserted AS (INSERT INTO {table} ({insert_columns}) SELECT {insert_values} "
-                "FROM staged s JOIN known k USING (position) WHERE NOT k.duplicate AND NOT k.id_taken "
-                "ORDER BY s.position RETURNING id, content_hash) "
-                "SELECT k.position, k.duplicate, k.id_taken, i.id FROM known k JOIN staged s USING (position) "
-                "LEFT JOIN inserted i ON i.content_hash = s.content_hash "
-                "WHERE k.duplicate OR k.id_taken OR s.status = %s ORDER BY k.position"
+                "FROM known s WHERE NOT s.duplicate AND NOT s.id_taken "
+                "ORDER BY s.position RETURNING id, content_hash, status) "
+                "(SELECT position, duplicate, NULL::bigint, NULL FROM known WHERE duplicate OR id_taken "
+                "ORDER BY position) UNION ALL (SELECT NULL, NULL, id, content_hash FROM inserted WHERE status = %s)"
             )
             params = [self.project.pk, self.project.pk, *shared_params, Document.Status.LABELED]
             cursor.execute(sql, params)
             outcomes = cursor.fetchall()
         labeled: list[tuple[Row, Document]] = []
         refused = 0
-        for position, duplicate, id_taken, document_id in outcomes:
-            row, document = pending[position][0], documents[position]
-            if duplicate:
-                self.batch.duplicate_count += 1
+        position_of = {digest: position for position, (_, digest) in enumerate(pending)}
+        for position, duplicate, document_id, digest in outcomes:
+            if position is not None:
+                row = pending[position][0]
                 refused += 1
-            elif id_taken:
-                self.reject(row.line, _ID_TAKEN.format(row.external_id))
-                refused += 1
-            else:
-                document.pk = document_id
-                document._state.adding = False
-                labeled.append((row, document))
+                if duplicate:
+                    self.batch.duplicate_count += 1
+                else:
+                    self.reject(row.line, _ID_TAKEN.format(row.external_id))
+                continue
+            position = position_of[digest]
+            document = documents[position]
+            document.pk = document_id
+            document._state.adding = False
+            labeled.append((pending[position][0], document))
+        labeled.sort(key=lambda pair: pair[1].pk)  # in file order, as the ids were given
         # New unlabeled rows do not come back: they are all the others.
         return len(pending) - refused, labeled
 
