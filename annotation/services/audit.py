@@ -72,22 +72,10 @@ def audit_record_many(
 ) -> int:
     """Append one event per (target, before, after), all with the same action, actor and project, in one insert.
 
-    For writes that touch many rows at once (bulk labeling); same rows as `audit_record` writes one by one.
+    For writes that touch many rows at once (bulk labeling); the same rows `audit_record` writes one by one.
     """
-    user = actor if actor is not None and getattr(actor, "is_authenticated", False) else None
-    label = user.get_username() if user else "system"
     rows = [
-        AuditEvent(
-            action=action,
-            actor=user,
-            actor_label=label,
-            project=project,
-            project_label=project.name,
-            target_type=type(target).__name__.lower(),
-            target_id=str(target.pk),
-            before=before,
-            after=after,
-        )
+        audit_event(action=action, actor=actor, project=project, target=target, before=before, after=after)
         for target, before, after in events
     ]
     AuditEvent.objects.bulk_create(rows, batch_size=1000)
