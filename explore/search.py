@@ -18,7 +18,7 @@ from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
 from annotation.models import Adjudication, Annotation, AnnotationLabel, Document, GoldAnswer, Label, Lease, Project
-from annotation.selectors import final_labels_for, latest_adjudications, own_label_keys_for
+from annotation.selectors import annotation_label_keys, final_labels_for, latest_adjudications, own_label_keys_for
 from learning import selectors as learning_selectors
 from learning.models import QueuePriority
 from learning.services import neighbours
@@ -414,3 +414,27 @@ def metadata_keys(project: Project, sample: int = 500) -> list[str]:
         if isinstance(metadata, dict):
             keys.update(str(k) for k in metadata)
     return sorted(keys)
+
+
+@dataclass(frozen=True)
+class BatchAgreement:
+    reviewed: int  # documents of the batch someone has since answered one at a time
+    agreeing: int  # of those, documents whose every later answer gives exactly the batch's labels
+
+
+def batch_agreement(batch) -> BatchAgreement:
+    """How a bulk batch holds up against later individual review of the same documents: the measure of whether
+    labeling by search was as good as reading each document."""
+    documents = list(batch.items.values_list("document_id", flat=True))
+    later = dict(
+        Annotation.objects.filter(document_id__in=documents, created_at__gt=batch.created_at)
+        .exclude(source=Annotation.Source.BULK)
+        .values_list("id", "document_id")
+    )
+    keys = annotation_label_keys(later)
+    expected = sorted(batch.label_keys)
+    verdicts: dict[int, bool] = {}
+    for annotation_id, document_id in later.items():
+        agrees = sorted(keys.get(annotation_id, [])) == expected
+        verdicts[document_id] = verdicts.get(document_id, True) and agrees
+    return BatchAgreement(reviewed=len(verdicts), agreeing=sum(verdicts.values()))

@@ -18,7 +18,7 @@ from annotation.services.bulk import (
     queue_boost_add,
 )
 from explore.forms import BulkLabelForm, ExploreForm, QueueBoostForm, SelectionForm
-from explore.search import ExploreQuery, SearchInvalid, matching_ids, metadata_keys, search
+from explore.search import ExploreQuery, SearchInvalid, batch_agreement, matching_ids, metadata_keys, search
 
 # What the preview lists by name, in this order, and how it says each.
 PREVIEW_GROUPS = [
@@ -227,7 +227,9 @@ def batch_detail(request: HttpRequest, project_id: int, batch_id: str) -> HttpRe
         }
         for event in events[:1000]
     ]
-    return render(request, "explore/batch.html", _context(request, project, batch=batch, rows=rows))
+    agreement = batch_agreement(batch)
+    context = _context(request, project, batch=batch, rows=rows, agreement=agreement)
+    return render(request, "explore/batch.html", context)
 
 
 @login_required

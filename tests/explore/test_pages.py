@@ -116,3 +116,17 @@ def test_an_admin_lets_reviewers_bulk_label_on_the_settings_page_audited(client,
     project.refresh_from_db()
     assert project.reviewers_bulk_label
     assert AuditEvent.objects.get(action="project.updated").after == {"reviewers_bulk_label": True}
+
+
+def test_the_batch_page_measures_the_batch_against_later_individual_review(client, project, lead, reviewer):
+    from annotation.services.bulk import bulk_label_apply
+    from annotation.services.labeling import annotation_submit
+
+    agreed, disputed, unreviewed = DocumentFactory.create_batch(3, project=project)
+    batch = bulk_label_apply(
+        actor=lead, project=project, document_ids=[agreed.pk, disputed.pk, unreviewed.pk], label_keys=["first_party"]
+    )
+    annotation_submit(reviewer=reviewer, document=agreed, label_keys=["first_party"])
+    annotation_submit(reviewer=reviewer, document=disputed, label_keys=["third_party"])
+    page = _client(client, lead).get(reverse("explore:batch", args=[project.pk, batch.pk]))
+    assert (page.context["agreement"].reviewed, page.context["agreement"].agreeing) == (2, 1)
