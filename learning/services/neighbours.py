@@ -3,8 +3,8 @@
 Each process holds one unit-normalised float32 matrix per project, keyed by the body it came from: a new body
 (a promoted fine-tune) or new cached shards replace it on the next search, so nothing stale is ever answered.
 Up to DOCKET_ANN_MIN_DOCUMENTS documents a search is exact (one matrix-vector product); from there on it asks
-the approximate (faiss HNSW) index the worker builds after each body change (`ann_index_build`), and falls back to exact
-search while that index is missing or was built for other shards. No request ever builds an index.
+the approximate index (faiss, inverted file) the worker builds after each body change (`ann_index_build`), and
+falls back to exact search while that index is missing or was built for other shards. No request builds one.
 """
 
 from __future__ import annotations
@@ -27,12 +27,15 @@ from learning.services.projects import artifact_root
 
 logger = logging.getLogger(__name__)
 
-# faiss's HNSW over the unit vectors (inner product = cosine), chosen by measurement against usearch and hnswlib
-# (docs/benchmarks.md, "Search by meaning"): each neighbour list holds ANN_LINKS, a build looks at
-# ANN_BUILD_BREADTH candidates per insert and a search at ANN_SEARCH_BREADTH (recall@50 >= 0.95 from there).
-ANN_LINKS = 16
-ANN_BUILD_BREADTH = 80
-ANN_SEARCH_BREADTH = 128
+# faiss's inverted file over the unit vectors (inner product = cosine): k-means cells, and a query compares
+# exactly with the documents of its ANN_PROBES nearest cells. Chosen by measurement (docs/benchmarks.md, "Search
+# by words and by meaning"): the graph indexes (faiss HNSW, hnswlib, usearch) searched as fast with as good a
+# recall, but took minutes per 100,000 documents to build on two shared cores, and the worker rebuilds the index
+# after every body change; cells are trained on a sample and filled with one matrix product per document.
+ANN_LISTS = 1024
+ANN_PROBES = 48
+ANN_TRAIN_PER_LIST = 64
+ANN_TRAIN_ITERATIONS = 10
 
 
 class NoEmbeddings(Exception):
@@ -155,13 +158,19 @@ def ann_index_path(project_id: int, body_id: str) -> Path:
     return artifact_root() / "embeddings" / str(project_id) / body_id / "nearest.faiss"
 
 
-def _ann_build(unit: np.ndarray):
-    """An HNSW index of these unit rows; row numbers are the ids it answers with."""
+def ann_build(unit: np.ndarray):
+    """An inverted-file index of these unit rows; row numbers are the ids it answers with."""
     import faiss
 
-    index = faiss.IndexHNSWFlat(unit.shape[1], ANN_LINKS, faiss.METRIC_INNER_PRODUCT)
-    index.hnsw.efConstruction = ANN_BUILD_BREADTH
-    index.add(np.ascontiguousarray(unit, dtype=np.float32))
+    unit = np.ascontiguousarray(unit, dtype=np.float32)
+    lists = max(1, min(ANN_LISTS, len(unit) // ANN_TRAIN_PER_LIST))
+    index = faiss.IndexIVFFlat(faiss.IndexFlatIP(unit.shape[1]), unit.shape[1], lists, faiss.METRIC_INNER_PRODUCT)
+    index.cp.niter = ANN_TRAIN_ITERATIONS
+    index.cp.max_points_per_centroid = ANN_TRAIN_PER_LIST  # faiss trains on a sample of this many per cell
+    index.cp.seed = 17
+    index.train(unit)
+    index.add(unit)
+    index.nprobe = min(ANN_PROBES, lists)
     return index
 
 
@@ -186,7 +195,7 @@ def ann_index_build(*, project_id: int) -> dict:
     stamp = path.with_suffix(".fingerprint")
     if path.exists() and stamp.exists() and stamp.read_text() == held.fingerprint:
         return {"project": project_id, "built": False, "reason": "up to date"}
-    index = _ann_build(held.unit)
+    index = ann_build(held.unit)
     scratch = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     faiss.write_index(index, str(scratch))
     os.replace(scratch, path)
@@ -237,7 +246,7 @@ def _ann_index(held: HeldMatrix):
     except (FileNotFoundError, RuntimeError):
         logger.info("No current nearest-neighbour index for project %s; searching exactly", held.project_id)
         return None
-    index.hnsw.efSearch = ANN_SEARCH_BREADTH
+    index.nprobe = min(ANN_PROBES, index.nlist)
     _indexes[held.project_id] = (held.fingerprint, index)
     return index
 
