@@ -14,10 +14,10 @@ def add_search_vector(apps, schema_editor):
         return
     schema_editor.execute("DROP INDEX IF EXISTS document_text_search_idx")
     schema_editor.execute(
-        f"ALTER TABLE {TABLE} ADD COLUMN search_vector tsvector GENERATED ALWAYS AS "
+        f"ALTER TABLE {TABLE} ADD COLUMN IF NOT EXISTS search_vector tsvector GENERATED ALWAYS AS "
         "(to_tsvector('english'::regconfig, COALESCE(text, ''::text))) STORED"
     )
-    schema_editor.execute(f"CREATE INDEX document_search_vector_idx ON {TABLE} USING gin (search_vector)")
+    schema_editor.execute(f"CREATE INDEX IF NOT EXISTS document_search_vector_idx ON {TABLE} USING gin (search_vector)")
 
 
 def remove_search_vector(apps, schema_editor):
