@@ -38,7 +38,7 @@ def test_the_worker_builds_the_index_and_searches_use_it(worker_with_small_thres
 
     assert neighbours.ann_index_request(project.pk)
     path = neighbours.ann_index_path(project.pk, "body-w")
-    wait_for(lambda: path.with_suffix(".fingerprint").exists(), timeout=60, what="the worker's index")
+    wait_for(lambda: path.with_suffix(".fingerprint").exists(), timeout=180, what="the worker's index")
 
     query = rng.normal(size=24)
     held = neighbours.held_matrix(project)
@@ -55,4 +55,4 @@ def test_a_small_project_asks_for_no_index(worker_with_small_threshold, settings
     documents = [DocumentFactory(project=project) for _ in range(20)]
     _shard_write(project.pk, "body-s", np.array([d.pk for d in documents]), np.ones((20, 4)))
     assert not neighbours.ann_index_request(project.pk)
-    assert tasks.build_neighbour_index.delay(project.pk).get(timeout=60)["built"] is False
+    assert tasks.build_neighbour_index.delay(project.pk).get(timeout=180)["built"] is False
