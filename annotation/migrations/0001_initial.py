@@ -8,6 +8,7 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
+
     initial = True
 
     dependencies = [
@@ -16,624 +17,292 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.CreateModel(
-            name="Document",
+            name='Document',
             fields=[
-                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
-                ("external_id", models.CharField(blank=True, max_length=255)),
-                ("text", models.TextField()),
-                ("metadata", models.JSONField(blank=True, default=dict)),
-                ("content_hash", models.CharField(max_length=64)),
-                (
-                    "status",
-                    models.CharField(
-                        choices=[
-                            ("queued", "Waiting for review"),
-                            ("labeled", "Labeled"),
-                            ("flagged", "Held for legal review"),
-                        ],
-                        default="queued",
-                        max_length=16,
-                    ),
-                ),
-                (
-                    "rereview_reason",
-                    models.CharField(
-                        blank=True, help_text="Why a labeled document went back to the queue.", max_length=255
-                    ),
-                ),
-                ("random_key", models.FloatField(default=annotation.models.new_random_key)),
-                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('external_id', models.CharField(blank=True, max_length=255)),
+                ('text', models.TextField()),
+                ('metadata', models.JSONField(blank=True, default=dict)),
+                ('content_hash', models.CharField(max_length=64)),
+                ('status', models.CharField(choices=[('queued', 'Waiting for review'), ('labeled', 'Labeled'), ('flagged', 'Held for legal review')], default='queued', max_length=16)),
+                ('rereview_reason', models.CharField(blank=True, help_text='Why a labeled document went back to the queue.', max_length=255)),
+                ('random_key', models.FloatField(default=annotation.models.new_random_key)),
+                ('created_at', models.DateTimeField(auto_now_add=True)),
             ],
         ),
         migrations.CreateModel(
-            name="Annotation",
+            name='Annotation',
             fields=[
-                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
-                (
-                    "source",
-                    models.CharField(
-                        choices=[("reviewer", "Reviewer"), ("import", "Imported"), ("api", "API")],
-                        default="reviewer",
-                        max_length=16,
-                    ),
-                ),
-                ("created_at", models.DateTimeField(auto_now_add=True)),
-                ("updated_at", models.DateTimeField(auto_now=True)),
-                ("seconds_spent", models.FloatField(blank=True, null=True)),
-                (
-                    "model_version_shown",
-                    models.PositiveIntegerField(
-                        blank=True,
-                        help_text="Number of the model version whose suggestion the reviewer saw.",
-                        null=True,
-                    ),
-                ),
-                ("suggested_labels", models.JSONField(blank=True, default=list)),
-                ("suggestion_accepted", models.BooleanField(blank=True, null=True)),
-                ("submission_id", models.UUIDField(blank=True, default=None, null=True, unique=True)),
-                (
-                    "reviewer",
-                    models.ForeignKey(
-                        blank=True,
-                        null=True,
-                        on_delete=django.db.models.deletion.PROTECT,
-                        related_name="annotations",
-                        to=settings.AUTH_USER_MODEL,
-                    ),
-                ),
-                (
-                    "document",
-                    models.ForeignKey(
-                        on_delete=django.db.models.deletion.CASCADE,
-                        related_name="annotations",
-                        to="annotation.document",
-                    ),
-                ),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('source', models.CharField(choices=[('reviewer', 'Reviewer'), ('import', 'Imported'), ('api', 'API')], default='reviewer', max_length=16)),
+                ('created_at', models.DateTimeField(auto_now_add=True)),
+                ('updated_at', models.DateTimeField(auto_now=True)),
+                ('seconds_spent', models.FloatField(blank=True, null=True)),
+                ('model_version_shown', models.PositiveIntegerField(blank=True, help_text='Number of the model version whose suggestion the reviewer saw.', null=True)),
+                ('suggested_labels', models.JSONField(blank=True, default=list)),
+                ('suggestion_accepted', models.BooleanField(blank=True, null=True)),
+                ('submission_id', models.UUIDField(blank=True, default=None, null=True, unique=True)),
+                ('reviewer', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='annotations', to=settings.AUTH_USER_MODEL)),
+                ('document', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='annotations', to='annotation.document')),
             ],
         ),
         migrations.CreateModel(
-            name="AnnotationRevision",
+            name='AnnotationRevision',
             fields=[
-                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
-                ("label_keys", models.JSONField(default=list)),
-                ("label_ids", models.JSONField(default=list)),
-                ("changed_at", models.DateTimeField(auto_now_add=True)),
-                ("reason", models.CharField(max_length=64)),
-                (
-                    "annotation",
-                    models.ForeignKey(
-                        on_delete=django.db.models.deletion.CASCADE,
-                        related_name="revisions",
-                        to="annotation.annotation",
-                    ),
-                ),
-                (
-                    "changed_by",
-                    models.ForeignKey(
-                        blank=True,
-                        null=True,
-                        on_delete=django.db.models.deletion.SET_NULL,
-                        related_name="+",
-                        to=settings.AUTH_USER_MODEL,
-                    ),
-                ),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('label_keys', models.JSONField(default=list)),
+                ('label_ids', models.JSONField(default=list)),
+                ('changed_at', models.DateTimeField(auto_now_add=True)),
+                ('reason', models.CharField(max_length=64)),
+                ('annotation', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='revisions', to='annotation.annotation')),
+                ('changed_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
             ],
             options={
-                "ordering": ["annotation", "changed_at", "id"],
+                'ordering': ['annotation', 'changed_at', 'id'],
             },
         ),
         migrations.CreateModel(
-            name="Flag",
+            name='Flag',
             fields=[
-                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
-                ("comment", models.TextField()),
-                ("created_at", models.DateTimeField(auto_now_add=True)),
-                ("resolved_at", models.DateTimeField(blank=True, null=True)),
-                (
-                    "document",
-                    models.ForeignKey(
-                        on_delete=django.db.models.deletion.CASCADE, related_name="flags", to="annotation.document"
-                    ),
-                ),
-                (
-                    "resolved_by",
-                    models.ForeignKey(
-                        blank=True,
-                        null=True,
-                        on_delete=django.db.models.deletion.SET_NULL,
-                        related_name="+",
-                        to=settings.AUTH_USER_MODEL,
-                    ),
-                ),
-                (
-                    "reviewer",
-                    models.ForeignKey(
-                        on_delete=django.db.models.deletion.PROTECT, related_name="+", to=settings.AUTH_USER_MODEL
-                    ),
-                ),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('comment', models.TextField()),
+                ('created_at', models.DateTimeField(auto_now_add=True)),
+                ('resolved_at', models.DateTimeField(blank=True, null=True)),
+                ('document', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='flags', to='annotation.document')),
+                ('resolved_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
+                ('reviewer', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL)),
             ],
         ),
         migrations.CreateModel(
-            name="ImportBatch",
+            name='ImportBatch',
             fields=[
-                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
-                ("created_at", models.DateTimeField(auto_now_add=True)),
-                ("finished_at", models.DateTimeField(blank=True, null=True)),
-                ("file_name", models.CharField(max_length=255)),
-                (
-                    "stored_path",
-                    models.CharField(blank=True, help_text="Uploaded file awaiting a worker.", max_length=500),
-                ),
-                (
-                    "format",
-                    models.CharField(
-                        choices=[
-                            ("csv", "CSV"),
-                            ("jsonl", "JSON Lines"),
-                            ("txt", "Plain text (one document per line)"),
-                        ],
-                        max_length=8,
-                    ),
-                ),
-                ("options", models.JSONField(blank=True, default=dict)),
-                (
-                    "status",
-                    models.CharField(
-                        choices=[
-                            ("queued", "Queued"),
-                            ("running", "Running"),
-                            ("completed", "Completed"),
-                            ("failed", "Failed: nothing imported"),
-                        ],
-                        default="queued",
-                        max_length=16,
-                    ),
-                ),
-                ("rows_seen", models.PositiveIntegerField(default=0)),
-                ("created_count", models.PositiveIntegerField(default=0)),
-                ("duplicate_count", models.PositiveIntegerField(default=0)),
-                ("rejected_count", models.PositiveIntegerField(default=0)),
-                ("annotation_count", models.PositiveIntegerField(default=0)),
-                ("error", models.TextField(blank=True, help_text="Why the whole file was refused, when it was.")),
-                (
-                    "created_by",
-                    models.ForeignKey(
-                        blank=True,
-                        null=True,
-                        on_delete=django.db.models.deletion.SET_NULL,
-                        related_name="+",
-                        to=settings.AUTH_USER_MODEL,
-                    ),
-                ),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('created_at', models.DateTimeField(auto_now_add=True)),
+                ('finished_at', models.DateTimeField(blank=True, null=True)),
+                ('file_name', models.CharField(max_length=255)),
+                ('stored_path', models.CharField(blank=True, help_text='Uploaded file awaiting a worker.', max_length=500)),
+                ('format', models.CharField(choices=[('csv', 'CSV'), ('jsonl', 'JSON Lines'), ('txt', 'Plain text (one document per line)')], max_length=8)),
+                ('options', models.JSONField(blank=True, default=dict)),
+                ('status', models.CharField(choices=[('queued', 'Queued'), ('running', 'Running'), ('completed', 'Completed'), ('failed', 'Failed: nothing imported')], default='queued', max_length=16)),
+                ('rows_seen', models.PositiveIntegerField(default=0)),
+                ('created_count', models.PositiveIntegerField(default=0)),
+                ('duplicate_count', models.PositiveIntegerField(default=0)),
+                ('rejected_count', models.PositiveIntegerField(default=0)),
+                ('annotation_count', models.PositiveIntegerField(default=0)),
+                ('error', models.TextField(blank=True, help_text='Why the whole file was refused, when it was.')),
+                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
             ],
             options={
-                "verbose_name_plural": "import batches",
-                "ordering": ["-created_at"],
+                'verbose_name_plural': 'import batches',
+                'ordering': ['-created_at'],
             },
         ),
         migrations.AddField(
-            model_name="document",
-            name="import_batch",
-            field=models.ForeignKey(
-                blank=True,
-                null=True,
-                on_delete=django.db.models.deletion.SET_NULL,
-                related_name="documents",
-                to="annotation.importbatch",
-            ),
+            model_name='document',
+            name='import_batch',
+            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='documents', to='annotation.importbatch'),
         ),
         migrations.CreateModel(
-            name="ImportRowError",
+            name='ImportRowError',
             fields=[
-                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
-                ("line", models.PositiveIntegerField()),
-                ("reason", models.TextField()),
-                (
-                    "batch",
-                    models.ForeignKey(
-                        on_delete=django.db.models.deletion.CASCADE,
-                        related_name="row_errors",
-                        to="annotation.importbatch",
-                    ),
-                ),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('line', models.PositiveIntegerField()),
+                ('reason', models.TextField()),
+                ('batch', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='row_errors', to='annotation.importbatch')),
             ],
             options={
-                "ordering": ["batch", "line"],
+                'ordering': ['batch', 'line'],
             },
         ),
         migrations.CreateModel(
-            name="Label",
+            name='Label',
             fields=[
-                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
-                (
-                    "key",
-                    models.SlugField(
-                        help_text="Stable identifier used in imports, exports and the API.", max_length=64
-                    ),
-                ),
-                ("name", models.CharField(max_length=200)),
-                ("description", models.TextField(blank=True)),
-                ("guideline", models.TextField(blank=True, help_text="Markdown shown to reviewers beside the label.")),
-                ("color", models.CharField(default="#4f6d7a", max_length=7)),
-                ("shortcut", models.CharField(blank=True, max_length=1)),
-                ("order", models.PositiveIntegerField(default=0)),
-                (
-                    "deprecated",
-                    models.BooleanField(default=False, help_text="Hidden for new labeling; kept in history."),
-                ),
-                ("created_at", models.DateTimeField(auto_now_add=True)),
-                (
-                    "parent",
-                    models.ForeignKey(
-                        blank=True,
-                        null=True,
-                        on_delete=django.db.models.deletion.PROTECT,
-                        related_name="children",
-                        to="annotation.label",
-                    ),
-                ),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('key', models.SlugField(help_text='Stable identifier used in imports, exports and the API.', max_length=64)),
+                ('name', models.CharField(max_length=200)),
+                ('description', models.TextField(blank=True)),
+                ('guideline', models.TextField(blank=True, help_text='Markdown shown to reviewers beside the label.')),
+                ('color', models.CharField(default='#4f6d7a', max_length=7)),
+                ('shortcut', models.CharField(blank=True, max_length=1)),
+                ('order', models.PositiveIntegerField(default=0)),
+                ('deprecated', models.BooleanField(default=False, help_text='Hidden for new labeling; kept in history.')),
+                ('created_at', models.DateTimeField(auto_now_add=True)),
+                ('parent', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='children', to='annotation.label')),
             ],
             options={
-                "ordering": ["order", "id"],
+                'ordering': ['order', 'id'],
             },
         ),
         migrations.CreateModel(
-            name="AnnotationLabel",
+            name='AnnotationLabel',
             fields=[
-                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
-                (
-                    "annotation",
-                    models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, to="annotation.annotation"),
-                ),
-                ("label", models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, to="annotation.label")),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('annotation', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, to='annotation.annotation')),
+                ('label', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, to='annotation.label')),
             ],
         ),
         migrations.AddField(
-            model_name="annotation",
-            name="labels",
-            field=models.ManyToManyField(
-                related_name="annotations", through="annotation.AnnotationLabel", to="annotation.label"
-            ),
+            model_name='annotation',
+            name='labels',
+            field=models.ManyToManyField(related_name='annotations', through='annotation.AnnotationLabel', to='annotation.label'),
         ),
         migrations.CreateModel(
-            name="Project",
+            name='Project',
             fields=[
-                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
-                ("name", models.CharField(max_length=200, unique=True)),
-                ("description", models.TextField(blank=True)),
-                (
-                    "multi_label",
-                    models.BooleanField(
-                        default=False, help_text="Whether a document may carry several labels at once."
-                    ),
-                ),
-                ("created_at", models.DateTimeField(auto_now_add=True)),
-                (
-                    "lease_ttl_seconds",
-                    models.PositiveIntegerField(
-                        default=600,
-                        help_text="How long a reviewer holds a document before it returns to the queue.",
-                        validators=[
-                            django.core.validators.MinValueValidator(30),
-                            django.core.validators.MaxValueValidator(86400),
-                        ],
-                    ),
-                ),
-                (
-                    "query_strategy",
-                    models.CharField(
-                        choices=[
-                            ("least_confident", "Least confident"),
-                            ("margin", "Margin"),
-                            ("entropy", "Entropy"),
-                            ("batch", "Ranked batch (uncertainty + diversity)"),
-                            ("random", "Random (baseline)"),
-                        ],
-                        default="margin",
-                        max_length=32,
-                    ),
-                ),
-                (
-                    "fast_retrain_every",
-                    models.PositiveIntegerField(
-                        default=10,
-                        help_text="Refit the classification head after this many new labels.",
-                        validators=[django.core.validators.MinValueValidator(1)],
-                    ),
-                ),
-                (
-                    "slow_retrain_every",
-                    models.PositiveIntegerField(
-                        default=200,
-                        help_text="Fine-tune the sentence-embedding body after this many new labels.",
-                        validators=[django.core.validators.MinValueValidator(1)],
-                    ),
-                ),
-                (
-                    "base_model",
-                    models.CharField(
-                        blank=True,
-                        help_text="Local SentenceTransformer directory; empty uses the packaged all-MiniLM-L6-v2.",
-                        max_length=500,
-                    ),
-                ),
-                (
-                    "eval_fraction",
-                    models.FloatField(
-                        default=0.15,
-                        help_text="Share of randomly chosen queue documents reserved for evaluating models.",
-                        validators=[
-                            django.core.validators.MinValueValidator(0.0),
-                            django.core.validators.MaxValueValidator(0.5),
-                        ],
-                    ),
-                ),
-                (
-                    "promotion_policy",
-                    models.CharField(
-                        choices=[
-                            ("not_worse", "Promote when not worse on the evaluation set"),
-                            ("always", "Always promote a ready model"),
-                            ("manual", "Only an admin promotes"),
-                        ],
-                        default="not_worse",
-                        max_length=16,
-                    ),
-                ),
-                (
-                    "created_by",
-                    models.ForeignKey(
-                        blank=True,
-                        null=True,
-                        on_delete=django.db.models.deletion.SET_NULL,
-                        related_name="+",
-                        to=settings.AUTH_USER_MODEL,
-                    ),
-                ),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('name', models.CharField(max_length=200, unique=True)),
+                ('description', models.TextField(blank=True)),
+                ('multi_label', models.BooleanField(default=False, help_text='Whether a document may carry several labels at once.')),
+                ('created_at', models.DateTimeField(auto_now_add=True)),
+                ('lease_ttl_seconds', models.PositiveIntegerField(default=600, help_text='How long a reviewer holds a document before it returns to the queue.', validators=[django.core.validators.MinValueValidator(30), django.core.validators.MaxValueValidator(86400)])),
+                ('query_strategy', models.CharField(choices=[('least_confident', 'Least confident'), ('margin', 'Margin'), ('entropy', 'Entropy'), ('batch', 'Ranked batch (uncertainty + diversity)'), ('random', 'Random (baseline)')], default='margin', max_length=32)),
+                ('fast_retrain_every', models.PositiveIntegerField(default=10, help_text='Refit the classification head after this many new labels.', validators=[django.core.validators.MinValueValidator(1)])),
+                ('slow_retrain_every', models.PositiveIntegerField(default=200, help_text='Fine-tune the sentence-embedding body after this many new labels.', validators=[django.core.validators.MinValueValidator(1)])),
+                ('base_model', models.CharField(blank=True, help_text='Local SentenceTransformer directory; empty uses the packaged all-MiniLM-L6-v2.', max_length=500)),
+                ('eval_fraction', models.FloatField(default=0.15, help_text='Share of randomly chosen queue documents reserved for evaluating models.', validators=[django.core.validators.MinValueValidator(0.0), django.core.validators.MaxValueValidator(0.5)])),
+                ('promotion_policy', models.CharField(choices=[('not_worse', 'Promote when not worse on the evaluation set'), ('always', 'Always promote a ready model'), ('manual', 'Only an admin promotes')], default='not_worse', max_length=16)),
+                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
             ],
             options={
-                "ordering": ["name"],
+                'ordering': ['name'],
             },
         ),
         migrations.CreateModel(
-            name="Membership",
+            name='Membership',
             fields=[
-                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
-                (
-                    "role",
-                    models.CharField(
-                        choices=[("admin", "Project admin"), ("reviewer", "Reviewer")],
-                        default="reviewer",
-                        max_length=16,
-                    ),
-                ),
-                ("created_at", models.DateTimeField(auto_now_add=True)),
-                (
-                    "user",
-                    models.ForeignKey(
-                        on_delete=django.db.models.deletion.CASCADE,
-                        related_name="memberships",
-                        to=settings.AUTH_USER_MODEL,
-                    ),
-                ),
-                (
-                    "project",
-                    models.ForeignKey(
-                        on_delete=django.db.models.deletion.CASCADE, related_name="memberships", to="annotation.project"
-                    ),
-                ),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('role', models.CharField(choices=[('admin', 'Project admin'), ('reviewer', 'Reviewer')], default='reviewer', max_length=16)),
+                ('created_at', models.DateTimeField(auto_now_add=True)),
+                ('user', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='memberships', to=settings.AUTH_USER_MODEL)),
+                ('project', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='memberships', to='annotation.project')),
             ],
         ),
         migrations.AddField(
-            model_name="importbatch",
-            name="project",
-            field=models.ForeignKey(
-                on_delete=django.db.models.deletion.CASCADE, related_name="import_batches", to="annotation.project"
-            ),
+            model_name='importbatch',
+            name='project',
+            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='import_batches', to='annotation.project'),
         ),
         migrations.AddField(
-            model_name="document",
-            name="project",
-            field=models.ForeignKey(
-                on_delete=django.db.models.deletion.CASCADE, related_name="documents", to="annotation.project"
-            ),
+            model_name='document',
+            name='project',
+            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='documents', to='annotation.project'),
         ),
         migrations.CreateModel(
-            name="AuditEvent",
+            name='AuditEvent',
             fields=[
-                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
-                ("created_at", models.DateTimeField(auto_now_add=True, db_index=True)),
-                (
-                    "actor_label",
-                    models.CharField(blank=True, help_text="Who acted, kept even if the user goes.", max_length=200),
-                ),
-                ("action", models.CharField(db_index=True, max_length=64)),
-                ("target_type", models.CharField(blank=True, max_length=64)),
-                ("target_id", models.CharField(blank=True, max_length=64)),
-                ("before", models.JSONField(blank=True, null=True)),
-                ("after", models.JSONField(blank=True, null=True)),
-                (
-                    "actor",
-                    models.ForeignKey(
-                        blank=True,
-                        null=True,
-                        on_delete=django.db.models.deletion.SET_NULL,
-                        related_name="+",
-                        to=settings.AUTH_USER_MODEL,
-                    ),
-                ),
-                (
-                    "project",
-                    models.ForeignKey(
-                        blank=True,
-                        null=True,
-                        on_delete=django.db.models.deletion.SET_NULL,
-                        related_name="+",
-                        to="annotation.project",
-                    ),
-                ),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('created_at', models.DateTimeField(auto_now_add=True, db_index=True)),
+                ('actor_label', models.CharField(blank=True, help_text='Who acted, kept even if the user goes.', max_length=200)),
+                ('action', models.CharField(db_index=True, max_length=64)),
+                ('target_type', models.CharField(blank=True, max_length=64)),
+                ('target_id', models.CharField(blank=True, max_length=64)),
+                ('before', models.JSONField(blank=True, null=True)),
+                ('after', models.JSONField(blank=True, null=True)),
+                ('actor', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
+                ('project', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='annotation.project')),
             ],
             options={
-                "ordering": ["-created_at", "-id"],
+                'ordering': ['-created_at', '-id'],
             },
         ),
         migrations.CreateModel(
-            name="Skip",
+            name='Skip',
             fields=[
-                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
-                ("created_at", models.DateTimeField(auto_now_add=True)),
-                (
-                    "document",
-                    models.ForeignKey(
-                        on_delete=django.db.models.deletion.CASCADE, related_name="skips", to="annotation.document"
-                    ),
-                ),
-                (
-                    "reviewer",
-                    models.ForeignKey(
-                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to=settings.AUTH_USER_MODEL
-                    ),
-                ),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('created_at', models.DateTimeField(auto_now_add=True)),
+                ('document', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='skips', to='annotation.document')),
+                ('reviewer', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to=settings.AUTH_USER_MODEL)),
             ],
         ),
         migrations.CreateModel(
-            name="Taxonomy",
+            name='Taxonomy',
             fields=[
-                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
-                ("version", models.PositiveIntegerField(default=1)),
-                ("updated_at", models.DateTimeField(auto_now=True)),
-                (
-                    "project",
-                    models.OneToOneField(
-                        on_delete=django.db.models.deletion.CASCADE, related_name="taxonomy", to="annotation.project"
-                    ),
-                ),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('version', models.PositiveIntegerField(default=1)),
+                ('updated_at', models.DateTimeField(auto_now=True)),
+                ('project', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='taxonomy', to='annotation.project')),
             ],
             options={
-                "verbose_name_plural": "taxonomies",
+                'verbose_name_plural': 'taxonomies',
             },
         ),
         migrations.AddField(
-            model_name="label",
-            name="taxonomy",
-            field=models.ForeignKey(
-                on_delete=django.db.models.deletion.CASCADE, related_name="labels", to="annotation.taxonomy"
-            ),
+            model_name='label',
+            name='taxonomy',
+            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='labels', to='annotation.taxonomy'),
         ),
         migrations.CreateModel(
-            name="Lease",
+            name='Lease',
             fields=[
-                (
-                    "document",
-                    models.OneToOneField(
-                        on_delete=django.db.models.deletion.CASCADE,
-                        primary_key=True,
-                        related_name="lease",
-                        serialize=False,
-                        to="annotation.document",
-                    ),
-                ),
-                ("acquired_at", models.DateTimeField()),
-                ("expires_at", models.DateTimeField()),
-                (
-                    "project",
-                    models.ForeignKey(
-                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to="annotation.project"
-                    ),
-                ),
-                (
-                    "reviewer",
-                    models.ForeignKey(
-                        on_delete=django.db.models.deletion.CASCADE, related_name="leases", to=settings.AUTH_USER_MODEL
-                    ),
-                ),
+                ('document', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, primary_key=True, related_name='lease', serialize=False, to='annotation.document')),
+                ('acquired_at', models.DateTimeField()),
+                ('expires_at', models.DateTimeField()),
+                ('project', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='annotation.project')),
+                ('reviewer', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='leases', to=settings.AUTH_USER_MODEL)),
             ],
         ),
         migrations.AddConstraint(
-            model_name="annotationlabel",
-            constraint=models.UniqueConstraint(fields=("annotation", "label"), name="annotation_label_unique"),
+            model_name='annotationlabel',
+            constraint=models.UniqueConstraint(fields=('annotation', 'label'), name='annotation_label_unique'),
         ),
         migrations.AddIndex(
-            model_name="annotation",
-            index=models.Index(fields=["reviewer", "created_at"], name="annotation_reviewer_idx"),
+            model_name='annotation',
+            index=models.Index(fields=['reviewer', 'created_at'], name='annotation_reviewer_idx'),
         ),
         migrations.AddConstraint(
-            model_name="annotation",
-            constraint=models.UniqueConstraint(
-                condition=models.Q(("reviewer__isnull", False)),
-                fields=("document", "reviewer"),
-                name="annotation_one_per_reviewer",
-            ),
+            model_name='annotation',
+            constraint=models.UniqueConstraint(condition=models.Q(('reviewer__isnull', False)), fields=('document', 'reviewer'), name='annotation_one_per_reviewer'),
         ),
         migrations.AddConstraint(
-            model_name="annotation",
-            constraint=models.UniqueConstraint(
-                condition=models.Q(("reviewer__isnull", True)), fields=("document",), name="annotation_one_unattributed"
-            ),
+            model_name='annotation',
+            constraint=models.UniqueConstraint(condition=models.Q(('reviewer__isnull', True)), fields=('document',), name='annotation_one_unattributed'),
         ),
         migrations.AddConstraint(
-            model_name="project",
-            constraint=models.CheckConstraint(
-                condition=models.Q(("lease_ttl_seconds__gte", 30)), name="project_lease_ttl_min"
-            ),
+            model_name='project',
+            constraint=models.CheckConstraint(condition=models.Q(('lease_ttl_seconds__gte', 30)), name='project_lease_ttl_min'),
         ),
         migrations.AddConstraint(
-            model_name="project",
-            constraint=models.CheckConstraint(
-                condition=models.Q(("eval_fraction__gte", 0), ("eval_fraction__lte", 0.5)),
-                name="project_eval_fraction_range",
-            ),
+            model_name='project',
+            constraint=models.CheckConstraint(condition=models.Q(('eval_fraction__gte', 0), ('eval_fraction__lte', 0.5)), name='project_eval_fraction_range'),
         ),
         migrations.AddConstraint(
-            model_name="membership",
-            constraint=models.UniqueConstraint(fields=("project", "user"), name="membership_unique_user"),
+            model_name='membership',
+            constraint=models.UniqueConstraint(fields=('project', 'user'), name='membership_unique_user'),
         ),
         migrations.AddConstraint(
-            model_name="membership",
-            constraint=models.CheckConstraint(
-                condition=models.Q(("role__in", ["admin", "reviewer"])), name="membership_role_valid"
-            ),
+            model_name='membership',
+            constraint=models.CheckConstraint(condition=models.Q(('role__in', ['admin', 'reviewer'])), name='membership_role_valid'),
         ),
         migrations.AddIndex(
-            model_name="document",
-            index=models.Index(fields=["project", "status", "random_key"], name="document_queue_idx"),
+            model_name='document',
+            index=models.Index(fields=['project', 'status', 'random_key'], name='document_queue_idx'),
         ),
         migrations.AddConstraint(
-            model_name="document",
-            constraint=models.UniqueConstraint(fields=("project", "content_hash"), name="document_unique_content"),
+            model_name='document',
+            constraint=models.UniqueConstraint(fields=('project', 'content_hash'), name='document_unique_content'),
         ),
         migrations.AddConstraint(
-            model_name="document",
-            constraint=models.UniqueConstraint(
-                condition=models.Q(("external_id", ""), _negated=True),
-                fields=("project", "external_id"),
-                name="document_unique_external_id",
-            ),
+            model_name='document',
+            constraint=models.UniqueConstraint(condition=models.Q(('external_id', ''), _negated=True), fields=('project', 'external_id'), name='document_unique_external_id'),
         ),
         migrations.AddConstraint(
-            model_name="document",
-            constraint=models.CheckConstraint(
-                condition=models.Q(("status__in", ["queued", "labeled", "flagged"])), name="document_status_valid"
-            ),
+            model_name='document',
+            constraint=models.CheckConstraint(condition=models.Q(('status__in', ['queued', 'labeled', 'flagged'])), name='document_status_valid'),
         ),
         migrations.AddConstraint(
-            model_name="skip",
-            constraint=models.UniqueConstraint(fields=("document", "reviewer"), name="skip_unique"),
+            model_name='skip',
+            constraint=models.UniqueConstraint(fields=('document', 'reviewer'), name='skip_unique'),
         ),
         migrations.AddConstraint(
-            model_name="label",
-            constraint=models.UniqueConstraint(fields=("taxonomy", "key"), name="label_unique_key"),
+            model_name='label',
+            constraint=models.UniqueConstraint(fields=('taxonomy', 'key'), name='label_unique_key'),
         ),
         migrations.AddConstraint(
-            model_name="label",
-            constraint=models.UniqueConstraint(
-                condition=models.Q(("shortcut", ""), _negated=True),
-                fields=("taxonomy", "shortcut"),
-                name="label_unique_shortcut",
-            ),
+            model_name='label',
+            constraint=models.UniqueConstraint(condition=models.Q(('shortcut', ''), _negated=True), fields=('taxonomy', 'shortcut'), name='label_unique_shortcut'),
         ),
         migrations.AddIndex(
-            model_name="lease",
-            index=models.Index(fields=["project", "reviewer", "expires_at"], name="lease_reviewer_idx"),
+            model_name='lease',
+            index=models.Index(fields=['project', 'reviewer', 'expires_at'], name='lease_reviewer_idx'),
         ),
     ]

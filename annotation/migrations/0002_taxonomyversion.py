@@ -6,48 +6,29 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
+
     dependencies = [
-        ("annotation", "0001_initial"),
+        ('annotation', '0001_initial'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name="TaxonomyVersion",
+            name='TaxonomyVersion',
             fields=[
-                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
-                ("version", models.PositiveIntegerField()),
-                ("operation", models.CharField(max_length=32)),
-                ("details", models.JSONField(blank=True, default=dict)),
-                (
-                    "labels",
-                    models.JSONField(default=list, help_text="Every label of this version, deprecated ones included."),
-                ),
-                ("multi_label", models.BooleanField(default=False)),
-                ("created_at", models.DateTimeField(auto_now_add=True)),
-                (
-                    "created_by",
-                    models.ForeignKey(
-                        blank=True,
-                        null=True,
-                        on_delete=django.db.models.deletion.SET_NULL,
-                        related_name="+",
-                        to=settings.AUTH_USER_MODEL,
-                    ),
-                ),
-                (
-                    "taxonomy",
-                    models.ForeignKey(
-                        on_delete=django.db.models.deletion.CASCADE, related_name="versions", to="annotation.taxonomy"
-                    ),
-                ),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('version', models.PositiveIntegerField()),
+                ('operation', models.CharField(max_length=32)),
+                ('details', models.JSONField(blank=True, default=dict)),
+                ('labels', models.JSONField(default=list, help_text='Every label of this version, deprecated ones included.')),
+                ('multi_label', models.BooleanField(default=False)),
+                ('created_at', models.DateTimeField(auto_now_add=True)),
+                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
+                ('taxonomy', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='versions', to='annotation.taxonomy')),
             ],
             options={
-                "ordering": ["taxonomy", "version"],
-                "constraints": [
-                    models.UniqueConstraint(fields=("taxonomy", "version"), name="taxonomy_version_unique"),
-                    models.CheckConstraint(condition=models.Q(("version__gte", 1)), name="taxonomy_version_positive"),
-                ],
+                'ordering': ['taxonomy', 'version'],
+                'constraints': [models.UniqueConstraint(fields=('taxonomy', 'version'), name='taxonomy_version_unique'), models.CheckConstraint(condition=models.Q(('version__gte', 1)), name='taxonomy_version_positive')],
             },
         ),
     ]

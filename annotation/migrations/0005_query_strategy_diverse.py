@@ -4,26 +4,15 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
+
     dependencies = [
-        ("annotation", "0004_audit_append_only_trigger"),
+        ('annotation', '0004_audit_append_only_trigger'),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name="project",
-            name="query_strategy",
-            field=models.CharField(
-                choices=[
-                    ("least_confident", "Least confident"),
-                    ("margin", "Margin"),
-                    ("entropy", "Entropy"),
-                    ("batch", "Ranked batch (modAL)"),
-                    ("diverse", "Diverse uncertainty (best on OPP-115)"),
-                    ("rare_margin", "Margin, favouring rare labels"),
-                    ("random", "Random (baseline)"),
-                ],
-                default="margin",
-                max_length=32,
-            ),
+            model_name='project',
+            name='query_strategy',
+            field=models.CharField(choices=[('least_confident', 'Least confident'), ('margin', 'Margin'), ('entropy', 'Entropy'), ('batch', 'Ranked batch (modAL)'), ('diverse', 'Diverse uncertainty (best on OPP-115)'), ('rare_margin', 'Margin, favouring rare labels'), ('random', 'Random (baseline)')], default='margin', max_length=32),
         ),
     ]

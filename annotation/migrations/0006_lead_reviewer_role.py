@@ -5,29 +5,24 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
+
     dependencies = [
-        ("annotation", "0005_query_strategy_diverse"),
+        ('annotation', '0005_query_strategy_diverse'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.RemoveConstraint(
-            model_name="membership",
-            name="membership_role_valid",
+            model_name='membership',
+            name='membership_role_valid',
         ),
         migrations.AlterField(
-            model_name="membership",
-            name="role",
-            field=models.CharField(
-                choices=[("admin", "Project admin"), ("lead", "Lead reviewer"), ("reviewer", "Reviewer")],
-                default="reviewer",
-                max_length=16,
-            ),
+            model_name='membership',
+            name='role',
+            field=models.CharField(choices=[('admin', 'Project admin'), ('lead', 'Lead reviewer'), ('reviewer', 'Reviewer')], default='reviewer', max_length=16),
         ),
         migrations.AddConstraint(
-            model_name="membership",
-            constraint=models.CheckConstraint(
-                condition=models.Q(("role__in", ["admin", "lead", "reviewer"])), name="membership_role_valid"
-            ),
+            model_name='membership',
+            constraint=models.CheckConstraint(condition=models.Q(('role__in', ['admin', 'lead', 'reviewer'])), name='membership_role_valid'),
         ),
     ]

@@ -4,25 +4,20 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
+
     dependencies = [
-        ("annotation", "0007_invitation"),
+        ('annotation', '0007_invitation'),
     ]
 
     operations = [
         migrations.AddField(
-            model_name="annotation",
-            name="served_at",
-            field=models.DateTimeField(
-                blank=True, help_text="When the labeling page was handed the document this answer is for.", null=True
-            ),
+            model_name='annotation',
+            name='served_at',
+            field=models.DateTimeField(blank=True, help_text='When the labeling page was handed the document this answer is for.', null=True),
         ),
         migrations.AlterField(
-            model_name="annotation",
-            name="seconds_spent",
-            field=models.FloatField(
-                blank=True,
-                help_text="Seconds the document was on the reviewer's screen, from its first paint to the answer.",
-                null=True,
-            ),
+            model_name='annotation',
+            name='seconds_spent',
+            field=models.FloatField(blank=True, help_text="Seconds the document was on the reviewer's screen, from its first paint to the answer.", null=True),
         ),
     ]

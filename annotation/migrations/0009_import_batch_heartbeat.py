@@ -4,14 +4,15 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
+
     dependencies = [
-        ("annotation", "0008_annotation_served_at"),
+        ('annotation', '0008_annotation_served_at'),
     ]
 
     operations = [
         migrations.AddField(
-            model_name="importbatch",
-            name="heartbeat_at",
+            model_name='importbatch',
+            name='heartbeat_at',
             field=models.DateTimeField(blank=True, null=True),
         ),
     ]

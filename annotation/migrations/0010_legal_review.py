@@ -5,68 +5,46 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
+
     dependencies = [
-        ("annotation", "0009_import_batch_heartbeat"),
+        ('annotation', '0009_import_batch_heartbeat'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AlterModelOptions(
-            name="flag",
-            options={"ordering": ["created_at", "id"]},
+            name='flag',
+            options={'ordering': ['created_at', 'id']},
         ),
         migrations.RemoveConstraint(
-            model_name="document",
-            name="document_status_valid",
+            model_name='document',
+            name='document_status_valid',
         ),
         migrations.AddField(
-            model_name="flag",
-            name="decision",
-            field=models.CharField(
-                blank=True,
-                choices=[("requeue", "Back to the review queue"), ("close", "Closed: not to be labeled")],
-                max_length=16,
-            ),
+            model_name='flag',
+            name='decision',
+            field=models.CharField(blank=True, choices=[('requeue', 'Back to the review queue'), ('close', 'Closed: not to be labeled')], max_length=16),
         ),
         migrations.AddField(
-            model_name="flag",
-            name="resolution_note",
-            field=models.TextField(blank=True, help_text="What legal review decided and why."),
+            model_name='flag',
+            name='resolution_note',
+            field=models.TextField(blank=True, help_text='What legal review decided and why.'),
         ),
         migrations.AlterField(
-            model_name="document",
-            name="status",
-            field=models.CharField(
-                choices=[
-                    ("queued", "Waiting for review"),
-                    ("labeled", "Labeled"),
-                    ("flagged", "Held for legal review"),
-                    ("closed", "Closed by legal review"),
-                ],
-                default="queued",
-                max_length=16,
-            ),
+            model_name='document',
+            name='status',
+            field=models.CharField(choices=[('queued', 'Waiting for review'), ('labeled', 'Labeled'), ('flagged', 'Held for legal review'), ('closed', 'Closed by legal review')], default='queued', max_length=16),
         ),
         migrations.AddIndex(
-            model_name="flag",
-            index=models.Index(fields=["document", "resolved_at"], name="flag_open_idx"),
+            model_name='flag',
+            index=models.Index(fields=['document', 'resolved_at'], name='flag_open_idx'),
         ),
         migrations.AddConstraint(
-            model_name="document",
-            constraint=models.CheckConstraint(
-                condition=models.Q(("status__in", ["queued", "labeled", "flagged", "closed"])),
-                name="document_status_valid",
-            ),
+            model_name='document',
+            constraint=models.CheckConstraint(condition=models.Q(('status__in', ['queued', 'labeled', 'flagged', 'closed'])), name='document_status_valid'),
         ),
         migrations.AddConstraint(
-            model_name="flag",
-            constraint=models.CheckConstraint(
-                condition=models.Q(
-                    models.Q(("resolved_at__isnull", True), ("decision", "")),
-                    models.Q(("resolved_at__isnull", False), ("decision__in", ["requeue", "close"])),
-                    _connector="OR",
-                ),
-                name="flag_resolution_whole",
-            ),
+            model_name='flag',
+            constraint=models.CheckConstraint(condition=models.Q(models.Q(('resolved_at__isnull', True), ('decision', '')), models.Q(('resolved_at__isnull', False), ('decision__in', ['requeue', 'close'])), _connector='OR'), name='flag_resolution_whole'),
         ),
     ]
