@@ -50,6 +50,20 @@ def _connected_as(credentials: dict[str, str]) -> Iterator[None]:
         database.settings_dict.update(saved)
 
 
+def _execute_outlasting_deadlocks(cursor, statement: str, attempts: int = 5) -> None:
+    """Run the flush's TRUNCATE again when PostgreSQL picks it as a deadlock's victim: a live Celery worker may
+    still be ending a task of the test that just finished, holding one table while the TRUNCATE holds another.
+    The worker's transaction ends, so a later attempt succeeds; a test never sees a half-flushed database."""
+    for attempt in range(1, attempts + 1):
+        try:
+            cursor.execute(statement)
+            return
+        except psycopg2.errors.DeadlockDetected:
+            if attempt == attempts:
+                raise
+            time.sleep(0.5 * attempt)
+
+
 def _flush_as_owner(self: TransactionTestCase) -> None:
     """TransactionTestCase's flush, with the TRUNCATE run by the tables' owner: the app's role may not truncate
     the audit log, which is the point. The rest (post_migrate's content types) runs as the app, as in Django."""
@@ -70,7 +84,7 @@ def _flush_as_owner(self: TransactionTestCase) -> None:
             owner_connection.autocommit = True
             with owner_connection.cursor() as cursor:
                 for statement in statements:
-                    cursor.execute(statement)
+                    _execute_outlasting_deadlocks(cursor, statement)
         owner_connection.close()
         if self.available_apps is None:
             emit_post_migrate_signal(verbosity=0, interactive=False, db=alias)
