@@ -36,7 +36,7 @@ logger = logging.getLogger("docket.spark_scoring")
 FORMATS = ("auto", "parquet", "csv", "jsonl")
 PROBABILITY_PREFIX = "prob_"
 ENCODE_BATCH = 64
-"""Texts per forward pass; measured with benchmarks/spark_scoring.py (docs/benchmarks.md)."""
+"""Texts per forward pass (`--encode-batch`); benchmarks/spark_scoring.py sweeps it (docs/benchmarks.md)."""
 ARROW_BATCH = 1024
 """Rows per Arrow batch handed to a worker: large enough for length-sorted encoding batches, small enough to
 report progress and keep memory flat."""
