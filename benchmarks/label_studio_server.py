@@ -176,7 +176,7 @@ def main() -> None:
                 try:
                     if session.get(f"{base}/api/projects", timeout=5).status_code == 200:
                         break
-                except requests.ConnectionError:
+                except requests.RequestException:  # not listening yet, or too busy starting to answer
                     pass
                 if server.poll() is not None or time.monotonic() > deadline:
                     print(Path(data_dir, "server.log").read_text()[-3000:])
@@ -207,7 +207,9 @@ def main() -> None:
 
             start = time.perf_counter()
             exported = session.get(
-                f"{base}/api/projects/{ls_project}/export", params={"exportType": "JSON"}, timeout=300
+                f"{base}/api/projects/{ls_project}/export",
+                params={"exportType": "JSON", "download_all_tasks": "true"},
+                timeout=300,
             )
             exported.raise_for_status()
             back = exported.json()
