@@ -1,6 +1,6 @@
 """Import and export of 100,000 documents in each of the other tools' formats, against Docket's own JSONL.
 
-    nice -n 10 .venv/bin/python benchmarks/interchange_formats.py [--rows 100000]
+    nice -n 10 .venv/bin/python benchmarks/interchange_formats.py [--rows 100000] [--formats prodigy parquet ...]
 
 Uses its own database (docket_formats_bench, dropped and recreated). Builds a project of `--rows` documents,
 each labeled by one of two reviewers (an answer with its times, as reviewers leave them), exports it in every
@@ -125,7 +125,11 @@ def import_into(path: Path, fmt: str, users, name: str):
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument(
+        "--formats", nargs="+", choices=FORMATS, default=FORMATS, help="jsonl, the baseline, always runs"
+    )
     args = parser.parse_args()
+    formats = ["jsonl", *[fmt for fmt in args.formats if fmt != "jsonl"]]
     recreate_database(DB_NAME)
     configure_django(f"postgres://postgres@127.0.0.1:5432/{DB_NAME}")
     from django.core.management import call_command
@@ -142,7 +146,7 @@ def main() -> None:
     )
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     with tempfile.TemporaryDirectory(prefix="docket-formats-bench-") as tmp:
-        for fmt in FORMATS:
+        for fmt in formats:
             directory = Path(tmp) / fmt
             directory.mkdir()
             with PeakMemory() as exported:
