@@ -8,6 +8,8 @@ from drf_spectacular.extensions import OpenApiAuthenticationExtension, OpenApiSe
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, inline_serializer
 from rest_framework import serializers
 
+from api.errors import error_codes
+
 
 class ApiKeyScheme(OpenApiAuthenticationExtension):
     target_class = "api.auth.ApiKeyAuthentication"
@@ -307,8 +309,6 @@ def _headers_of(status: int, operation_id: str) -> tuple[list[str], set[str]]:
 def complete_responses(result: dict[str, Any], generator, request, public) -> dict[str, Any]:
     """Postprocessing hook: every operation declares every status and header a client sees. Errors are typed by
     status (their `code` values and `details`), POSTs take an Idempotency-Key, 405, 415 and 500 are declared."""
-    from api.errors import error_codes
-
     components = result.setdefault("components", {})
     codes = error_codes()
     schemas = components.setdefault("schemas", {})
@@ -337,6 +337,8 @@ def complete_responses(result: dict[str, Any], generator, request, public) -> di
                 if method == "post" and 200 <= status < 300:
                     names.append("Idempotent-Replayed")
                 response["headers"] = {name: {**HEADERS[name], "required": name in required} for name in names}
+    for generic in ("Error", "ErrorDetail"):  # every error now refers to its status's own component
+        schemas.pop(generic, None)
     return result
 
 
