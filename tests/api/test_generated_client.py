@@ -45,6 +45,8 @@ def docket_client(generator, tmp_path, home, settings):
     (tmp_path / "schema.json").write_bytes(schema.content)
     (tmp_path / "config.yaml").write_text(
         "project_name_override: docket-client\npackage_name_override: docket_client\npost_hooks: []\n"
+        # Binary downloads (a model bundle) arrive as bytes: the generator's own name for them is octet-stream.
+        "content_type_overrides:\n  application/zip: application/octet-stream\n"
     )
     generated = subprocess.run(
         [generator, "generate", "--path", "schema.json", "--config", "config.yaml", "--output-path", "docket_client"]
