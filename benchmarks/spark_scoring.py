@@ -10,7 +10,8 @@ scoring call, torch on every core) on the same texts:
 
 1. encoding batch sizes (one thread, as one Spark task runs), to choose the job's default;
 2. the Spark job in `local[2]` on `--texts` texts, twice in one session: cold (Python workers start and load the
-   model) and warm (they kept it), each without the session's start, which is given apart;
+   model) and warm (they kept it), each without the session's start, which is given apart; then the baseline
+   again on the first 2,000 texts, to show any drift in the machine's load;
 3. a standalone cluster started here (a master and two workers of one core each, all on 127.0.0.1 in the
    `--port-base` range), with 1 and with 2 executors, on `--standalone-texts` texts.
 
@@ -226,8 +227,11 @@ def main() -> None:
         corpus = write_corpus(texts, "corpus.jsonl")
         baseline = in_process(served, texts)
         local = spark_run("local[2]", bundle, corpus, len(texts), conf, "local2")
+        # The baseline again on a slice, after the jobs: a neighbour's load that came or went shows as drift.
+        drift = in_process(served, texts[: min(len(texts), 2_000)])
         result["local"] = {
             "in_process_texts_per_s": round(baseline, 1),
+            "in_process_after_texts_per_s": round(drift, 1),
             "spark_local2": local,
             "ratio_warm": round(local["texts_per_s_warm"] / baseline, 2),
             "ratio_cold": round(local["texts_per_s_cold"] / baseline, 2),

@@ -26,10 +26,11 @@ from django.utils import timezone
 from annotation.models import Project
 from annotation.services.audit import audit_record
 from learning.ml.classifier import base_body_id, default_base_model
-from learning.models import EmbeddingShard, ModelVersion
+from learning.models import EmbeddingShard, ModelVersion, TrainingRun
 from learning.services import artifact_root, base_model_for
 
 Status = ModelVersion.Status
+_FINISHED = {TrainingRun.Status.SUCCEEDED, TrainingRun.Status.FAILED, TrainingRun.Status.REFUSED}
 KEEP_DEFAULT = 3
 
 
@@ -102,6 +103,34 @@ def artifacts_prune(
         paths = [v.artifact_dir for v in doomed] + [artifact_root() / s.path for s in shards]
         transaction.on_commit(lambda: _delete(paths))
     return result
+
+
+def checkpoints_prune(*, projects: list[Project] | None = None, dry_run: bool = False) -> list[int]:
+    """Delete fine-tune checkpoints that no run can resume from any more; the ids of their runs.
+
+    A run removes its checkpoint when it ends, but a worker stopped between the run's last commit and that
+    removal leaves it behind (about 90 MB a body). A checkpoint of a run that is queued or running stays:
+    the next worker resumes from it. With `projects`, only those projects' runs are looked at; without,
+    checkpoints whose run no longer exists go too.
+    """
+    root = artifact_root() / "checkpoints"
+    found: dict[int, Path] = {}
+    for path in root.glob("run-*") if root.is_dir() else ():
+        suffix = path.name.removeprefix("run-")
+        if path.is_dir() and suffix.isdigit():
+            found[int(suffix)] = path
+    runs = TrainingRun.objects.filter(pk__in=found)
+    if projects is not None:
+        runs = runs.filter(project__in=projects)
+    status = dict(runs.values_list("pk", "status"))
+    doomed = sorted(
+        run_id
+        for run_id in found
+        if (run_id in status and status[run_id] in _FINISHED) or (projects is None and run_id not in status)
+    )
+    if not dry_run:
+        _delete([found[run_id] for run_id in doomed])
+    return doomed
 
 
 def _delete(paths: list[Path]) -> None:

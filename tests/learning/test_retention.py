@@ -10,8 +10,8 @@ from annotation.models import AuditEvent
 from learning import services, serving
 from learning.exceptions import ModelSwitchRefused
 from learning.ml.classifier import base_body_id, default_base_model
-from learning.models import EmbeddingShard, ModelVersion
-from learning.retention import artifacts_prune
+from learning.models import EmbeddingShard, ModelVersion, TrainingRun
+from learning.retention import artifacts_prune, checkpoints_prune
 from learning.services import _shard_write
 from tests.factories import UserFactory, project_with_labels
 
@@ -133,3 +133,32 @@ def test_the_models_page_offers_no_rollback_to_pruned_files_and_marks_them(artif
     assert 'id="rollback"' not in html and "files pruned" in html
     # The page's navigation is the project's, with the admin's Quality and Manage links.
     assert f'href="/projects/{project.pk}/quality/"' in html and f'href="/projects/{project.pk}/manage/"' in html
+
+
+def test_checkpoints_of_ended_runs_go_and_a_resumable_one_stays(artifact_dir):
+    """A worker stopped between a run's last commit and its cleanup leaves the checkpoint; pruning removes it."""
+    project = project_with_labels()
+    other = project_with_labels()
+    runs = {
+        status: TrainingRun.objects.create(project=project, kind="slow", trigger="admin", status=status)
+        for status in ("queued", "running", "succeeded", "failed", "refused")
+    }
+    elsewhere = TrainingRun.objects.create(project=other, kind="slow", trigger="admin", status="succeeded")
+    for run in [*runs.values(), elsewhere]:
+        services.fine_tune_checkpoint(run.pk).directory.mkdir(parents=True)
+    gone = services.fine_tune_checkpoint(elsewhere.pk + 1000).directory  # its run was deleted with its project
+    gone.mkdir(parents=True)
+
+    assert checkpoints_prune(projects=[project], dry_run=True) == sorted(
+        runs[s].pk for s in ("succeeded", "failed", "refused")
+    )
+    assert services.fine_tune_checkpoint(runs["succeeded"].pk).directory.exists()
+
+    call_command("prune_artifacts", str(project.pk), "--keep", "2")
+    for status, run in runs.items():
+        assert services.fine_tune_checkpoint(run.pk).directory.exists() == (status in ("queued", "running"))
+    assert services.fine_tune_checkpoint(elsewhere.pk).directory.exists() and gone.exists()
+
+    call_command("prune_artifacts", "--keep", "2")
+    assert not services.fine_tune_checkpoint(elsewhere.pk).directory.exists() and not gone.exists()
+    assert services.fine_tune_checkpoint(runs["running"].pk).directory.exists()

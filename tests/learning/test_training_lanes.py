@@ -124,10 +124,12 @@ def test_a_fine_tune_stopped_by_its_service_manager_resumes_from_its_checkpoint(
         assert 3 <= paused_at < 8
 
         worker = start_worker(queue, queue, second_log, pool="prefork", DOCKET_FINE_TUNE_CHECKPOINT_STEPS="2")
+        # The worker removes the checkpoint just after the run's last commit: wait for both before stopping it.
+        checkpoint = services.fine_tune_checkpoint(run.pk).directory
         wait_for(
-            lambda: TrainingRun.objects.filter(pk=run.pk, status="succeeded"),
+            lambda: TrainingRun.objects.filter(pk=run.pk, status="succeeded").exists() and not checkpoint.exists(),
             timeout=400,
-            what=f"the resumed fine-tune (log {second_log})",
+            what=f"the resumed fine-tune and its checkpoint's removal (log {second_log})",
         )
     finally:
         stop_group(worker)

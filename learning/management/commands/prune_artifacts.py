@@ -1,14 +1,15 @@
 """python manage.py prune_artifacts [PROJECT ...] [--keep 3] [--dry-run]
 
-Deletes the files of model versions nobody can promote or roll back to any more, and embedding caches that
-no kept model uses; see learning/retention.py for what is kept. Run it daily (cron or a systemd timer).
+Deletes the files of model versions nobody can promote or roll back to any more, embedding caches that
+no kept model uses, and fine-tune checkpoints of runs that have ended; see learning/retention.py for what is
+kept. Run it daily (cron or a systemd timer).
 """
 
 from django.core.management.base import BaseCommand, CommandError
 
 from annotation.management.commands.import_documents import project_by_name_or_id
 from annotation.models import Project
-from learning.retention import KEEP_DEFAULT, artifacts_prune
+from learning.retention import KEEP_DEFAULT, artifacts_prune, checkpoints_prune
 
 
 def _megabytes(n: int) -> str:
@@ -41,5 +42,8 @@ class Command(BaseCommand):
                 f"{project.name}: {versions}, {result.shards} embedding shard(s) of {len(result.bodies)} old "
                 f"bodies, {_megabytes(result.bytes_freed)}"
             )
+        runs = checkpoints_prune(projects=projects if options["projects"] else None, dry_run=options["dry_run"])
+        if runs:
+            self.stdout.write(f"fine-tune checkpoints of ended runs: {', '.join(f'run {n}' for n in runs)}")
         verb = "would free" if options["dry_run"] else "freed"
         self.stdout.write(self.style.SUCCESS(f"{verb} {_megabytes(total)} in {len(projects)} project(s)"))
