@@ -9,6 +9,7 @@ from django.db import connection
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
+from annotation import statements
 from annotation.models import Adjudication, Annotation, AnnotationLabel, Document, GoldAnswer, Label, Project
 from learning import selectors as learning_selectors
 
@@ -243,6 +244,32 @@ def suggestion_for(
     }
 
 
+def _current_labels(project: Project | int) -> QuerySet[Label]:
+    return Label.objects.filter(taxonomy__project=project, deprecated=False).order_by("order", "id")
+
+
+def _document_for_review_row(
+    *, project_id: int, reviewer_id: int, document_id: int, with_label_keys: bool
+) -> QuerySet[Document]:
+    """The one query of `document_for_review`, as a `values()` queryset."""
+    project = Project(pk=project_id)
+    prediction_columns = learning_selectors.review_prediction_columns(project)
+    others = Annotation.objects.filter(document=OuterRef("pk")).exclude(reviewer=reviewer_id)
+    columns = {
+        **prediction_columns,
+        "review_mine": Subquery(
+            Annotation.objects.filter(document=OuterRef("pk"), reviewer=reviewer_id).order_by("id").values("id")[:1]
+        ),
+        # Whether the model has learned someone else's answer to this document: a gold answer, another
+        # reviewer's (designed overlap) or an imported one. Its suggestion would show this reviewer that answer,
+        # so it is withheld to keep gold checks and agreement blind.
+        "review_known": Exists(GoldAnswer.objects.filter(document=OuterRef("pk"))) | Exists(others),
+    }
+    if with_label_keys:
+        columns["review_label_keys"] = ArraySubquery(_current_labels(project).values("key"))
+    return Document.objects.filter(pk=document_id).annotate(**columns).values(*columns).order_by("pk")[:1]
+
+
 def document_for_review(document: Document, *, project: Project, reviewer: AbstractBaseUser) -> dict:
     """What the labeling page shows for a document: text, context, the reviewer's own answer, the suggestion.
 
@@ -250,25 +277,19 @@ def document_for_review(document: Document, *, project: Project, reviewer: Abstr
     answered it before, whether anyone else's answer is known, the stored scores): this runs for every
     document served. The reviewer's own labels take a second one, only when there is an earlier answer.
     """
-    prediction_columns = learning_selectors.review_prediction_columns(project)
-    others = Annotation.objects.filter(document=OuterRef("pk")).exclude(reviewer=reviewer)
-    columns = {
-        **prediction_columns,
-        "review_mine": Subquery(
-            Annotation.objects.filter(document=OuterRef("pk"), reviewer=reviewer).order_by("id").values("id")[:1]
-        ),
-        # Whether the model has learned someone else's answer to this document: a gold answer, another
-        # reviewer's (designed overlap) or an imported one. Its suggestion would show this reviewer that answer,
-        # so it is withheld to keep gold checks and agreement blind.
-        "review_known": Exists(GoldAnswer.objects.filter(document=OuterRef("pk"))) | Exists(others),
-    }
-    current_labels = Label.objects.filter(taxonomy__project=project, deprecated=False).order_by("order", "id")
-    if connection.vendor == "postgresql":
-        columns["review_label_keys"] = ArraySubquery(current_labels.values("key"))
-    row = Document.objects.filter(pk=document.pk).annotate(**columns).values(*columns).first() or {}
+    rows = statements.prepared_values(
+        "selectors.document_for_review",
+        _document_for_review_row,
+        project_id=project.pk,
+        reviewer_id=reviewer.pk,
+        document_id=document.pk,
+        with_label_keys=connection.vendor == "postgresql",
+    )
+    row = rows[0] if rows else {}
+    prediction_columns = learning_selectors.REVIEW_PREDICTION_COLUMNS
     label_keys = row.get("review_label_keys")
     if label_keys is None:
-        label_keys = list(current_labels.values_list("key", flat=True))
+        label_keys = list(_current_labels(project).values_list("key", flat=True))
     metadata = document.metadata if isinstance(document.metadata, dict) else {}
     context = [{"key": k, "value": str(metadata[k])} for k in CONTEXT_KEYS if metadata.get(k) not in (None, "")]
     other = [{"key": k, "value": str(v)} for k, v in metadata.items() if k not in CONTEXT_KEYS and v not in (None, "")]

@@ -1,17 +1,18 @@
 """The review queue under load: 1, 4 and 16 reviewers run the labeling page's get-next + submit loop over HTTP.
 
     .venv/bin/python benchmarks/load_review_queue.py [--documents 100000] [--reviewers 1,4,16] [--seconds 15]
-        [--scored] [--workers 4] [--threads 4] [--json results.json]
+        [--scored] [--workers 4] [--threads 1] [--preload] [--json results.json]
+        [--in-process N [--profile PATH]]
 
 Uses its own database (docket_bench_queue by default; dropped and recreated unless --keep-db) with one project of
-`--documents` documents bulk-inserted, and starts gunicorn on 127.0.0.1. Each simulated reviewer gets a
-logged-in session, opens the labeling page (for its CSRF cookie) and then, in its own process, does exactly
-what the page does: POST /projects/<id>/queue/next with the document on screen as `after` (the prefetch),
-then POST /projects/<id>/documents/<doc>/annotate with a fresh submission id, session cookie and CSRF header.
-With --think 0 every reviewer submits the moment a document arrives: a stress test of throughput. With
---think N each one spends N seconds on a document first on average (0.5-1.5 N, each reviewer starting at
-its own moment; --lockstep makes it exactly N, all together), as people do (they take several), which measures
-the latency a reviewer actually waits for while 1, 4 or 16 colleagues work at the same time.
+`--documents` documents bulk-inserted, and starts gunicorn on 127.0.0.1 as docs/deploy.md runs it (4 sync workers).
+Each simulated reviewer gets a logged-in session, opens the labeling page (for its CSRF cookie) and then, in its
+own process, does exactly what the page does: POST /projects/<id>/queue/next with the document on screen as `after`
+(the prefetch), then POST /projects/<id>/documents/<doc>/annotate with a fresh submission id, session cookie and
+CSRF header. With --think 0 every reviewer submits the moment a document arrives: a stress test of throughput. With
+--think N each one spends N seconds on a document first on average (0.5-1.5 N, each reviewer starting at its own
+moment; --lockstep makes it exactly N, all together), as people do (they take several), which measures the latency
+a reviewer actually waits for while 1, 4 or 16 colleagues work at the same time.
 
 Each level is bounded by --seconds and --max-loops. The baseline, measured in the same run at the same
 concurrency, is GET /accounts/login/ (a template render, no database), so figures read as ratios. Afterwards
@@ -28,9 +29,11 @@ import os
 import platform
 import queue
 import random
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from dataclasses import dataclass
@@ -73,9 +76,14 @@ def parse_args() -> argparse.Namespace:
         action="store_true",
         help="every reviewer reads for exactly --think seconds, all starting together (a thundering herd)",
     )
-    # 2 x 4 answered best on the two shared cores this was written on (tried 2x1, 4x1, 4x4).
-    parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
-    parser.add_argument("--threads", type=int, default=4, help="threads per gunicorn worker (gthread)")
+    # As docs/deploy.md runs it (deploy/docket-web.service): 4 sync workers, each loading Django itself.
+    parser.add_argument("--workers", type=int, default=4, help="gunicorn worker processes")
+    parser.add_argument("--threads", type=int, default=1, help="threads per gunicorn worker (more: gthread)")
+    parser.add_argument(
+        "--preload",
+        action="store_true",
+        help="load Django and every view once in gunicorn's master before forking (not how docs/deploy.md runs it)",
+    )
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--keep-db", action="store_true", help="reuse the database: reset the project instead")
     parser.add_argument("--json", help="also write the results here")
@@ -87,6 +95,7 @@ def parse_args() -> argparse.Namespace:
         help="instead of the HTTP levels: N get-next + submit loops of one reviewer through Django's test client in "
         "this process, with each request's wall time, this process's CPU time and its SQL queries",
     )
+    parser.add_argument("--profile", metavar="PATH", help="with --in-process: also profile (cProfile) into PATH.*")
     return parser.parse_args()
 
 
@@ -207,13 +216,15 @@ def free_port() -> int:
 
 
 def start_server(args: argparse.Namespace, port: int) -> subprocess.Popen:
+    """gunicorn as deploy/docket-web.service starts it (config.wsgi, workers summing their metrics in a directory
+    of their own), with the benchmark's workers, threads and optional preload."""
+    application = ["--pythonpath", str(ROOT / "benchmarks"), "load_review_queue:preloaded_application()", "--preload"]
+    metrics = Path(tempfile.mkdtemp(prefix="docket-bench-metrics-"))
     command = [
         sys.executable,
         "-m",
         "gunicorn",
-        "--pythonpath",
-        str(ROOT / "benchmarks"),
-        "load_review_queue:preloaded_application()",
+        *(application if args.preload else ["config.wsgi:application"]),
         "--bind",
         f"{HOST}:{port}",
         "--workers",
@@ -224,10 +235,9 @@ def start_server(args: argparse.Namespace, port: int) -> subprocess.Popen:
         str(args.threads),
         "--log-level",
         "warning",
-        # Load Django and every view once, before forking (see preloaded_application).
-        "--preload",
     ]
-    server = subprocess.Popen(command, cwd=ROOT, env=dict(os.environ))
+    server = subprocess.Popen(command, cwd=ROOT, env={**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(metrics)})
+    server.metrics_dir = metrics
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
@@ -241,7 +251,7 @@ def start_server(args: argparse.Namespace, port: int) -> subprocess.Popen:
 
 
 def preloaded_application():
-    """gunicorn's application for this benchmark: Django with its URLconf imported in the master process.
+    """gunicorn's application with --preload: Django with its URLconf imported in the master process.
 
     Django imports the URLconf at a worker's first request, and with it every view module; here that
     includes the ML stack (learning.services, via the models pages and the predict API), about 10 s per
@@ -416,52 +426,71 @@ def run_level(target, count: int, seconds: float, build_args) -> tuple[list[dict
 # --- Figures -------------------------------------------------------------------------------------------------
 
 
-def in_process(project_id: int, username: str, loops: int, json_path: str | None) -> None:
+def in_process(
+    project_id: int, username: str, loops: int, json_path: str | None, profile_path: str | None = None
+) -> None:
     """One reviewer's loop without HTTP, gunicorn or other reviewers: what a request costs the web process.
 
     CPU time is this process's own (Django, the driver); wall time adds the database's work and the round trips.
-    On a busy machine the CPU time and the query counts are the steadier figures.
+    On a busy machine the CPU time and the query counts are the steadier figures. The baseline, in the same
+    loop, is the login page (a template render through the same middleware, no database), as in the HTTP runs.
+    Requests carry the CSRF cookie and header as the page sends them. `profile_path`: also profile the measured
+    requests (cProfile), one file per kind of request, and print where their time went.
     """
+    import cProfile
+    import pstats
+
     from django.contrib.auth import get_user_model
     from django.db import connection
     from django.test import Client
     from django.test.utils import CaptureQueriesContext
 
-    client = Client(HTTP_HOST=HOST)
+    client = Client(HTTP_HOST=HOST, enforce_csrf_checks=True)
     client.force_login(get_user_model().objects.get(username=username))
-    figures: dict[str, dict[str, list[float]]] = {
-        name: {"wall": [], "cpu": [], "queries": []} for name in ("next", "annotate")
-    }
+    if client.get(f"/projects/{project_id}/label/").status_code != 200:
+        raise RuntimeError("the labeling page did not open")
+    csrf = {"HTTP_X_CSRFTOKEN": client.cookies["csrftoken"].value, "HTTP_REFERER": f"http://{HOST}/"}
+    visitor = Client(HTTP_HOST=HOST)
+    names = ("next", "annotate", "baseline")
+    figures: dict[str, dict[str, list[float]]] = {name: {"wall": [], "cpu": [], "queries": []} for name in names}
+    profiles = {name: cProfile.Profile() for name in names}
+    profiling = False
 
     def timed(name: str, call):
         with CaptureQueriesContext(connection) as queries:
+            if profiling:
+                profiles[name].enable()
             wall, cpu = time.perf_counter(), time.process_time()
             response = call()
             figures[name]["wall"].append(time.perf_counter() - wall)
             figures[name]["cpu"].append(time.process_time() - cpu)
+            if profiling:
+                profiles[name].disable()
         figures[name]["queries"].append(len(queries))
         if response.status_code != 200:
             raise RuntimeError(f"{name} answered {response.status_code}: {response.content[:200]!r}")
-        return response.json()
+        return response
 
     def post(url: str, body: dict):
-        return lambda: client.post(url, data=json.dumps(body), content_type="application/json")
+        return lambda: client.post(url, data=json.dumps(body), content_type="application/json", **csrf)
 
     next_url = f"/projects/{project_id}/queue/next"
-    shown = timed("next", post(next_url, {}))["document"]
+    shown = timed("next", post(next_url, {})).json()["document"]
     for i in range(loops + 20):  # the first 20 loops warm the code paths and connections; not counted
-        upcoming = timed("next", post(next_url, {"after": shown["id"]}))["document"]
+        upcoming = timed("next", post(next_url, {"after": shown["id"]})).json()["document"]
         body = {
             "labels": [LABEL_KEYS[i % len(LABEL_KEYS)]],
             "ticket": shown["ticket"],
             "submission_id": str(uuid.uuid4()),
         }
         timed("annotate", post(f"/projects/{project_id}/documents/{shown['id']}/annotate", body))
+        timed("baseline", lambda: visitor.get("/accounts/login/"))
         shown = upcoming
         if i == 19:
             for name in figures:
                 figures[name] = {"wall": [], "cpu": [], "queries": []}
-    result = {}
+            profiling = profile_path is not None
+    result = {"load_average": [round(x, 2) for x in os.getloadavg()]}
     for name, values in figures.items():
         result[name] = {
             "wall_p50_ms": percentile(values["wall"], 50) * 1000,
@@ -469,11 +498,22 @@ def in_process(project_id: int, username: str, loops: int, json_path: str | None
             "cpu_p50_ms": percentile(values["cpu"], 50) * 1000,
             "queries": max(values["queries"]),
         }
+    base = result["baseline"]["cpu_p50_ms"]
+    for name in names:
+        row = result[name]
         print(
-            f"{name:9} wall p50 {result[name]['wall_p50_ms']:6.1f} ms  p95 {result[name]['wall_p95_ms']:6.1f} ms  "
-            f"cpu p50 {result[name]['cpu_p50_ms']:5.1f} ms  queries {result[name]['queries']}",
+            f"{name:9} wall p50 {row['wall_p50_ms']:6.1f} ms  p95 {row['wall_p95_ms']:6.1f} ms  "
+            f"cpu p50 {row['cpu_p50_ms']:5.1f} ms ({row['cpu_p50_ms'] / base:4.1f}x baseline)  "
+            f"queries {row['queries']}",
             flush=True,
         )
+    print(f"load average {result['load_average']}", flush=True)
+    if profile_path:
+        for name, profile in profiles.items():
+            path = f"{profile_path}.{name}.pstats"
+            profile.dump_stats(path)
+            print(f"\n--- {name}: {loops} requests, by own time (full profile: {path}) ---")
+            pstats.Stats(profile).sort_stats("tottime").print_stats(25)
     if json_path:
         Path(json_path).write_text(json.dumps({"loops": loops, **result}, indent=2))
 
@@ -500,13 +540,18 @@ def main() -> None:
         recreate_database(args.database_url)
     # Submissions knock on learning.tasks.labels_changed, which goes to the benchmarks' broker; the server gets
     # what docs/deploy.md asks of several web processes: a shared cache (sessions, throttle counts).
-    configure_django(args.database_url, DOCKET_CACHE_URL=os.environ.get("BENCH_CACHE_URL", "redis://127.0.0.1:6379/14"))
+    server_environment = {"DOCKET_CACHE_URL": os.environ.get("BENCH_CACHE_URL", "redis://127.0.0.1:6379/14")}
+    if args.in_process:  # metrics as the deployed web processes keep them (see start_server)
+        server_environment["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="docket-bench-metrics-")
+    configure_django(args.database_url, **server_environment)
+    started = time.monotonic()
     project_id, reviewers = set_up(args)
+    print(f"  set-up (migrations, documents, reviewers) took {time.monotonic() - started:.1f} s", flush=True)
     from django.db import connections
 
     connections.close_all()  # the forked reviewers must not share this process's connection
     if args.in_process:
-        in_process(project_id, reviewers[0][0], args.in_process, args.json)
+        in_process(project_id, reviewers[0][0], args.in_process, args.json, args.profile)
         return
 
     pace = Pace(args.think, lockstep=args.lockstep)
@@ -577,6 +622,7 @@ def main() -> None:
     finally:
         server.terminate()
         server.wait(timeout=30)
+        shutil.rmtree(server.metrics_dir, ignore_errors=True)
         from config.celery import app
 
         app.control.purge()  # the labels_changed knocks; no worker of this benchmark will ever read them
@@ -607,7 +653,8 @@ def report(args: argparse.Namespace, rows: list[dict], check: dict) -> None:
     print()
     print(
         f"Machine: {platform.platform()}, {os.cpu_count()} CPUs; gunicorn {args.workers} workers x "
-        f"{args.threads} threads; {args.documents} documents; {'scored' if args.scored else 'unscored'} queue; "
+        f"{args.threads} threads{' (preloaded)' if args.preload else ''}; {args.documents} documents; "
+        f"{'scored' if args.scored else 'unscored'} queue; "
         f"think time {args.think:g} s" + (" (lockstep)" if args.lockstep else " (0.5-1.5x, staggered)")
     )
     print()

@@ -47,6 +47,16 @@ def predictions_for(document_ids: Iterable[int]) -> dict[int, dict]:
     }
 
 
+# The names of `review_prediction_columns`, for a caller that reads a row of them.
+REVIEW_PREDICTION_COLUMNS = (
+    "review_active",
+    "review_stored_version",
+    "review_stored_probabilities",
+    "review_trained_on",
+    "review_taxonomy_now",
+)
+
+
 def review_prediction_columns(project) -> dict[str, Any]:
     """What `prediction_for_review` reads, as annotations of a Document queryset, so that the labeling page can
     read them in the same query as the rest of the document it serves: the serving version's number, the

@@ -21,6 +21,7 @@ from django.db.models import (
 from django.db.models.functions import Coalesce, Floor
 from django.utils import timezone
 
+from annotation import statements
 from annotation.models import Annotation, Document, Flag, GoldAnswer, Lease, Project, QueueBoost, Skip
 from annotation.services.audit import audit_record
 
@@ -46,14 +47,6 @@ def next_document_for(
     """
     now = timezone.now()
     expires_at = now + timedelta(seconds=project.lease_ttl_seconds)
-    held = Lease.objects.filter(project=project, reviewer=reviewer, expires_at__gt=now)
-    if after_document_id is not None:
-        held = held.exclude(document_id=after_document_id)
-    # An overlapped or gold document is labeled already (by someone else); it is still this reviewer's to do.
-    answered = Annotation.objects.filter(document=OuterRef("document"), reviewer=reviewer)
-    resumable = held.filter(
-        Q(document__status=Document.Status.QUEUED) | Q(document__status=Document.Status.LABELED) & ~Exists(answered)
-    ).order_by("acquired_at", "document_id")
     if connection.vendor == "postgresql":
         return _offer_in_two_statements(
             reviewer=reviewer,
@@ -61,8 +54,8 @@ def next_document_for(
             now=now,
             expires_at=expires_at,
             after_document_id=after_document_id,
-            resumable=resumable,
         )
+    resumable = _resumable(reviewer=reviewer, project=project, now=now, after_document_id=after_document_id)
     with transaction.atomic():
         if after_document_id is not None:
             Lease.objects.filter(
@@ -83,6 +76,20 @@ def next_document_for(
     return None
 
 
+def _resumable(
+    *, reviewer: AbstractBaseUser | int, project: Project, now: datetime, after_document_id: int | None
+) -> QuerySet[Lease]:
+    """The reviewer's live leases other than the document on screen whose document is still theirs to label."""
+    held = Lease.objects.filter(project=project, reviewer=reviewer, expires_at__gt=now)
+    if after_document_id is not None:
+        held = held.exclude(document_id=after_document_id)
+    # An overlapped or gold document is labeled already (by someone else); it is still this reviewer's to do.
+    answered = Annotation.objects.filter(document=OuterRef("document"), reviewer=reviewer)
+    return held.filter(
+        Q(document__status=Document.Status.QUEUED) | Q(document__status=Document.Status.LABELED) & ~Exists(answered)
+    ).order_by("acquired_at", "document_id")
+
+
 def _offer_in_two_statements(
     *,
     reviewer: AbstractBaseUser,
@@ -90,32 +97,57 @@ def _offer_in_two_statements(
     now: datetime,
     expires_at: datetime,
     after_document_id: int | None,
-    resumable: QuerySet[Lease],
 ) -> QueueOffer | None:
     """`next_document_for` on PostgreSQL: one statement renews and resumes, one claims (repeated only when
     another reviewer won the document). Each is atomic on its own, so no transaction spans them: two round trips
     where the general path takes six to nine, and none of them a BEGIN or COMMIT.
+
+    Both statements are compiled once per shape (annotation.statements): building and compiling their querysets
+    took more CPU time than PostgreSQL takes to run them.
     """
-    document = _renew_and_resume(
-        reviewer=reviewer,
-        project=project,
-        now=now,
-        expires_at=expires_at,
-        after_document_id=after_document_id,
-        resumable=resumable,
-    )
+    values = {
+        "project_id": project.pk,
+        "reviewer_id": reviewer.pk,
+        "now": now,
+        "expires_at": expires_at,
+        "after_document_id": after_document_id,
+    }
+    sql, params = statements.prepared("queue.renew_and_resume", _renew_and_resume_sql, **values)
+    document = _offered_document(sql, params)[0]
     if document is not None:
         return QueueOffer(document=document, expires_at=expires_at, resumed=True)
     tried: list[int] = [after_document_id] if after_document_id is not None else []
+    settings = {
+        "gold_rate": float(project.gold_rate),
+        "overlap_rate": float(project.overlap_rate),
+        "overlap_reviewers": project.overlap_reviewers,
+    }
     for _ in range(CLAIM_ATTEMPTS):
-        routes = _routes(reviewer=reviewer, project=project, now=now, exclude_ids=tried)
-        document, claimed = _claim_first(routes, reviewer=reviewer, project=project, now=now, expires_at=expires_at)
+        sql, params = statements.prepared("queue.claim_first", _claim_first_sql, **values, **settings, tried=tried)
+        document, claimed = _offered_document(sql, params)
         if document is None:
             return None
         if claimed:
             return QueueOffer(document=document, expires_at=expires_at, resumed=False)
-        tried.append(document.pk)
+        tried = [*tried, document.pk]
     return None
+
+
+def _stand_in_project(project_id: int, **settings) -> Project:
+    """The project as the queue's querysets need it: its id and the settings that decide the routes."""
+    return Project(pk=project_id, **settings)
+
+
+def _offered_document(sql: str, params: list) -> tuple[Document | None, bool]:
+    """Run a statement of `_renew_and_resume_sql` or `_claim_first_sql`: the document, and whether the row counted
+    (a renewal, or a claim that is now this reviewer's)."""
+    names, _ = _document_columns("d")
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    if row is None or row[2] is None:
+        return None, False
+    return _document_from_row(names, row[2:]), bool(row[1])
 
 
 def _document_columns(alias: str) -> tuple[list[str], str]:
@@ -133,27 +165,24 @@ def _document_from_row(names: list[str], values: tuple) -> Document:
     return Document.from_db(connection.alias, names, converted)
 
 
-def _renew_and_resume(
-    *,
-    reviewer: AbstractBaseUser,
-    project: Project,
-    now: datetime,
-    expires_at: datetime,
-    after_document_id: int | None,
-    resumable: QuerySet[Lease],
-) -> Document | None:
-    """In one statement (PostgreSQL): renew the lease of the document on screen, find (and renew) another live
+def _renew_and_resume_sql(
+    *, project_id: int, reviewer_id: int, now: datetime, expires_at: datetime, after_document_id: int | None
+) -> tuple[str, list]:
+    """One statement (PostgreSQL): renew the lease of the document on screen, find (and renew) another live
     lease of the reviewer's to resume, and let the transaction commit without waiting for its WAL to reach
-    the disk. The document of the lease resumed, or None.
+    the disk. Its row holds the document of the lease resumed (all NULL when there is none).
 
     One round trip where there were three or four: this runs on every request for the next document. The
     transaction writes only leases; should the database crash within the next moment and lose them, those
     documents simply return to the queue, which is what an expired lease does anyway (answers are committed
     in full elsewhere). Waiting for the flush was the single largest cost of asking for the next document.
     """
+    resumable = _resumable(
+        reviewer=reviewer_id, project=_stand_in_project(project_id), now=now, after_document_id=after_document_id
+    )
     resumable_sql, resumable_params = resumable.values("document_id")[:1].query.sql_with_params()
     table = connection.ops.quote_name(Lease._meta.db_table)
-    names, columns = _document_columns("d")
+    _, columns = _document_columns("d")
     adapt = connection.ops.adapt_datetimefield_value
     sql = (
         f"WITH resumed AS ({resumable_sql}), "
@@ -164,13 +193,8 @@ def _renew_and_resume(
         f"FROM (SELECT 1) AS one LEFT JOIN {connection.ops.quote_name(Document._meta.db_table)} AS d "
         "ON d.id = (SELECT document_id FROM resumed)"
     )
-    params = [*resumable_params, adapt(expires_at), project.pk, reviewer.pk, adapt(now), after_document_id]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        row = cursor.fetchone()
-    if row[2] is None:
-        return None
-    return _document_from_row(names, row[2:])
+    params = [*resumable_params, adapt(expires_at), project_id, reviewer_id, adapt(now), after_document_id]
+    return sql, params
 
 
 def _available(*, reviewer: AbstractBaseUser, project: Project, now: datetime) -> QuerySet[Document]:
@@ -335,17 +359,31 @@ def _first_routed(routes: list[_Route]) -> Document | None:
     return None
 
 
-def _claim_first(
-    routes: list[_Route], *, reviewer: AbstractBaseUser, project: Project, now: datetime, expires_at: datetime
-) -> tuple[Document | None, bool]:
-    """`_first_routed` and `_claim` in one statement (PostgreSQL): the document the routes offer, and whether
-    the lease on it is now this reviewer's (False: another reviewer committed one first; try the next).
+def _claim_first_sql(
+    *,
+    project_id: int,
+    reviewer_id: int,
+    now: datetime,
+    expires_at: datetime,
+    after_document_id: int | None,
+    gold_rate: float,
+    overlap_rate: float,
+    overlap_reviewers: int,
+    tried: list[int],
+) -> tuple[str, list]:
+    """`_first_routed` and `_claim` in one statement (PostgreSQL): its row holds whether the lease is now this
+    reviewer's (0: another reviewer committed one first; try the next) and the document the routes offer (no
+    row: none).
 
     Each candidate query is a CTE that locks its row with SKIP LOCKED. PostgreSQL evaluates a CTE only as far
     as its reader asks, so `UNION ALL ... LIMIT 1` over the routes runs (and locks) only up to the first route
     that finds a document, exactly as asking them one by one did, in one round trip instead of three to six.
     Like `_renew_and_resume`, it commits without waiting for the flush: it writes only a lease.
     """
+    project = _stand_in_project(
+        project_id, gold_rate=gold_rate, overlap_rate=overlap_rate, overlap_reviewers=overlap_reviewers
+    )
+    routes = _routes(reviewer=reviewer_id, project=project, now=now, exclude_ids=tried)
     ctes: list[str] = []
     params: list = []
     branches: list[str] = []
@@ -381,19 +419,14 @@ def _claim_first(
         f"claimed AS (INSERT INTO {lease_table} (document_id, project_id, reviewer_id, acquired_at, expires_at) "
         "SELECT id, %s, %s, %s, %s FROM candidate " + _TAKE_OVER_EXPIRED.format(table=lease_table) + ")"
     )
-    params.extend([project.pk, reviewer.pk, adapt(now), adapt(expires_at)])
-    names, columns = _document_columns("d")
+    params.extend([project_id, reviewer_id, adapt(now), adapt(expires_at)])
+    _, columns = _document_columns("d")
     sql = (
         f"WITH {', '.join(ctes)} SELECT set_config('synchronous_commit', 'off', true), "
         f"(SELECT count(*) FROM claimed), {columns} "
         f"FROM {connection.ops.quote_name(Document._meta.db_table)} AS d WHERE d.id = (SELECT id FROM candidate)"
     )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        row = cursor.fetchone()
-    if row is None:
-        return None, False
-    return _document_from_row(names, row[2:]), bool(row[1])
+    return sql, params
 
 
 def first_look_position(random_key: float, overlap_rate: float) -> float:
