@@ -3,6 +3,7 @@
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db.models import F, OuterRef, QuerySet, Subquery
 
+from annotation import statements
 from annotation.exceptions import NotAllowed, ProjectNotFound
 from annotation.models import Document, ImportBatch, Invitation, Membership, Project
 
@@ -112,17 +113,36 @@ def projects_for(user: AbstractBaseUser | AnonymousUser) -> QuerySet[Project]:
     return Project.objects.filter(memberships__user=user)
 
 
+def _project_with_role(*, project_id: int, user_id: int) -> QuerySet[Project]:
+    # The role comes with the project, over the membership join that already limits it to the user's.
+    projects = Project.objects.filter(memberships__user=user_id).filter(pk=project_id)
+    return projects.annotate(member_role=F("memberships__role"))
+
+
+def _document_with_role(*, project_id: int, document_id: int, user_id: int) -> QuerySet[Document]:
+    role = Membership.objects.filter(project=OuterRef("project"), user=user_id).values("role")[:1]
+    return Document.objects.filter(project_id=project_id, pk=document_id).annotate(member_role=Subquery(role))
+
+
 def access_project_by_id(user: AbstractBaseUser | AnonymousUser, project_id: int, *, action: str = "view") -> Project:
     """The project if the user may do `action` in it.
 
     A non-member gets ProjectNotFound, exactly as for a project that does not exist, so ids cannot be probed.
     A member whose role lacks the action gets NotAllowed.
     """
-    projects = projects_for(user).filter(pk=project_id)
     if user.is_authenticated and not user.is_superuser:
-        # The role comes with the project, over the membership join that already limits it to the user's.
-        projects = projects.annotate(member_role=F("memberships__role"))
-    project = projects.first()
+        # Every page and call asks this first: compiled once (annotation.statements).
+        found = statements.prepared_objects(
+            "permissions.project_with_role",
+            Project,
+            _project_with_role,
+            extra=("member_role",),
+            project_id=project_id,
+            user_id=user.pk,
+        )
+        project = found[0] if found else None
+    else:
+        project = projects_for(user).filter(pk=project_id).first()
     if project is None:
         raise ProjectNotFound("No such project, or you are not a member of it.")
     if hasattr(project, "member_role"):
@@ -141,11 +161,21 @@ def access_document_by_id(
     there is no such document, the project is checked on its own so the answer is the same as before: a
     non-member or a role without the action learns nothing about the document.
     """
-    documents = Document.objects.filter(project_id=project_id, pk=document_id).select_related("project")
+    document = None
     if user.is_authenticated and not user.is_superuser:
-        role = Membership.objects.filter(project=OuterRef("project"), user=user).values("role")[:1]
-        documents = documents.annotate(member_role=Subquery(role))
-    document = documents.first() if user.is_authenticated else None
+        found = statements.prepared_objects(
+            "permissions.document_with_role",
+            Document,
+            _document_with_role,
+            related=("project",),
+            extra=("member_role",),
+            project_id=project_id,
+            document_id=document_id,
+            user_id=user.pk,
+        )
+        document = found[0] if found else None
+    elif user.is_authenticated:
+        document = Document.objects.filter(project_id=project_id, pk=document_id).select_related("project").first()
     if document is None or (not user.is_superuser and document.member_role is None):
         access_project_by_id(user, project_id, action=action)  # raises for a non-member or a role without it
         raise ProjectNotFound("No such document in this project.")

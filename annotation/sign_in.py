@@ -13,7 +13,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
-from annotation import permissions
+from annotation import permissions, statements
 from annotation.services.audit import audit_record
 
 
@@ -27,8 +27,15 @@ class PeopleOnlyBackend(ModelBackend):
     def get_user(self, user_id):
         """The signed-in user of every request, with its service account (if any) in the same query: the check
         above asks for it on every request."""
-        user = UserModel._default_manager.select_related("service_account").filter(pk=user_id).first()
+        found = statements.prepared_objects(
+            "sign_in.user", UserModel, _user_by_id, related=("service_account",), user_id=user_id
+        )
+        user = found[0] if found else None
         return user if user is not None and self.user_can_authenticate(user) else None
+
+
+def _user_by_id(*, user_id):
+    return UserModel._default_manager.filter(pk=user_id)
 
 
 class SignInLockout(AxesStandaloneBackend):

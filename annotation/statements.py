@@ -20,8 +20,9 @@ from collections.abc import Callable, Hashable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from django.core.exceptions import EmptyResultSet
 from django.db import connection
-from django.db.models import QuerySet
+from django.db.models import Model, QuerySet
 
 # Shapes kept per process: a handful per project setting (gold, overlap) and per number of documents excluded.
 MAX_SHAPES = 512
@@ -178,7 +179,10 @@ def prepared_values(name: str, build: Callable[..., QuerySet], **values: Any) ->
         stand_ins, lookup, lists = _stand_ins(values)
         queryset = build(**stand_ins)
         compiler = queryset.query.get_compiler(using=queryset.db)
-        sql, params = compiler.as_sql()
+        try:
+            sql, params = compiler.as_sql()
+        except EmptyResultSet:  # a filter that can match nothing (`pk__in=[]`): Django asks no query either
+            return []
         slots = _slots(sql, list(params), lookup, lists)
         if slots is None:
             return list(build(**values))
@@ -201,3 +205,48 @@ def prepared_values(name: str, build: Callable[..., QuerySet], **values: Any) ->
             row[position] = value
         result.append(dict(zip(compiled.names, row, strict=True)))
     return result
+
+
+def prepared_objects(
+    name: str,
+    model: type[Model],
+    build: Callable[..., QuerySet],
+    *,
+    related: tuple[str, ...] = (),
+    extra: tuple[str, ...] = (),
+    **values: Any,
+) -> list[Model]:
+    """The `model` instances of `build(**values)` (a queryset of them), compiled once per shape (see `prepared`).
+
+    `related`: forward foreign keys joined into the same query, as `select_related` would (one level); `extra`:
+    annotations of the queryset, set on each instance as attributes.
+    """
+    paths = [(path, model._meta.get_field(path)) for path in related]
+
+    def build_values(**stand_ins: Any) -> QuerySet:
+        columns = _columns(model)
+        for path, field in paths:
+            columns += _columns(field.related_model, f"{path}__")
+        return build(**stand_ins).values(*columns, *extra)
+
+    objects = []
+    for row in prepared_values(name, build_values, **values):
+        instance = _instance(model, row)
+        for path, field in paths:
+            related_instance = None
+            if row[f"{path}__{field.related_model._meta.pk.attname}"] is not None:
+                related_instance = _instance(field.related_model, row, f"{path}__")
+            field.set_cached_value(instance, related_instance)
+        for attribute in extra:
+            setattr(instance, attribute, row[attribute])
+        objects.append(instance)
+    return objects
+
+
+def _columns(model: type[Model], prefix: str = "") -> list[str]:
+    return [f"{prefix}{field.attname}" for field in model._meta.concrete_fields]
+
+
+def _instance(model: type[Model], row: dict[str, Any], prefix: str = "") -> Model:
+    names = [field.attname for field in model._meta.concrete_fields]
+    return model.from_db(connection.alias, names, [row[f"{prefix}{name}"] for name in names])

@@ -14,6 +14,7 @@ from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from annotation import statements
 from annotation.exceptions import DocketError, InvalidLabels, LabelsChanged, NotServed
 from annotation.models import (
     Annotation,
@@ -79,10 +80,10 @@ class SubmissionResult:
 def labels_for_submission(project: Project, label_keys: Iterable[str]) -> list[Label]:
     """The project's current labels named by `label_keys`, or InvalidLabels saying what is wrong."""
     keys = list(dict.fromkeys(k.strip() for k in label_keys if k and k.strip()))
-    labels = list(
-        Label.objects.filter(taxonomy__project=project, key__in=keys, deprecated=False)
-        .select_related("taxonomy")  # its version: what `_first_answer_insert` stores the answer under
-        .order_by("order", "id")
+    # With the taxonomy (its version: what `_first_answer_insert` stores the answer under); every submission
+    # asks, so the query is compiled once (annotation.statements).
+    labels = statements.prepared_objects(
+        "labeling.labels_named", Label, _labels_named, related=("taxonomy",), project_id=project.pk, keys=tuple(keys)
     )
     unknown = sorted(set(keys) - {label.key for label in labels})
     if unknown and _were_labels(project, unknown):
@@ -99,6 +100,10 @@ def labels_for_submission(project: Project, label_keys: Iterable[str]) -> list[L
     if not project.multi_label and len(labels) != 1:
         raise InvalidLabels(f"{project.name} takes exactly one label per document; you chose {len(labels)}.")
     return labels
+
+
+def _labels_named(*, project_id: int, keys: tuple[str, ...]):
+    return Label.objects.filter(taxonomy__project=project_id, key__in=keys, deprecated=False).order_by("order", "id")
 
 
 def _were_labels(project: Project, keys: list[str]) -> bool:
