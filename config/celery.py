@@ -19,6 +19,8 @@ app.autodiscover_tasks()
 BEAT_SCHEDULE = {
     # Task results older than CELERY_RESULT_EXPIRES are deleted from the result backend every night.
     "task-results-cleanup": {"task": "celery.backend_cleanup", "schedule": crontab(hour=3, minute=30)},
+    # Insights dashboards a change outdated are recomputed within a minute, before their next reader asks.
+    "dashboards-refresh": {"task": "quality.tasks.refresh_stale_dashboards", "schedule": 60.0},
 }
 app.conf.beat_schedule = {**BEAT_SCHEDULE, **(app.conf.beat_schedule or {})}
 

@@ -1,21 +1,26 @@
 """The insights dashboard's figures, for the privacy office rather than the annotators.
 
 Each figure is one aggregate query in PostgreSQL (no rows are pulled into Python to be counted), so the page
-stays fast at 100,000 documents. Agreement needs the overlapped documents' answers and bootstrap intervals;
-it is cached until a label or a decision changes. Every chart is returned with its table rows, which the
-page shows and offers as CSV.
+stays fast at 100,000 documents. Still, all of them take about a second there, so a reader is served stored
+figures and a worker recomputes them after a change (`dashboard_data`). Every chart is returned with its
+table rows, which the page shows and offers as CSV.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import time
+from dataclasses import asdict
 from datetime import date, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from django.core.cache import cache
 from django.db import connection
 from django.db.models import Count, Q
 from django.utils import timezone
+from django.utils.safestring import mark_safe
 
 from annotation.models import Annotation, AnnotationLabel, AuditEvent, Document, ImportBatch, Label, Project
 from learning.models import ModelVersion
@@ -23,10 +28,18 @@ from learning.selectors import active_model_version
 from quality import charts
 from quality import dashboard_portable as _portable
 from quality import selectors as quality_selectors
+from quality.agreement import Estimate
+from quality.models import DashboardFigures
+from quality.selectors import AgreementReport
 
-DASHBOARD_CACHE_SECONDS = 24 * 3600
-DASHBOARD_LARGE = 5000  # labeled documents from which the figures may be a few minutes old
-DASHBOARD_STALE_SECONDS = 300
+logger = logging.getLogger(__name__)
+
+DASHBOARD_INLINE_ANSWERS = 5000
+"""Up to this many answers a reader's request recomputes out-of-date figures itself (docs/benchmarks.md)."""
+DASHBOARD_MIN_INTERVAL_SECONDS = 30
+"""A worker recomputes one project's figures at most this often, however fast the labels come."""
+DASHBOARD_REQUEST_ABANDONED_SECONDS = 600
+"""A requested recomputation that stored nothing for this long was lost (a worker died): readers ask again."""
 FIELDS_CACHE_SECONDS = 600
 METADATA_SAMPLE = 2000
 TOP_VALUES = 12
@@ -335,47 +348,144 @@ def model_versions(project: Project) -> dict:
 
 
 def dashboard_data(project: Project, *, metadata_field: str = "") -> dict:
-    """Every figure of the dashboard, computed at most once per change of the project's labels.
+    """The dashboard's figures for a reader, without computing them in the request unless the project is small.
 
-    Each aggregate scans the project's answers (about a second in all at 50,000 answers on two busy cores), so
-    the figures are cached under the project's newest audit event: every label, decision, gold answer and
-    import writes one, so the cache is exact. From DASHBOARD_LARGE labeled documents on, figures are shown for
-    up to DASHBOARD_STALE_SECONDS after the next change (the page says as of when), so a busy project
-    recomputes every few minutes, not on every label.
+    Figures are stored per project and breakdown field with the newest audit event they were computed from
+    (every label, decision, gold answer, import, taxonomy change and model promotion writes one). A reader gets
+    the stored figures at once; when they are out of date, a worker is asked to recompute them (once, see
+    `_refresh_request`) and the page says "as of HH:MM, updating". A project with up to DASHBOARD_INLINE_ANSWERS
+    answers is recomputed in the request instead (well under the page's time budget). A large project with
+    nothing stored yet gets `state` "computing" and no figures: the page says so and reloads itself.
     """
     fields = cache.get_or_set(f"quality:fields:{project.pk}", lambda: metadata_fields(project), FIELDS_CACHE_SECONDS)
     field = metadata_field if metadata_field in fields else ("product" if "product" in fields else "")
+    field = field if len(field) <= DashboardFigures._meta.get_field("field").max_length else ""
+    version = dashboard_version(project)
+    stored = DashboardFigures.objects.filter(project=project, field=field).first()
+    context = {"fields": fields, "field": field, "today": date.today()}
+    if stored is not None and stored.figures is not None and stored.version == version:
+        return {**figures_loaded(stored.figures), **context, "state": "current", "computed_at": stored.computed_at}
+    if _answers(project) <= DASHBOARD_INLINE_ANSWERS:
+        computed = dashboard_refresh(project_id=project.pk, field=field, version=version)
+        stored = computed or DashboardFigures.objects.get(project=project, field=field)
+        return {**figures_loaded(stored.figures), **context, "state": "current", "computed_at": stored.computed_at}
+    _refresh_request(project, field, stored)
+    if stored is None or stored.figures is None:
+        return {**context, "state": "computing", "charts": [], "disputed": None, "computed_at": None}
+    return {**figures_loaded(stored.figures), **context, "state": "updating", "computed_at": stored.computed_at}
+
+
+def dashboard_version(project: Project) -> str:
+    """What the figures depend on: the project's newest audit event, and whether it is multi-label."""
     last_event = AuditEvent.objects.filter(project=project).order_by("-id").values_list("id", flat=True).first()
-    version = f"{last_event}:{int(project.multi_label)}"
-    key = f"quality:dashboard:{project.pk}:{field}"
-    cached = cache.get(key)
-    now = time.time()
-    if cached is not None and (
-        cached["version"] == version
-        or (
-            cached["data"]["totals"]["labeled"] >= DASHBOARD_LARGE
-            and now - cached["computed_at"] < DASHBOARD_STALE_SECONDS
-        )
-    ):
-        data = cached["data"]
-        stale = cached["version"] != version
-    else:
-        started = time.perf_counter()
-        data = _dashboard_compute(project, field)
-        cache.set(
-            key,
-            {"version": version, "data": data, "computed_at": now, "seconds": time.perf_counter() - started},
-            DASHBOARD_CACHE_SECONDS,
-        )
-        cached, stale = {"computed_at": now}, False
-    return {
-        **data,
-        "fields": fields,
-        "field": field,
-        "stale": stale,
-        "computed_at": datetime.fromtimestamp(cached["computed_at"], tz=timezone.get_current_timezone()),
-        "today": date.today(),
-    }
+    return f"{last_event}:{int(project.multi_label)}"
+
+
+def _answers(project: Project) -> int:
+    return Annotation.objects.filter(document__project=project).count()
+
+
+def dashboard_refresh(*, project_id: int, field: str = "", version: str | None = None) -> DashboardFigures | None:
+    """Compute and store a project's figures unless the stored ones are current (what the worker runs).
+
+    Returns the stored row when it computed, None when there was nothing to do (current, or no such project).
+    The version is read before computing: a change made meanwhile leaves the figures out of date, so the
+    next reader asks again.
+    """
+    project = Project.objects.filter(pk=project_id).first()
+    if project is None:
+        return None
+    version = version or dashboard_version(project)
+    stored = DashboardFigures.objects.filter(project=project, field=field).first()
+    if stored is not None and stored.figures is not None and stored.version == version:
+        DashboardFigures.objects.filter(pk=stored.pk).update(refresh_requested_at=None)
+        return None
+    started = time.perf_counter()
+    figures = figures_dumped(_dashboard_compute(project, field))
+    stored, _ = DashboardFigures.objects.update_or_create(
+        project=project,
+        field=field,
+        defaults={
+            "version": version,
+            "figures": figures,
+            "computed_at": timezone.now(),
+            "seconds": time.perf_counter() - started,
+            "refresh_requested_at": None,
+        },
+    )
+    return stored
+
+
+def _refresh_request(project: Project, field: str, stored: DashboardFigures | None) -> bool:
+    """Ask a worker to recompute, unless a request is already pending (and not abandoned).
+
+    The pending mark lives in the figures' row, so every web process sees it: a burst of readers asks once.
+    Figures computed less than DASHBOARD_MIN_INTERVAL ago are recomputed when that interval ends, so a busy
+    project costs a worker one computation per interval, not one per label. A broker outage is logged and the
+    mark cleared: the next reader asks again.
+    """
+    now = timezone.now()
+    if stored is None:
+        stored, _ = DashboardFigures.objects.get_or_create(project=project, field=field)
+    abandoned = now - timedelta(seconds=DASHBOARD_REQUEST_ABANDONED_SECONDS)
+    not_pending = Q(refresh_requested_at__isnull=True) | Q(refresh_requested_at__lte=abandoned)
+    if not DashboardFigures.objects.filter(not_pending, pk=stored.pk).update(refresh_requested_at=now):
+        return False
+    countdown = 0.0
+    if stored.computed_at is not None:
+        countdown = max(0.0, DASHBOARD_MIN_INTERVAL_SECONDS - (now - stored.computed_at).total_seconds())
+    try:
+        from quality.tasks import refresh_dashboard  # the task runs this module: enqueue from here only
+
+        refresh_dashboard.apply_async((project.pk, field), countdown=countdown)
+    except Exception:
+        DashboardFigures.objects.filter(pk=stored.pk).update(refresh_requested_at=None)
+        logger.exception("Could not ask a worker to recompute the dashboard of project %s", project.pk)
+        return False
+    return True
+
+
+def dashboards_refresh_stale() -> int:
+    """Ask for a recomputation of every stored dashboard a change has outdated (what the scheduler runs each
+    minute), so the first reader after a change usually finds current figures. Returns how many were asked."""
+    asked = 0
+    for stored in DashboardFigures.objects.filter(figures__isnull=False).select_related("project"):
+        if stored.version != dashboard_version(stored.project):
+            asked += _refresh_request(stored.project, stored.field, stored)
+    return asked
+
+
+# --- Stored form: JSON, turned back into what the template reads ---------------------------------------------
+
+
+def figures_dumped(data: dict) -> dict:
+    """The computed figures as JSON values (the agreement report and its estimates as plain dicts)."""
+    text = json.dumps({**data, "agreement": asdict(data["agreement"])}, default=_json_value)
+    return json.loads(text, parse_constant=lambda _name: None)  # NaN and infinities: PostgreSQL's JSON has none
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, date | datetime):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return float(value)
+    raise TypeError(f"Cannot store {type(value).__name__} in the dashboard's figures")
+
+
+def figures_loaded(figures: dict) -> dict:
+    """Stored figures as the template reads them: estimates as objects, the charts' SVG as markup."""
+    report = dict(figures["agreement"])
+    for name in ("observed", "alpha"):
+        report[name] = Estimate(**report[name])
+    report["pairs"] = [{**pair, "kappa": Estimate(**pair["kappa"])} for pair in report["pairs"]]
+    report["per_label"] = [
+        {**row, **{k: Estimate(**row[k]) for k in ("observed", "alpha", "kappa") if k in row}}
+        for row in report["per_label"]
+    ]
+    report["consensus"] = [{**row, "estimate": Estimate(**row["estimate"])} for row in report["consensus"]]
+    # The SVG was built from escaped text when it was computed (quality/charts.py).
+    charts_list = [{**chart, "svg": mark_safe(chart["svg"])} for chart in figures["charts"]]  # noqa: S308
+    return {**figures, "agreement": AgreementReport(**report), "charts": charts_list}
 
 
 def _dashboard_compute(project: Project, field: str) -> dict:

@@ -75,6 +75,9 @@ def dashboard(request: HttpRequest, project: Project) -> HttpResponse:
     field = request.GET.get("field", "")
     data = dashboard_data(project, metadata_field=field)
     table = request.GET.get("csv")
+    if table and data["state"] == "computing":
+        messages.info(request, "The figures are still being computed; download the table once the page shows it.")
+        return redirect(reverse("quality:dashboard", args=[project.pk]) + (f"?field={field}" if field else ""))
     if table:
         chart = next((c for c in data["charts"] if c["id"] == table), None)
         if chart is None:
