@@ -1,5 +1,7 @@
 """Who may do what. The one place the pages, the admin upload and the API ask before touching a project."""
 
+from typing import Any
+
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db.models import F, OuterRef, QuerySet, Subquery
 
@@ -124,13 +126,20 @@ def _document_with_role(*, project_id: int, document_id: int, user_id: int) -> Q
     return Document.objects.filter(project_id=project_id, pk=document_id).annotate(member_role=Subquery(role))
 
 
-def access_project_by_id(user: AbstractBaseUser | AnonymousUser, project_id: int, *, action: str = "view") -> Project:
+def access_project_by_id(
+    user: AbstractBaseUser | AnonymousUser,
+    project_id: int,
+    *,
+    action: str = "view",
+    columns: dict[str, Any] | None = None,
+) -> Project:
     """The project if the user may do `action` in it.
 
     A non-member gets ProjectNotFound, exactly as for a project that does not exist, so ids cannot be probed.
-    A member whose role lacks the action gets NotAllowed.
+    A member whose role lacks the action gets NotAllowed. `columns` are annotations read with the project in
+    the same query (what a caller would otherwise ask right after).
     """
-    if user.is_authenticated and not user.is_superuser:
+    if user.is_authenticated and not user.is_superuser and not columns:
         # Every page and call asks this first: compiled once (annotation.statements).
         found = statements.prepared_objects(
             "permissions.project_with_role",
@@ -142,7 +151,10 @@ def access_project_by_id(user: AbstractBaseUser | AnonymousUser, project_id: int
         )
         project = found[0] if found else None
     else:
-        project = projects_for(user).filter(pk=project_id).first()
+        projects = projects_for(user).filter(pk=project_id).annotate(**(columns or {}))
+        if user.is_authenticated and not user.is_superuser:
+            projects = projects.annotate(member_role=F("memberships__role"))
+        project = projects.first()
     if project is None:
         raise ProjectNotFound("No such project, or you are not a member of it.")
     if hasattr(project, "member_role"):

@@ -7,17 +7,18 @@ scopes and its projects. A browser session (the browsable API) carries every sco
 import math
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.cache import cache
-from django.db.models import QuerySet
+from django.db.models import Exists, OuterRef, QuerySet
 from rest_framework import authentication, exceptions, throttling
 from rest_framework.request import Request
 from rest_framework.settings import api_settings
 
 from annotation import permissions
-from annotation.exceptions import ProjectNotFound
+from annotation.exceptions import NotAllowed, ProjectNotFound
 from annotation.models import Document, ImportBatch, Project
 from api import services
 from api.exceptions import KeyInvalid, ScopeMissing
@@ -199,13 +200,33 @@ def acts_in_own_project(request: Request, project_id: int) -> bool:
     return account.project_id == project_id
 
 
-def access_project(request: Request, project_id: int, *, scope: str, action: str = "view") -> Project:
+def access_project(
+    request: Request, project_id: int, *, scope: str, action: str = "view", columns: dict[str, Any] | None = None
+) -> Project:
     """The project if the caller's key has `scope`, covers the project, and the user's role allows `action`.
 
-    A project outside the key's list is "not found", exactly like a project the user is not a member of.
+    A project outside the key's list is "not found", exactly like a project the user is not a member of. Whether
+    the key covers it is read with the project, role and any `columns` in one query.
     """
-    _check_key(request, project_id, scope)
-    return permissions.access_project_by_id(request.user, project_id, action=action)
+    key = api_key_of(request)
+    if key is None or hasattr(key, "_project_ids"):
+        _check_key(request, project_id, scope)
+        return permissions.access_project_by_id(request.user, project_id, action=action, columns=columns)
+    require_scope(request, scope)
+    if not acts_in_own_project(request, project_id):
+        raise ProjectNotFound("No such project, or this key does not cover it.")
+    covers = ApiKey.projects.through.objects.filter(apikey_id=key.pk, project_id=OuterRef("pk"))
+    try:
+        project = permissions.access_project_by_id(
+            request.user, project_id, action=action, columns={**(columns or {}), "key_covers": Exists(covers)}
+        )
+    except NotAllowed:
+        # A role without the action in a project the key does not cover: "not found", as before the role.
+        _check_key(request, project_id, scope)
+        raise
+    if not project.key_covers:
+        raise ProjectNotFound("No such project, or this key does not cover it.")
+    return project
 
 
 def access_document(

@@ -120,6 +120,13 @@ def active_model_version(project) -> ModelVersion | None:
     return ModelVersion.objects.filter(project=project, status=ModelVersion.Status.ACTIVE).first()
 
 
+def serving_columns() -> dict[str, Subquery]:
+    """Annotations for a Project queryset: `active_model_number`, the active version's number (None before the
+    first), so a prediction reads it with the project instead of asking once more (learning/serving.py)."""
+    active = ModelVersion.objects.filter(project=OuterRef("pk"), status=ModelVersion.Status.ACTIVE)
+    return {"active_model_number": Subquery(active.values("number")[:1])}
+
+
 def active_model(project) -> ModelVersion | None:
     """The serving version, which has `number` and `score` (evaluation macro-F1): what the labeling page shows."""
     return active_model_version(project)

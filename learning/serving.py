@@ -1,7 +1,8 @@
 """Models loaded for serving predictions: one per (project, version) in each web process, swapped atomically.
 
-The active version is asked of the database on every call (one indexed query), so a promotion or rollback
-made by any process is picked up by every process on its next request. A new version is loaded completely
+The active version is asked of the database on every call (one indexed query, or a column of the query that
+read the project), so a promotion or rollback made by any process is picked up by every process on its next
+request. A new version is loaded completely
 before one dict entry is replaced under a lock; requests already holding the old `ServedModel` finish with
 it, and requests that arrive while the new one loads keep getting the old one rather than waiting, so a swap
 never fails or stalls a request. Only a process with no model for the project yet waits for the first load.
@@ -37,6 +38,10 @@ PREDICT_SECONDS = Histogram(
     ["project", "model_version"],
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
+
+
+ASK = object()
+"""`active_number` not given: ask the database for the active version."""
 
 
 class NoModelReady(Exception):
@@ -92,14 +97,25 @@ class ModelCache:
         self._load_locks: dict[tuple[int, int], threading.Lock] = {}
         self._guard = threading.Lock()
 
-    def active(self, project: Any) -> ServedModel:
-        """The project's active model, loading it (once per process) when the active version changed."""
-        version = selectors.active_model_version(project)
-        if version is None:
+    def active(self, project: Any, *, active_number: int | None | object = ASK) -> ServedModel:
+        """The project's active model, loading it (once per process) when the active version changed.
+
+        A caller that read the active version's number with the project (`selectors.serving_columns`) passes
+        it as `active_number` (None: no active version), which saves the query while the loaded model is it.
+        """
+        version = selectors.active_model_version(project) if active_number is ASK else None
+        number = version.number if version is not None else (None if active_number is ASK else active_number)
+        if number is None:
             raise NoModelReady(f"{project} has no active model yet; it needs more labels or a training run.")
         current = self._active.get(project.pk)
-        if current is not None and current.number == version.number:
+        if current is not None and current.number == number:
             return current
+        if version is None:  # a new active version: read its row (its files) before loading it
+            version = selectors.active_model_version(project)
+            if version is None:
+                raise NoModelReady(f"{project} has no active model yet; it needs more labels or a training run.")
+            if current is not None and current.number == version.number:
+                return current
         lock = self._lock_for(project.pk, version.number)
         if current is not None and not lock.acquire(blocking=False):
             return current  # another thread is loading the new version: keep serving the old one meanwhile
@@ -179,6 +195,9 @@ models = ModelCache()
 """This process's cache; the web process and the benchmark share it."""
 
 
-def served_model(project: Any, *, number: int | None = None) -> ServedModel:
-    """The model that answers a prediction: the active one, or the pinned version `number`."""
-    return models.active(project) if number is None else models.version(project, number)
+def served_model(project: Any, *, number: int | None = None, active_number: int | None | object = ASK) -> ServedModel:
+    """The model that answers a prediction: the active one, or the pinned version `number`.
+
+    `active_number`: the active version's number when the caller read it with the project (see `ModelCache.active`).
+    """
+    return models.active(project, active_number=active_number) if number is None else models.version(project, number)

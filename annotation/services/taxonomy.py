@@ -356,6 +356,35 @@ class CurrentLabels:
         return mapped
 
 
+_KEYS_AT_VERSION: dict[tuple, tuple[str, ...]] = {}
+KEYS_AT_VERSION_KEPT = 256
+
+
+def label_keys_at(project: Project, version: int) -> tuple[str, ...]:
+    """Today's label keys (deprecated ones left out) when the taxonomy is at `version`.
+
+    Every saved change makes a new version, so the keys of one version never change: each process reads them
+    once per version (predictions ask on every request). Read only while the taxonomy is still at `version`;
+    otherwise today's keys are returned and not kept.
+    """
+    # With its creation time: a database restored or recreated under a running process reuses project ids.
+    cache_key = (project.pk, project.created_at, version)
+    known = _KEYS_AT_VERSION.get(cache_key)
+    if known is not None:
+        return known
+    keys = tuple(
+        Label.objects.filter(taxonomy__project=project, taxonomy__version=version, deprecated=False).values_list(
+            "key", flat=True
+        )
+    )
+    if not keys:  # the taxonomy moved on meanwhile (or has no labels): answer with today's, keep nothing
+        return tuple(Label.objects.filter(taxonomy__project=project, deprecated=False).values_list("key", flat=True))
+    if len(_KEYS_AT_VERSION) >= KEYS_AT_VERSION_KEPT:
+        _KEYS_AT_VERSION.clear()
+    _KEYS_AT_VERSION[cache_key] = keys
+    return keys
+
+
 def current_labels(
     project: Project,
     *,

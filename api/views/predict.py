@@ -3,6 +3,7 @@
 import time
 
 from django.conf import settings
+from django.db.models import F
 from drf_spectacular.utils import OpenApiExample, extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
@@ -16,6 +17,7 @@ from api.input import JsonInput
 from api.models import Scope
 from api.schema import errors, exactly_one_of
 from api.views.base import ApiView
+from learning import selectors as learning_selectors
 from learning import serving
 
 
@@ -130,14 +132,18 @@ class PredictApi(ApiView):
         ],
     )
     def post(self, request: Request, project_id: int) -> Response:
-        project = access_project(request, project_id, scope=Scope.PREDICT)
+        # The active version's number and the taxonomy's version come with the project, key and role: one query.
+        columns = {**learning_selectors.serving_columns(), "taxonomy_version_now": F("taxonomy__version")}
+        project = access_project(request, project_id, scope=Scope.PREDICT, columns=columns)
         _refuse_oversized(request.data)
         serializer = PredictInput(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         texts = data["texts"] if "texts" in data else [d["text"] for d in data["documents"]]
         try:
-            model = serving.served_model(project, number=data.get("model_version"))
+            model = serving.served_model(
+                project, number=data.get("model_version"), active_number=project.active_model_number
+            )
         except serving.NoModelReady as error:
             raise ModelNotReady(str(error)) from error
         except serving.UnknownModelVersion as error:
@@ -146,7 +152,14 @@ class PredictApi(ApiView):
         probabilities = model.predict_proba(texts)
         model_ms = (time.perf_counter() - started) * 1000
         # The model may predate a merge or split: answer in today's labels, never in merged-away ones.
-        current = taxonomy.current_labels(project, model_taxonomy_version=model.taxonomy_version, keys=model.label_keys)
+        version = project.taxonomy_version_now
+        current = taxonomy.current_labels(
+            project,
+            model_taxonomy_version=model.taxonomy_version,
+            keys=model.label_keys,
+            current_version=version,
+            current_keys=taxonomy.label_keys_at(project, version) if version is not None else None,
+        )
         results = []
         for row, scores in enumerate(probabilities):
             raw = dict(zip(model.label_keys, map(float, scores), strict=True))

@@ -46,3 +46,19 @@ def test_an_annotation_from_automation_takes_at_most_twelve_queries(home):
     # The answer itself is one statement (annotation, labels, revision, audit event, status, lease), as from the
     # labeling page; the rest is the key, its projects and the project, and the idempotency bookkeeping.
     assert created <= 12
+
+
+def test_a_prediction_takes_two_queries_the_key_and_the_project_with_everything_it_needs(
+    home, trained_models, serving_cache
+):
+    from tests.api.conftest import add_model_versions
+
+    add_model_versions(home, trained_models)
+    client = client_with(service_key(home.admin, [home.project], ["predict"]))
+    url = f"/api/v1/projects/{home.project.pk}/predict"
+    queries(lambda: client.post(url, {"texts": ["We sell your data."]}, format="json"))  # loads the model
+    # The key with its user and service account; then the project with the caller's role, whether the key covers
+    # it, the active model's number and the taxonomy's version. The label keys of that version are known already.
+    count, response = queries(lambda: client.post(url, {"texts": ["We sell your data."]}, format="json"))
+    assert response.json()["model_version"] == 2
+    assert count <= 2
