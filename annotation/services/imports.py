@@ -7,6 +7,7 @@ all (wrong encoding, no text column, nothing parseable) stores nothing and says 
 
 from __future__ import annotations
 
+import bisect
 import codecs
 import csv
 import functools
@@ -17,13 +18,23 @@ import logging
 import os
 import zipfile
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as futures_wait
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
 from django.conf import settings
-from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
+from django.db import (
+    DEFAULT_DB_ALIAS,
+    DatabaseError,
+    InterfaceError,
+    OperationalError,
+    connection,
+    connections,
+    transaction,
+)
 from django.db.models import Q
 from django.utils import timezone
 
@@ -721,9 +732,14 @@ class _Builder:
         self.seen_ids: set[str] = set()
         self.pending: list[tuple[Row, str]] = []
         self.errors: list[ImportRowError] = []
-        # The first problems, kept aside so a refused file can still show them after its rollback.
+        # The first problems (by line), kept aside so a refused file can still show them after its rollback.
         self.first_errors: list[tuple[int, str]] = []
         self.stage_ready = False
+        # On PostgreSQL a chunk is written by a thread of its own while the next chunk is read and checked: the
+        # database server and this process then work at the same time (see `_write_staged`).
+        self.database = connections[DEFAULT_DB_ALIAS]
+        self.writer: ThreadPoolExecutor | None = None
+        self.in_flight: tuple[list[tuple[Row, str]], Future] | None = None
         # Metadata as COPY reads it: JSON as the model field writes it (its encoder), characters unescaped.
         self._metadata_json = (Document._meta.get_field("metadata").encoder or json.JSONEncoder)(
             ensure_ascii=False
@@ -778,10 +794,13 @@ class _Builder:
 
     def reject(self, line: int, reason: str) -> None:
         self.batch.rejected_count += 1
-        if len(self.first_errors) < FIRST_ERRORS_KEPT:
-            self.first_errors.append((line, reason))
+        if len(self.first_errors) < FIRST_ERRORS_KEPT or line < self.first_errors[-1][0]:
+            # The lowest lines: a chunk's refused ids are known only while the next chunk is being read.
+            bisect.insort(self.first_errors, (line, reason))
+            del self.first_errors[FIRST_ERRORS_KEPT:]
         self.errors.append(ImportRowError(batch=self.batch, line=line, reason=reason))
         if len(self.errors) >= self.chunk_size:
+            self.settle()  # the connection is free for this write only once no chunk is being written
             ImportRowError.objects.bulk_create(self.errors)
             self.errors = []
 
@@ -796,11 +815,47 @@ class _Builder:
             and connection.in_atomic_block
             and connection.Database.__name__ == "psycopg2"
         ):
-            created, labeled = self._insert_staged(pending)
+            self._write_staged(pending)
         else:
             created, labeled = self._insert_with_orm(pending)
+            self.batch.created_count += created
+            self._store_labels(labeled)
+
+    def _write_staged(self, pending: list[tuple[Row, str]]) -> None:
+        """Hand the chunk to the writer thread, once the chunk before it is written and its outcomes counted.
+
+        While PostgreSQL inserts a chunk (and computes its search vectors and index entries), this thread reads,
+        checks and hashes the next: psycopg2 lets other threads run while it waits on the server. One chunk at
+        most is in flight, so each chunk's duplicate and id checks see every chunk before it, as before.
+        """
+        copy_sql, rows, sql, params = self._stage(pending)
+        self.settle()
+        if self.writer is None:
+            # The writer uses this thread's connection, inside this thread's transaction; Django allows that
+            # once told. Nothing else uses the connection while a chunk is in flight (see `settle`).
+            self.database.inc_thread_sharing()
+            self.writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"import-{self.batch.pk}")
+        self.in_flight = (pending, self.writer.submit(self._run_staged, copy_sql, rows, sql, params))
+
+    def settle(self) -> None:
+        """Wait for the chunk in flight, if any, and count its outcomes (a database error is raised here)."""
+        if self.in_flight is None:
+            return
+        (pending, future), self.in_flight = self.in_flight, None
+        created, labeled = self._outcomes(pending, future.result())
         self.batch.created_count += created
         self._store_labels(labeled)
+
+    def close(self) -> None:
+        """Stop the writer thread; a chunk still in flight (the import failed meanwhile) is waited for, so that
+        the transaction is rolled back only once nothing else uses the connection."""
+        if self.in_flight is not None:
+            (_, future), self.in_flight = self.in_flight, None
+            futures_wait([future])
+        if self.writer is not None:
+            self.writer.shutdown()
+            self.writer = None
+            self.database.dec_thread_sharing()
 
     def _insert_with_orm(self, pending: list[tuple[Row, str]]) -> tuple[int, list[tuple[Row, Document]]]:
         """Any database: look up the chunk's known texts and ids, then a bulk insert of the rest. Returns how
@@ -838,10 +893,10 @@ class _Builder:
             status=Document.Status.LABELED if _answered(row) else Document.Status.QUEUED,
         )
 
-    def _insert_staged(self, pending: list[tuple[Row, str]]) -> tuple[int, list[tuple[Row, Document]]]:
-        """PostgreSQL: the chunk goes in by COPY into a temporary table, then one statement sorts it out: texts the
-        project holds already are duplicates, ids it holds already are refused, the rest are inserted in file
-        order. Only what needs Python comes back: those two kinds of row, and the new ids of labeled rows.
+    def _stage(self, pending: list[tuple[Row, str]]) -> tuple[str, io.StringIO, str, list[Any]]:
+        """PostgreSQL: the chunk as COPY into a temporary table reads it, and one statement that sorts it out:
+        texts the project holds already are duplicates, ids it holds already are refused, the rest are inserted
+        in file order. Only what needs Python comes back: those two kinds of row, and the new ids of labeled rows.
 
         The same outcomes as `_insert_with_orm`, row by row, at a fraction of the cost: rows are written to COPY
         straight from the parsed values (a model instance per row cost more than parsing and checking it), and
@@ -850,63 +905,75 @@ class _Builder:
         fields = {f.attname: f for f in Document._meta.concrete_fields if not f.primary_key}
         staged = [fields[name] for name in _STAGED]
         quote = connection.ops.quote_name
-        with connection.cursor() as cursor:
-            if not self.stage_ready:
-                columns = ", ".join(f"{quote(f.column)} {f.db_type(connection)}" for f in staged)
+        buffer = io.StringIO()
+        # Every value quoted: an unquoted empty field would be read as NULL, and no staged column is nullable.
+        writer = csv.writer(buffer, lineterminator="\n", quoting=csv.QUOTE_ALL)
+        metadata_json = self._metadata_json
+        labeled_status, queued_status = Document.Status.LABELED.value, Document.Status.QUEUED.value
+        # The order of _STAGED; each row its own random_key, as the model's default gives one.
+        writer.writerows(
+            (
+                position,
+                row.external_id,
+                row.text,
+                metadata_json(row.metadata),
+                digest,
+                labeled_status if row.labels or row.annotations else queued_status,
+                new_random_key(),
+            )
+            for position, (row, digest) in enumerate(pending)
+        )
+        buffer.seek(0)
+        names = ", ".join(["position", *(quote(f.column) for f in staged)])
+        copy_sql = f"COPY {_STAGE} ({names}) FROM STDIN WITH (FORMAT csv)"
+        if not self.stage_ready:  # the first chunk: nothing is in flight yet
+            columns = ", ".join(f"{quote(f.column)} {f.db_type(connection)}" for f in staged)
+            with connection.cursor() as cursor:
                 cursor.execute(
                     f"CREATE TEMPORARY TABLE IF NOT EXISTS {_STAGE} (position integer, {columns}) ON COMMIT DROP"
                 )
-                self.stage_ready = True
-            buffer = io.StringIO()
-            # Every value quoted: an unquoted empty field would be read as NULL, and no staged column is nullable.
-            writer = csv.writer(buffer, lineterminator="\n", quoting=csv.QUOTE_ALL)
-            metadata_json = self._metadata_json
-            labeled_status, queued_status = Document.Status.LABELED.value, Document.Status.QUEUED.value
-            # The order of _STAGED; each row its own random_key, as the model's default gives one.
-            writer.writerows(
-                (
-                    position,
-                    row.external_id,
-                    row.text,
-                    metadata_json(row.metadata),
-                    digest,
-                    labeled_status if row.labels or row.annotations else queued_status,
-                    new_random_key(),
-                )
-                for position, (row, digest) in enumerate(pending)
-            )
-            buffer.seek(0)
-            names = ", ".join(["position", *(quote(f.column) for f in staged)])
-            cursor.copy_expert(f"COPY {_STAGE} ({names}) FROM STDIN WITH (FORMAT csv)", buffer)
-            # Columns not staged are the same for every row of the chunk (project, batch, created_at, defaults),
-            # taken from one document as the ORM would save it.
-            template = Document(project=self.project, import_batch=self.batch)
-            shared = [f for name, f in fields.items() if name not in _STAGED]
-            shared_params = [f.get_db_prep_save(f.pre_save(template, True), connection) for f in shared]
-            table = quote(Document._meta.db_table)
-            insert_columns = ", ".join(quote(f.column) for f in [*staged, *shared])
-            insert_values = ", ".join([*(f"s.{quote(f.column)}" for f in staged), *(["%s"] * len(shared))])
-            # No join between the statement's parts (PostgreSQL has no statistics for them and may join 2,000
-            # rows to 2,000 row by row): refused rows come back with their position, labeled new rows with their
-            # content hash, which is unique in the chunk.
-            sql = (
-                f"WITH staged AS (DELETE FROM {_STAGE} RETURNING *), "
-                "known AS (SELECT s.*, "
-                f"EXISTS (SELECT 1 FROM {table} d WHERE d.project_id = %s AND d.content_hash = s.content_hash) "
-                "AS duplicate, "
-                # d.external_id <> '' lets PostgreSQL use the partial unique index on (project, external_id):
-                # without it every row's lookup walked the project's documents.
-                f"(s.external_id <> '' AND EXISTS (SELECT 1 FROM {table} d WHERE d.project_id = %s "
-                "AND d.external_id <> '' AND d.external_id = s.external_id)) AS id_taken FROM staged s), "
-                f"inserted AS (INSERT INTO {table} ({insert_columns}) SELECT {insert_values} "
-                "FROM known s WHERE NOT s.duplicate AND NOT s.id_taken "
-                "ORDER BY s.position RETURNING id, content_hash, status) "
-                "(SELECT position, duplicate, NULL::bigint, NULL FROM known WHERE duplicate OR id_taken "
-                "ORDER BY position) UNION ALL (SELECT NULL, NULL, id, content_hash FROM inserted WHERE status = %s)"
-            )
-            params = [self.project.pk, self.project.pk, *shared_params, Document.Status.LABELED]
+            self.stage_ready = True
+        # Columns not staged are the same for every row of the chunk (project, batch, created_at, defaults),
+        # taken from one document as the ORM would save it.
+        template = Document(project=self.project, import_batch=self.batch)
+        shared = [f for name, f in fields.items() if name not in _STAGED]
+        shared_params = [f.get_db_prep_save(f.pre_save(template, True), connection) for f in shared]
+        table = quote(Document._meta.db_table)
+        insert_columns = ", ".join(quote(f.column) for f in [*staged, *shared])
+        insert_values = ", ".join([*(f"s.{quote(f.column)}" for f in staged), *(["%s"] * len(shared))])
+        # No join between the statement's parts (PostgreSQL has no statistics for them and may join 2,000
+        # rows to 2,000 row by row): refused rows come back with their position, labeled new rows with their
+        # content hash, which is unique in the chunk.
+        sql = (
+            f"WITH staged AS (DELETE FROM {_STAGE} RETURNING *), "
+            "known AS (SELECT s.*, "
+            f"EXISTS (SELECT 1 FROM {table} d WHERE d.project_id = %s AND d.content_hash = s.content_hash) "
+            "AS duplicate, "
+            # d.external_id <> '' lets PostgreSQL use the partial unique index on (project, external_id):
+            # without it every row's lookup walked the project's documents.
+            f"(s.external_id <> '' AND EXISTS (SELECT 1 FROM {table} d WHERE d.project_id = %s "
+            "AND d.external_id <> '' AND d.external_id = s.external_id)) AS id_taken FROM staged s), "
+            f"inserted AS (INSERT INTO {table} ({insert_columns}) SELECT {insert_values} "
+            "FROM known s WHERE NOT s.duplicate AND NOT s.id_taken "
+            "ORDER BY s.position RETURNING id, content_hash, status) "
+            "(SELECT position, duplicate, NULL::bigint, NULL FROM known WHERE duplicate OR id_taken "
+            "ORDER BY position) UNION ALL (SELECT NULL, NULL, id, content_hash FROM inserted WHERE status = %s)"
+        )
+        params = [self.project.pk, self.project.pk, *shared_params, Document.Status.LABELED]
+        return copy_sql, buffer, sql, params
+
+    def _run_staged(self, copy_sql: str, rows: io.StringIO, sql: str, params: list[Any]) -> list[tuple]:
+        """The chunk's COPY and statement, on the import's connection (called by the writer thread)."""
+        with self.database.cursor() as cursor:
+            cursor.copy_expert(copy_sql, rows)
             cursor.execute(sql, params)
-            outcomes = cursor.fetchall()
+            return cursor.fetchall()
+
+    def _outcomes(
+        self, pending: list[tuple[Row, str]], outcomes: list[tuple]
+    ) -> tuple[int, list[tuple[Row, Document]]]:
+        """Count a written chunk's refused rows; returns how many documents were created, and the labeled ones
+        with their new ids."""
         labeled: list[tuple[Row, Document]] = []
         refused = 0
         position_of: dict[str, int] = {}
@@ -986,6 +1053,7 @@ class _Builder:
 
     def finish(self) -> None:
         self.flush()
+        self.settle()
         if self.errors:
             ImportRowError.objects.bulk_create(self.errors)
             self.errors = []
@@ -1049,9 +1117,12 @@ def import_batch_run(*, batch: ImportBatch, stream: IO[bytes], progress: Progres
             builder.labels = builder.current_labels()
             # Parquet and zipped datasets are read from the (seekable) file itself, the rest line by line.
             source = stream if batch.format in BINARY_FORMATS else text
-            for row in PARSERS[batch.format](source, options):
-                builder.add(row)
-            builder.finish()
+            try:
+                for row in PARSERS[batch.format](source, options):
+                    builder.add(row)
+                builder.finish()
+            finally:
+                builder.close()
             if batch.rows_seen == 0:
                 raise ImportRejected("The file holds no documents; nothing was imported.")
             if batch.created_count == 0 and batch.duplicate_count == 0 and batch.rejected_count == batch.rows_seen:

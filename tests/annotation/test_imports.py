@@ -270,3 +270,45 @@ def test_each_chunk_is_stored_with_one_statement(project, settings):
     # Ten more chunks cost twenty more round trips: each chunk's rows arrive by one COPY, and one statement sorts
     # them into duplicates, refused ids and new documents (it took two lookups and an insert).
     assert queries_to_import(2_000, 0) - queries_to_import(1_000, 10_000) == 20
+
+
+def test_a_refused_file_shows_its_lowest_lines_first_even_when_a_later_chunk_found_them(project, settings):
+    # A chunk's refused ids are known only once it is written, after rows of the next chunk were read.
+    settings.DOCKET_IMPORT_CHUNK = 2
+    DocumentFactory(project=project, text="Stored.", external_id="taken")
+    content = jsonl({"id": "taken", "text": "Another text."}, '{"text": "broken', '{"text": "broken too')
+    with pytest.raises(ImportRejected, match=r"first problem: line 1: id 'taken' already exists"):
+        run_import(project, content, "refused.jsonl")
+    assert errors_of(ImportBatch.objects.get(file_name="refused.jsonl"))[0][0] == 1
+
+
+def test_a_file_refused_while_a_chunk_is_being_written_stores_nothing(project, settings):
+    settings.DOCKET_IMPORT_CHUNK = 100
+    content = jsonl(*({"id": f"w{i}", "text": f"Clause {i}."} for i in range(350))).encode() + b"\xff\n"
+    with pytest.raises(ImportRejected, match="line 351"):
+        run_import(project, content, "late-bad-byte.jsonl")
+    assert ImportBatch.objects.get(file_name="late-bad-byte.jsonl").status == ImportBatch.Status.FAILED
+    assert not Document.objects.filter(project=project).exists()
+
+
+def test_a_database_error_writing_a_later_chunk_stores_nothing(project, settings, monkeypatch):
+    from django.db import DataError
+
+    from annotation.services import imports
+
+    settings.DOCKET_IMPORT_CHUNK = 100
+    write = imports._Builder._run_staged
+    written = []
+
+    def fails_on_the_third_chunk(self, *args):
+        written.append(1)
+        if len(written) == 3:
+            raise DataError("simulated outage")
+        return write(self, *args)
+
+    monkeypatch.setattr(imports._Builder, "_run_staged", fails_on_the_third_chunk)
+    with pytest.raises(DataError):
+        run_import(project, jsonl(*({"text": f"Clause {i}."} for i in range(450))), "outage.jsonl")
+    batch = ImportBatch.objects.get(file_name="outage.jsonl")
+    assert batch.status == ImportBatch.Status.FAILED and "DataError" in batch.error
+    assert not Document.objects.filter(project=project).exists()
