@@ -761,6 +761,11 @@ class _Builder:
             raise RowRejected(f"text is {len(row.text):,} characters, over the limit of {self.max_chars:,}")
         if len(row.external_id) > 255:
             raise RowRejected("id is longer than 255 characters")
+        if row.labels or row.annotations:  # most imported rows carry none
+            self.check_labels(row)
+        return content_hash(row.text)
+
+    def check_labels(self, row: Row) -> None:
         given = row.labels + [key for answer in row.annotations for key in answer.labels]
         unknown = list(dict.fromkeys(key for key in given if key not in self.labels))
         if unknown:
@@ -770,7 +775,6 @@ class _Builder:
             raise RowRejected(f"{len(set(row.labels))} labels on a single-label project")
         if not self.project.multi_label and any(len(set(a.labels)) > 1 for a in row.annotations):
             raise RowRejected("an annotation with several labels on a single-label project")
-        return content_hash(row.text)
 
     def add(self, row: Row) -> None:
         self.batch.rows_seen += 1
