@@ -1,6 +1,7 @@
 """Re-embedding a pool after a body fine-tune with 1 and with 2 Celery worker processes (concurrency 1 each).
 
     nice -n 10 .venv/bin/python benchmarks/reembedding.py [--documents 20000] [--workers 1 2] [--shard-size 512]
+    nice -n 10 .venv/bin/python benchmarks/reembedding.py --documents 20000 --setup-only   # time the setup alone
 
 Uses its own PostgreSQL database (docket_bench_reembed, dropped and recreated), a temporary artifact store and
 the broker in BENCH_BROKER_URL (default redis://127.0.0.1:6379/13). It imports `--documents` demo texts
@@ -8,6 +9,7 @@ the broker in BENCH_BROKER_URL (default redis://127.0.0.1:6379/13). It imports `
 (learning/services/reembedding.py), starts the workers (each with a local directory of its own, all sharing the
 artifact store), sends one `embed_shards` task per worker and times until every document's embedding is
 stored. Each configuration starts from an empty cache; the one-worker run is the baseline of the two-worker run.
+The setup (database, documents, the body loaded and planned) is timed and printed before the runs.
 """
 
 import argparse
@@ -62,13 +64,17 @@ def main() -> None:
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--shard-size", type=int, default=512)
     parser.add_argument("--write", type=Path)
+    parser.add_argument("--setup-only", action="store_true", help="time the setup, then stop")
     args = parser.parse_args()
+    setup: dict[str, float] = {}
+    clock = time.perf_counter()
     recreate_database(DB_NAME)
     environment = {"DOCKET_ARTIFACT_DIR": str(ARTIFACTS), "DOCKET_EMBED_SHARD_SIZE": str(args.shard_size)}
     configure_django(DATABASE_URL, **environment)
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
+    setup["database_s"], clock = round(time.perf_counter() - clock, 1), time.perf_counter()
 
     import numpy as np
 
@@ -88,7 +94,13 @@ def main() -> None:
         [Document(project=project, text=t, content_hash=content_hash(t)) for t in texts], batch_size=2000
     )
     ids = np.asarray(sorted(project.documents.values_list("pk", flat=True)), dtype=np.int64)
+    setup["documents_s"], clock = round(time.perf_counter() - clock, 1), time.perf_counter()
     classifier = Classifier.create([label["key"] for label in taxonomy["labels"]])
+    setup["load_body_s"] = round(time.perf_counter() - clock, 1)
+    print(json.dumps({"setup": {"documents": len(ids), **setup}}), flush=True)
+    if args.setup_only:
+        shutil.rmtree(ARTIFACTS, ignore_errors=True)
+        return
     env = {**os.environ}
     result = {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
@@ -96,6 +108,7 @@ def main() -> None:
         "shard_size": args.shard_size,
         "cores": os.cpu_count(),
         "load_average_start": [round(x, 1) for x in os.getloadavg()],
+        "setup": setup,
         "runs": {},
     }
     for count in args.workers:

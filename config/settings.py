@@ -255,6 +255,10 @@ CELERY_TASK_ROUTES = {
 # this many helper tasks to other workers to encode shards beside it (PostgreSQL only; 0: it embeds alone).
 DOCKET_EMBED_SHARD_SIZE = env.int("DOCKET_EMBED_SHARD_SIZE", default=2048)
 DOCKET_EMBED_HELPERS = env.int("DOCKET_EMBED_HELPERS", default=1)
+# Past this many documents to re-embed, a fine-tune leaves the work to Spark and waits (up to the hours below)
+# for `manage.py import_embeddings` to bring the vectors (docs/scale.md); 0: the workers always embed.
+DOCKET_REEMBED_ON_SPARK_ABOVE = env.int("DOCKET_REEMBED_ON_SPARK_ABOVE", default=0)
+DOCKET_REEMBED_SPARK_WAIT_HOURS = env.float("DOCKET_REEMBED_SPARK_WAIT_HOURS", default=48.0)
 # Task events for Flower and `celery events` (see docs/deploy.md).
 CELERY_WORKER_SEND_TASK_EVENTS = env.bool("CELERY_WORKER_SEND_TASK_EVENTS", default=True)
 CELERY_TASK_SEND_SENT_EVENT = CELERY_WORKER_SEND_TASK_EVENTS

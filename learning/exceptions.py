@@ -31,3 +31,11 @@ class BundleUnavailable(DocketError):
 
 class ScoresRejected(DocketError):
     """Scores made elsewhere that cannot be stored: another model version, or columns this project lacks."""
+
+
+class EmbeddingsRejected(DocketError):
+    """Embeddings made elsewhere that cannot be stored: another body, another width, or ids of other projects."""
+
+
+class NoReembeddingWaiting(DocketError):
+    """An export for a fine-tune's re-embedding when no run of the project waits for one."""

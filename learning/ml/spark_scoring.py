@@ -185,9 +185,17 @@ def _scratch() -> Path:
 
 
 def _ship_bundle(context: Any, bundle_dir: Path) -> str:
-    """Send the bundle to every executor as an archive (Spark ships no directories outside local mode); returns
-    the name under which `SparkFiles.get` finds it unpacked."""
-    digest = bundle_dir.joinpath(CHECKSUMS).read_bytes()
+    """Send the bundle (or a model body's directory) to every executor as an archive (Spark ships no directories
+    outside local mode); returns the name under which `SparkFiles.get` finds it unpacked."""
+    checksums = bundle_dir / CHECKSUMS
+    if checksums.is_file():
+        digest = checksums.read_bytes()
+    else:  # a body without checksums: its files' names, sizes and times tell one copy from another
+        digest = "\n".join(
+            f"{p.relative_to(bundle_dir)} {p.stat().st_size} {p.stat().st_mtime_ns}"
+            for p in sorted(bundle_dir.rglob("*"))
+            if p.is_file()
+        ).encode()
     name = f"{bundle_dir.name}-{hashlib.sha256(digest).hexdigest()[:12]}.zip"
     if (context.applicationId, name) in _SHIPPED:
         return name
@@ -201,7 +209,7 @@ def _ship_bundle(context: Any, bundle_dir: Path) -> str:
 
 
 def _ship_code(context: Any) -> None:
-    """Give executors this module and the bundle reader (all they import from Docket) as a zip on their path.
+    """Give executors the Spark jobs and the bundle reader (all they import from Docket) as a zip on their path.
 
     Executors fetch the zip from the driver whenever they start a task, so it stays until the driver exits.
     """
@@ -210,7 +218,13 @@ def _ship_code(context: Any) -> None:
         return  # shipped already, or imported from a zip given with --py-files, which Spark ships itself
     archive = _scratch() / f"docket_scoring_{context.applicationId}.zip"
     with zipfile.ZipFile(archive, "w") as zipped:
-        for relative in ("__init__.py", "ml/__init__.py", "ml/bundle.py", "ml/spark_scoring.py"):
+        for relative in (
+            "__init__.py",
+            "ml/__init__.py",
+            "ml/bundle.py",
+            "ml/spark_scoring.py",
+            "ml/spark_embedding.py",
+        ):
             zipped.write(package / relative, f"learning/{relative}")
     context.addPyFile(str(archive))
     _SHIPPED.add((context.applicationId, "code"))

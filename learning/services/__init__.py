@@ -7,15 +7,17 @@ save in SetFit's format, and, when the project's promotion policy agrees, switch
 the whole queue in one transaction. The model that served before keeps serving until that commit.
 
 projects (files, base model), embeddings (the cache), reembedding (a fine-tune's re-embedding shared with
-other workers), evaluation (the reserved set), snapshots (the labels a run learns from), classifiers (held by
-this process), pool (queue scores), scored_corpus (scores made elsewhere, back into the queue), runs (asking,
-claiming, ending), training (the work), registry (switching the serving model), bundles (a version exported to
-score outside Docket), neighbours (nearest documents by meaning, for Explore). Each imports only the ones
-before it; callers import from here.
+other workers), embedding_imports (the pool out to Spark and its vectors back), evaluation (the reserved set),
+snapshots (the labels a run learns from), classifiers (held by this process), pool (queue scores),
+scored_corpus (scores made elsewhere, back into the queue), runs (asking, claiming, ending), training (the
+work), registry (switching the serving model), bundles (a version exported to score outside Docket),
+neighbours (nearest documents by meaning, for Explore). Each imports only the ones before it; callers import
+from here.
 """
 
 from learning.services.bundles import bundle_name, bundle_version, model_bundle_export, model_bundle_zip
 from learning.services.classifiers import _held_classifier
+from learning.services.embedding_imports import embeddings_import, pool_export
 from learning.services.embeddings import (
     _shard_write,
     cached_embeddings,
@@ -73,6 +75,7 @@ __all__ = [
     "cached_embeddings",
     "cached_embeddings_only",
     "embedding_shards_compact",
+    "embeddings_import",
     "embeddings_for",
     "evaluation_reserve",
     "fine_tune_checkpoint",
@@ -91,6 +94,7 @@ __all__ = [
     "pool_needs_scoring",
     "pool_rescore",
     "pool_rescore_request",
+    "pool_export",
     "PoolScores",
     "project_files_remove",
     "project_may_vanish",

@@ -183,6 +183,14 @@ def _encode_and_store(
 
 
 def _shard_write(project_id: int, body_id: str, ids: np.ndarray, vectors: np.ndarray) -> EmbeddingShard:
+    shard = _shard_file_write(project_id, body_id, ids, vectors)
+    shard.save()
+    return shard
+
+
+def _shard_file_write(project_id: int, body_id: str, ids: np.ndarray, vectors: np.ndarray) -> EmbeddingShard:
+    """Write a shard's file (whole, then renamed into place); returns its row, not yet saved: readers see the
+    shard once the row is."""
     relative = Path("embeddings") / str(project_id) / body_id / f"{uuid.uuid4().hex}.npz"
     path = artifact_root() / relative
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -190,7 +198,7 @@ def _shard_write(project_id: int, body_id: str, ids: np.ndarray, vectors: np.nda
     with open(scratch, "wb") as handle:
         np.savez(handle, ids=np.asarray(ids, dtype=np.int64), vectors=np.asarray(vectors, dtype=np.float32))
     os.replace(scratch, path)
-    return EmbeddingShard.objects.create(
+    return EmbeddingShard(
         project_id=project_id,
         body_id=body_id,
         path=str(relative),

@@ -8,6 +8,11 @@ the database when its process dies, so a lost helper's shard is simply taken aga
 embedding shard before taking the next. Finished shards are never encoded twice: a run resumed after a crash,
 or a helper arriving late, finds them cached and moves on. The run reports documents embedded so far as its
 progress, and waits for shards other workers hold, never on a task result.
+
+A pool too large for the workers is embedded on Spark instead: past `DOCKET_REEMBED_ON_SPARK_ABOVE` documents
+the run writes the same plan, encodes nothing and waits (reporting progress) until the embeddings arrive through
+`manage.py import_embeddings`; every shard they fill counts as finished, and the run goes on to fit its head,
+evaluate and switch as usual (docs/scale.md, "Re-embedding a very large pool on Spark").
 """
 
 from __future__ import annotations
@@ -26,7 +31,10 @@ from django.conf import settings
 from django.db import connection
 
 from annotation.models import Document
+from learning.ml.checkpoint import stop_requested
 from learning.ml.classifier import Classifier
+from learning.ml.exceptions import FineTuneInterrupted
+from learning.models import TrainingRun
 from learning.services.embeddings import SHARD_SIZE, _shard_write, cached_embeddings, embeddings_for
 from learning.services.projects import artifact_root
 
@@ -34,12 +42,24 @@ logger = logging.getLogger(__name__)
 
 PLANS = "plans"
 WAIT_SECONDS = 1.0
+SPARK_WAIT_SECONDS = 10.0
+"""How often a run waiting for Spark's embeddings looks for them (each look reads the body's cache)."""
 
 ProgressCallback = Callable[[int, int], None]
 
 
 def shard_size() -> int:
     return int(getattr(settings, "DOCKET_EMBED_SHARD_SIZE", SHARD_SIZE))
+
+
+def spark_above() -> int:
+    """Documents to embed past which a fine-tune leaves its re-embedding to Spark (0: never)."""
+    return int(getattr(settings, "DOCKET_REEMBED_ON_SPARK_ABOVE", 0))
+
+
+def spark_wait_limit() -> float:
+    """Seconds a run waits for Spark's embeddings before it fails (its imported shards stay cached)."""
+    return float(getattr(settings, "DOCKET_REEMBED_SPARK_WAIT_HOURS", 48)) * 3600
 
 
 def helpers_wanted() -> int:
@@ -56,15 +76,31 @@ def embeddings_shared(
     classifier: Classifier,
     document_ids: np.ndarray,
     progress: ProgressCallback | None = None,
+    waiting_for_spark: Callable[[int], None] | None = None,
 ) -> np.ndarray:
     """Embeddings of `document_ids` under the classifier's body, in their order, encoded by as many workers as
-    are free (see the module docstring); with no helpers wanted or little to encode, by this process alone."""
+    are free (see the module docstring); with no helpers wanted or little to encode, by this process alone.
+    Past `spark_above()` documents to encode, they come from Spark: `waiting_for_spark(count)` is told so,
+    and this waits for them (`shards_wait`)."""
     document_ids = np.asarray(document_ids, dtype=np.int64)
     body_id = classifier.body_id
     cached_ids, _ = cached_embeddings(project_id=project_id, body_id=body_id)
     missing = np.setdiff1d(document_ids, cached_ids)
     helpers = helpers_wanted()
-    if helpers and len(missing) > shard_size():
+    if spark_above() and len(missing) > spark_above():
+        plan = plan_write(project_id=project_id, run_id=run_id, classifier=classifier, document_ids=missing)
+        if waiting_for_spark is not None:
+            waiting_for_spark(len(missing))
+        logger.info("Run %s waits for %d embeddings under %s from Spark", run_id, len(missing), body_id)
+        try:
+            shards_wait(plan, progress=progress, steps=classifier.args.max_steps)
+        except FineTuneInterrupted:
+            raise  # the run goes back to the broker; its next attempt waits on this same plan
+        except BaseException:
+            shutil.rmtree(plan, ignore_errors=True)
+            raise
+        shutil.rmtree(plan, ignore_errors=True)
+    elif helpers and len(missing) > shard_size():
         plan = plan_write(project_id=project_id, run_id=run_id, classifier=classifier, document_ids=missing)
         from celery import group
 
@@ -97,6 +133,7 @@ def plan_write(*, project_id: int, run_id: int, classifier: Classifier, document
         "labels": classifier.labels,
         "multi_label": classifier.multi_label,
         "shard_size": shard_size(),
+        "dimension": int(classifier.setfit_model.model_body.get_sentence_embedding_dimension()),
     }
     (staging / "plan.json").write_text(json.dumps(meta))
     staging.rename(plan)
@@ -171,6 +208,45 @@ def shards_embed(
                 progress(len(ids) - _missing_count(project_id, body_id, ids), len(ids))
             time.sleep(WAIT_SECONDS)
     return encoded
+
+
+def shards_wait(
+    plan: Path, *, progress: ProgressCallback | None = None, limit: float | None = None, steps: int = 0
+) -> None:
+    """Wait, encoding nothing, until every document of the plan is cached (imported from Spark, or embedded by
+    anyone else); raises TimeoutError after `limit` seconds (default `spark_wait_limit()`), and
+    FineTuneInterrupted (its `steps` all done) when the worker is asked to stop, so the run is taken up again."""
+    meta = json.loads((plan / "plan.json").read_text())
+    project_id, body_id = meta["project_id"], meta["body_id"]
+    ids = np.load(plan / "ids.npy")
+    deadline = time.monotonic() + (spark_wait_limit() if limit is None else limit)
+    while True:
+        missing = _missing_count(project_id, body_id, ids)
+        if progress is not None:
+            progress(len(ids) - missing, len(ids))
+        if not missing:
+            return
+        if stop_requested.is_set():
+            raise FineTuneInterrupted(steps, steps)
+        if time.monotonic() >= deadline:
+            raise TimeoutError(
+                f"{missing:,} of {len(ids):,} documents still have no embedding under {body_id}: import them with "
+                "manage.py import_embeddings (docs/scale.md); those imported stay cached for the next run"
+            )
+        time.sleep(SPARK_WAIT_SECONDS)
+
+
+def reembeddings_waiting(project_id: int) -> list[tuple[Path, dict]]:
+    """(plan, plan.json) of every re-embedding of the project whose run is still running, newest run first."""
+    plans = {}
+    for meta_path in (artifact_root() / "embeddings" / str(project_id)).glob(f"*/{PLANS}/run-*/plan.json"):
+        meta = json.loads(meta_path.read_text())
+        if meta_path.parent.name == f"run-{meta['run_id']}":  # not a plan still being written (run-N.partial)
+            plans[int(meta["run_id"])] = (meta_path.parent, meta)
+    running = TrainingRun.objects.filter(
+        project_id=project_id, pk__in=list(plans), status=TrainingRun.Status.RUNNING
+    ).values_list("pk", flat=True)
+    return [plans[pk] for pk in sorted(running, reverse=True)]
 
 
 def _missing(project_id: int, body_id: str, wanted: np.ndarray) -> np.ndarray:

@@ -280,8 +280,22 @@ def _train_slow(
     pool_ids, _keys, reserved = queued_pool(project)
     needed = np.concatenate([snapshot.train_ids, snapshot.eval_ids, pool_ids[~reserved]])
     progress.phase("Embedding documents with the new body", "embed", total=len(needed))
+
+    def waiting_for_spark(count: int) -> None:
+        progress.phase(
+            f"Waiting for {count:,} embeddings from Spark: manage.py export_pool {project.pk} --reembedding "
+            "(docs/scale.md)",
+            "embed_spark",
+            total=len(needed),
+        )
+
     embeddings = embeddings_shared(
-        project_id=project.pk, run_id=run_id, classifier=classifier, document_ids=needed, progress=progress
+        project_id=project.pk,
+        run_id=run_id,
+        classifier=classifier,
+        document_ids=needed,
+        progress=progress,
+        waiting_for_spark=waiting_for_spark,
     )
     n_train, n_eval = len(snapshot.train_ids), len(snapshot.eval_ids)
     progress.phase("Fitting the classifier head", "fit_head")

@@ -1,4 +1,5 @@
-"""The corpus-scoring job on Spark in local mode agrees with Docket's own predict, for every input format."""
+"""The Spark jobs in local mode agree with Docket: corpus scoring with its predict, for every input format, and
+corpus embedding with its encode."""
 
 import json
 import os
@@ -10,6 +11,7 @@ import pytest
 
 from learning.ml.bundle import bundle_write
 from learning.ml.classifier import Classifier
+from learning.ml.spark_embedding import BODY_FILE, embed_corpus
 from learning.ml.spark_scoring import PROBABILITY_PREFIX, score_corpus, spark_session
 from learning.serving import ServedModel
 from tests.learning.conftest import LABELLED, POOL
@@ -123,3 +125,37 @@ def test_spark_scores_parquet_and_multiline_csv_multi_label(spark, tmp_path_fact
     changed = [i for i, text in enumerate(CORPUS) if ". " in text]
     unchanged = [ids[i] for i in range(len(CORPUS)) if i not in changed]
     pd.testing.assert_frame_equal(from_csv.loc[unchanged], scored(tmp_path / "p").loc[unchanged])
+
+
+def test_spark_embeddings_equal_docket_encode_for_an_exported_body(spark, tmp_path):
+    """A body as export_pool --reembedding writes it (a fine-tuned one has the same files), embedded in local[2]."""
+    body = frozen_body()
+    body.setfit_model.model_body.save(str(tmp_path / "body"))
+    (tmp_path / "body" / BODY_FILE).write_text(json.dumps({"body_id": body.body_id, "dimension": 384}))
+    ids = [10_000 + n for n in range(len(CORPUS))]
+    pd.DataFrame({"id": ids, "text": CORPUS}).to_parquet(tmp_path / "documents.parquet")
+    out = tmp_path / "embedded"
+    written = embed_corpus(
+        spark, body_dir=tmp_path / "body", input_path=str(tmp_path / "documents.parquet"), output_path=str(out)
+    )
+    table = pd.read_parquet(out).set_index("id").sort_index()
+    assert written == body.body_id and set(table["body_id"]) == {body.body_id}
+    assert table.index.tolist() == ids
+    vectors = np.stack(table["vector"].to_numpy())
+    assert vectors.dtype == np.float32 and vectors.shape == (len(CORPUS), 384)
+    np.testing.assert_allclose(vectors, body.encode(CORPUS), atol=1e-5, rtol=0)
+
+
+def test_spark_embedding_refuses_ids_that_are_not_document_ids_before_encoding(spark, tmp_path):
+    body = frozen_body()
+    body.setfit_model.model_body.save(str(tmp_path / "body"))
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text("".join(json.dumps({"id": f"doc-{n}", "text": t}) + "\n" for n, t in enumerate(CORPUS[:3])))
+    with pytest.raises(ValueError, match="must hold Docket document ids"):
+        embed_corpus(
+            spark,
+            body_dir=tmp_path / "body",
+            body_id=body.body_id,
+            input_path=str(corpus),
+            output_path=str(tmp_path / "out"),
+        )
