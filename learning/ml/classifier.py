@@ -274,7 +274,7 @@ class Classifier:
         texts = list(texts)
         total = len(texts)
         body = self._model.model_body
-        dim = _embedding_dimension(body)
+        dim = embedding_dimension(body)
         out = np.empty((total, dim), dtype=np.float32)
         for start in range(0, total, ENCODE_CHUNK):
             chunk = texts[start : start + ENCODE_CHUNK]
@@ -645,11 +645,12 @@ def _step_callback(
     return _Step()
 
 
-def _embedding_dimension(body: Any) -> int:
+def embedding_dimension(body: Any) -> int:
+    """The width of a SentenceTransformer's vectors."""
     # sentence-transformers 6 renamed the method; keep working with both names.
     if hasattr(body, "get_embedding_dimension"):
-        return int(body.get_embedding_dimension())
-    return int(body.get_sentence_embedding_dimension())
+        return int(body.getembedding_dimension())
+    return int(body.get_sentenceembedding_dimension())
 
 
 def _silence(trainer: Any) -> None:

@@ -94,7 +94,8 @@ def encode_texts(body: Any, texts: Sequence[str], *, normalise: bool, encode_bat
     import numpy as np
 
     if not texts:
-        return np.zeros((0, body.get_sentence_embedding_dimension()), dtype=np.float32)
+        width = body.get_embedding_dimension() if hasattr(body, "get_embedding_dimension") else None
+        return np.zeros((0, width or body.get_sentence_embedding_dimension()), dtype=np.float32)
     vectors = body.encode(
         list(texts),
         batch_size=encode_batch,

@@ -19,12 +19,12 @@ from django.db import transaction
 from annotation.models import Document, Project
 from annotation.services.audit import audit_record
 from learning.exceptions import EmbeddingsRejected, NoReembeddingWaiting
-from learning.ml.classifier import base_body_id, default_base_model
+from learning.ml.classifier import base_body_id, default_base_model, embedding_dimension
 from learning.ml.spark_embedding import BODY_FILE
 from learning.models import EmbeddingShard, ModelVersion
-from learning.services.embeddings import _shard_file_write
+from learning.services.embeddings import _shard_file_write, cached_document_ids
 from learning.services.projects import artifact_root, base_model_for
-from learning.services.reembedding import _missing, reembeddings_waiting
+from learning.services.reembedding import reembeddings_waiting
 
 EXPORT_ROWS = 50_000
 """Documents per Parquet file of a pool export: memory stays flat, Spark reads the files in parallel."""
@@ -79,7 +79,7 @@ def pool_export(
                 "documents to embed than DOCKET_REEMBED_ON_SPARK_ABOVE (docs/scale.md)."
             )
         plan, meta = waiting[0]
-        ids = _missing(project.pk, meta["body_id"], np.load(plan / "ids.npy"))
+        ids = _not_cached(project.pk, meta["body_id"], np.load(plan / "ids.npy"))
         shutil.copytree(plan / "body", out_dir / "body")
         identity = {key: meta[key] for key in ("body_id", "project_id", "run_id", "dimension") if key in meta}
         (out_dir / "body" / BODY_FILE).write_text(json.dumps({**identity, "documents": len(ids)}, indent=2) + "\n")
@@ -155,7 +155,7 @@ def embeddings_import(
             EmbeddingShard.objects.bulk_create(shards)
             result.shards, result.documents = len(shards), len(ids)
             result.waiting = {
-                int(meta["run_id"]): len(_missing(project.pk, body_id, np.load(plan / "ids.npy")))
+                int(meta["run_id"]): len(_not_cached(project.pk, body_id, np.load(plan / "ids.npy")))
                 for plan, meta in reembeddings_waiting(project.pk)
                 if meta["body_id"] == body_id
             }
@@ -172,7 +172,7 @@ def embeddings_import(
 
 
 def _check_rows(dataset, body_id: str, dimension: int, result: EmbeddingsImport) -> np.ndarray:
-    """Every row's id, body and vector width, read once without the vectors' values; returns the unique ids."""
+    """Every row's id, body and vector width (a first pass, before anything is written); returns the unique ids."""
     import pyarrow.compute as pc
 
     ids, bodies, widths = [], set(), set()
@@ -288,4 +288,8 @@ def _body_dimension(project: Project, body_id: str) -> int:
 def _loaded_dimension(path: str | Path) -> int:
     from sentence_transformers import SentenceTransformer
 
-    return int(SentenceTransformer(str(path), device="cpu").get_sentence_embedding_dimension())
+    return embedding_dimension(SentenceTransformer(str(path), device="cpu"))
+
+
+def _not_cached(project_id: int, body_id: str, ids: np.ndarray) -> np.ndarray:
+    return np.setdiff1d(ids, cached_document_ids(project_id=project_id, body_id=body_id))

@@ -87,6 +87,29 @@ def cached_embeddings(*, project_id: int, body_id: str) -> tuple[np.ndarray, np.
     return ids, vectors
 
 
+def cached_document_ids(*, project_id: int, body_id: str) -> np.ndarray:
+    """The ids of every cached embedding of the project under this body, sorted and unique, read without the
+    vectors (a million documents' vectors are gigabytes, their ids megabytes)."""
+    for _attempt in range(3):
+        shards = list(
+            EmbeddingShard.objects.filter(project_id=project_id, body_id=body_id)
+            .order_by("id")
+            .values_list("id", "path")
+        )
+        memo = _read_caches.get((project_id, body_id))
+        if memo is not None and memo[0] == frozenset(pk for pk, _ in shards):
+            return memo[1]
+        parts = [np.empty(0, dtype=np.int64)]
+        try:
+            for _, path in shards:
+                with np.load(artifact_root() / path) as data:
+                    parts.append(data["ids"])
+        except FileNotFoundError:
+            continue  # merged by another worker after we listed them; the merged shard is listed now
+        return np.unique(np.concatenate(parts))
+    raise RuntimeError(f"embedding shards of {body_id} keep disappearing while being read")
+
+
 def embeddings_for(
     *,
     project_id: int,

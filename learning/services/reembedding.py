@@ -32,7 +32,7 @@ from django.db import connection
 
 from annotation.models import Document
 from learning.ml.checkpoint import stop_requested
-from learning.ml.classifier import Classifier
+from learning.ml.classifier import Classifier, embedding_dimension
 from learning.ml.exceptions import FineTuneInterrupted
 from learning.models import TrainingRun
 from learning.services.embeddings import SHARD_SIZE, _shard_write, cached_embeddings, embeddings_for
@@ -133,7 +133,7 @@ def plan_write(*, project_id: int, run_id: int, classifier: Classifier, document
         "labels": classifier.labels,
         "multi_label": classifier.multi_label,
         "shard_size": shard_size(),
-        "dimension": int(classifier.setfit_model.model_body.get_sentence_embedding_dimension()),
+        "dimension": embedding_dimension(classifier.setfit_model.model_body),
     }
     (staging / "plan.json").write_text(json.dumps(meta))
     staging.rename(plan)
