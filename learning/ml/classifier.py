@@ -649,8 +649,8 @@ def embedding_dimension(body: Any) -> int:
     """The width of a SentenceTransformer's vectors."""
     # sentence-transformers 6 renamed the method; keep working with both names.
     if hasattr(body, "get_embedding_dimension"):
-        return int(body.getembedding_dimension())
-    return int(body.get_sentenceembedding_dimension())
+        return int(body.get_embedding_dimension())
+    return int(body.get_sentence_embedding_dimension())
 
 
 def _silence(trainer: Any) -> None:
