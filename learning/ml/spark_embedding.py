@@ -162,7 +162,7 @@ def embed_corpus(
         raise ValueError(f"{input_path} has no column {', '.join(missing)}; it has {', '.join(corpus.columns)}")
     # Docket's cache is keyed by document id: refuse, before encoding anything, ids that are not integers.
     corpus = corpus.select(F.col(id_column).alias("source_id"), F.col(text_column).alias("text"))
-    corpus = corpus.withColumn("id", F.col("source_id").cast("long"))
+    corpus = corpus.withColumn("id", F.col("source_id").try_cast("long"))  # NULL, not an error, when malformed
     bad = corpus.filter(F.col("id").isNull()).select("source_id").limit(3).collect()
     if bad:
         examples = ", ".join(repr(row["source_id"]) for row in bad)
