@@ -134,6 +134,8 @@ def main() -> None:
                 worker.terminate()
             for worker in workers:
                 worker.wait(timeout=60)
+            for index in range(count):
+                shutil.rmtree(ARTIFACTS.parent / f"{ARTIFACTS.name}-local-{index}", ignore_errors=True)
         result["runs"][f"workers_{count}"] = {
             "seconds": round(seconds, 1),
             "documents_per_s": round(len(ids) / seconds, 1),
