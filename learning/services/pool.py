@@ -5,6 +5,7 @@ the evaluation documents interleaved), or cold-start picks and zero-shot suggest
 from __future__ import annotations
 
 import io
+import json
 import time
 from dataclasses import dataclass, field
 
@@ -140,41 +141,40 @@ def _evaluation_scores(evaluation_ids: np.ndarray, scores_in_order: np.ndarray) 
 
 
 def _priorities_write(project_id: int, pool: PoolScores) -> int:
-    """Upsert QueuePriority for the whole pool in one statement (COPY on PostgreSQL); call inside a transaction."""
-    n = len(pool.document_ids)
-    if n == 0:
+    """Write QueuePriority for the whole pool (COPY on PostgreSQL); call inside the switching transaction."""
+    if not len(pool.document_ids):
         return 0
+    if connection.vendor == "postgresql":
+        return _priorities_copy(project_id, pool)
+    return _priorities_bulk_upsert(project_id, pool)
+
+
+def _priorities_copy(project_id: int, pool: PoolScores) -> int:
+    table = QueuePriority._meta.db_table
+    document_table = Document._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute("DROP TABLE IF EXISTS docket_priority_load")
+        cursor.execute(
+            "CREATE TEMP TABLE docket_priority_load (document_id bigint, score double precision, "
+            "model_version integer, probabilities jsonb) ON COMMIT DROP"
+        )
+        cursor.copy_expert("COPY docket_priority_load FROM STDIN", io.BytesIO(_copy_text(pool)))
+        cursor.execute(
+            f"INSERT INTO {table} (document_id, project_id, score, model_version, probabilities, updated_at) "
+            f"SELECT l.document_id, %s, l.score, l.model_version, l.probabilities, now() "
+            f"FROM docket_priority_load l JOIN {document_table} d ON d.id = l.document_id "
+            "ON CONFLICT (document_id) DO UPDATE SET project_id = EXCLUDED.project_id, score = EXCLUDED.score, "
+            "model_version = EXCLUDED.model_version, probabilities = EXCLUDED.probabilities, "
+            "updated_at = EXCLUDED.updated_at",
+            [project_id],
+        )
+        return cursor.rowcount
+
+
+def _priorities_bulk_upsert(project_id: int, pool: PoolScores) -> int:
+    """SQLite (`make run`): the ORM's upsert in batches."""
     json_rows = _probability_json(pool)
     versions = np.where(pool.learner_mask, pool.model_version if pool.model_version is not None else -1, -1)
-    if connection.vendor == "postgresql" and hasattr(connection.connection, "cursor"):
-        table = QueuePriority._meta.db_table
-        document_table = Document._meta.db_table
-        buffer = io.StringIO()
-        for document_id, score, version, probabilities in zip(
-            pool.document_ids.tolist(), pool.scores.tolist(), versions.tolist(), json_rows, strict=True
-        ):
-            version_text = "\\N" if version < 0 else str(version)
-            buffer.write(f"{document_id}\t{score!r}\t{version_text}\t{probabilities.replace(chr(92), chr(92) * 2)}\n")
-        buffer.seek(0)
-        with connection.cursor() as cursor:
-            cursor.execute("DROP TABLE IF EXISTS docket_priority_load")
-            cursor.execute(
-                "CREATE TEMP TABLE docket_priority_load (document_id bigint, score double precision, "
-                "model_version integer, probabilities jsonb) ON COMMIT DROP"
-            )
-            cursor.copy_expert("COPY docket_priority_load FROM STDIN", buffer)
-            cursor.execute(
-                f"INSERT INTO {table} (document_id, project_id, score, model_version, probabilities, updated_at) "
-                f"SELECT l.document_id, %s, l.score, l.model_version, l.probabilities, now() "
-                f"FROM docket_priority_load l JOIN {document_table} d ON d.id = l.document_id "
-                "ON CONFLICT (document_id) DO UPDATE SET project_id = EXCLUDED.project_id, score = EXCLUDED.score, "
-                "model_version = EXCLUDED.model_version, probabilities = EXCLUDED.probabilities, "
-                "updated_at = EXCLUDED.updated_at",
-                [project_id],
-            )
-            return cursor.rowcount
-    import json
-
     rows = [
         QueuePriority(
             document_id=document_id,
@@ -207,6 +207,74 @@ def _probability_json(pool: PoolScores) -> list[str]:
     for row, values in zip(learner_rows.tolist(), pool.probabilities.tolist(), strict=True):
         out[row] = template % tuple(values)
     return out
+
+
+def _copy_text(pool: PoolScores) -> bytes:
+    """The pool's rows in COPY's text format (document id, score, model version, probabilities as JSON).
+
+    Built by numpy as byte matrices, one row per document, rather than formatted document by document in
+    Python: a few hundred milliseconds at 1,000,000 documents instead of seconds. Numbers are padded with
+    spaces, which PostgreSQL's number and JSON parsers skip; probabilities are written to 4 decimals.
+    """
+    learner = pool.learner_mask
+    with_probabilities = pool.probabilities is not None and pool.model_version is not None and len(pool.label_keys)
+    parts = []
+    for mask in (learner, ~learner):
+        rows = np.flatnonzero(mask)
+        if not len(rows):
+            continue
+        is_learner = mask is learner
+        version = pool.model_version if is_learner and pool.model_version is not None else None
+        columns = [
+            _text_column(pool.document_ids[rows].astype(np.int64)),
+            _text_column(pool.scores[rows].astype(np.float64)),
+            _constant_column("\\N" if version is None else str(version), len(rows)),
+            _probability_column(pool.probabilities, pool.label_keys)
+            if is_learner and with_probabilities
+            else _constant_column("{}", len(rows)),
+        ]
+        separators = [b"\t", b"\t", b"\t", b"\n"]
+        width = sum(c.shape[1] for c in columns) + len(separators)
+        matrix = np.empty((len(rows), width), dtype=np.uint8)
+        at = 0
+        for column, separator in zip(columns, separators, strict=True):
+            matrix[:, at : at + column.shape[1]] = column
+            at += column.shape[1]
+            matrix[:, at] = separator[0]
+            at += 1
+        parts.append(matrix.tobytes())
+    return b"".join(parts)
+
+
+def _text_column(values: np.ndarray) -> np.ndarray:
+    """Numbers as numpy prints them (exact for floats), one row of bytes each, padded with spaces."""
+    text = values.astype(np.bytes_)
+    matrix = text.view(np.uint8).reshape(len(values), text.dtype.itemsize).copy()
+    matrix[matrix == 0] = ord(" ")
+    return matrix
+
+
+def _constant_column(text: str, rows: int) -> np.ndarray:
+    return np.broadcast_to(np.frombuffer(text.encode(), dtype=np.uint8), (rows, len(text.encode())))
+
+
+def _probability_column(probabilities: np.ndarray, label_keys: list[str]) -> np.ndarray:
+    """{"key": 0.1234, ...} per row: one template, the digits of each probability written into it."""
+    prefixes = [("{" if j == 0 else ", ") + json.dumps(key) + ": " for j, key in enumerate(label_keys)]
+    prefixes = [prefix.replace("\\", "\\\\").encode() for prefix in prefixes]  # COPY's own escape
+    template = np.frombuffer(b"".join(prefix + b"0.0000" for prefix in prefixes) + b"}", dtype=np.uint8)
+    matrix = np.empty((len(probabilities), len(template)), dtype=np.uint8)
+    matrix[:] = template
+    ten_thousandths = np.rint(np.clip(probabilities, 0.0, 1.0) * 10_000).astype(np.int64)
+    at = 0
+    for j, prefix in enumerate(prefixes):
+        at += len(prefix)
+        value = ten_thousandths[:, j]
+        matrix[:, at] = ord("0") + value // 10_000
+        for place, divisor in ((2, 1000), (3, 100), (4, 10), (5, 1)):
+            matrix[:, at + place] = ord("0") + (value // divisor) % 10
+        at += 6
+    return matrix
 
 
 def pool_rescore(*, project_id: int) -> int:

@@ -1,0 +1,101 @@
+"""Writing the queue's priorities: every row as scored, in one transaction, whatever else the table holds."""
+
+import numpy as np
+import pytest
+from django.db import transaction
+
+from annotation.models import Document
+from learning.models import QueuePriority
+from learning.services.pool import PoolScores, _priorities_write
+from tests.factories import DocumentFactory, project_with_labels
+
+pytestmark = pytest.mark.django_db
+
+KEYS = ["first_party", "third-party", "data_security"]
+
+
+def pool_of(documents, *, version=7, evaluation=(), probabilities=None, scores=None) -> PoolScores:
+    ids = np.array(sorted(d.pk for d in documents), dtype=np.int64)
+    learner = ~np.isin(ids, [d.pk for d in evaluation])
+    rng = np.random.default_rng(0)
+    if probabilities is None:
+        probabilities = rng.dirichlet(np.ones(len(KEYS)), size=int(learner.sum()))
+    return PoolScores(
+        document_ids=ids,
+        scores=rng.random(len(ids)) if scores is None else scores,
+        model_version=version,
+        probabilities=probabilities,
+        label_keys=list(KEYS),
+        learner_mask=learner,
+    )
+
+
+def stored(project) -> dict[int, tuple]:
+    rows = QueuePriority.objects.filter(project=project).values_list(
+        "document_id", "score", "model_version", "probabilities"
+    )
+    return {pk: (score, version, probabilities) for pk, score, version, probabilities in rows}
+
+
+def test_every_row_is_stored_as_scored_evaluation_documents_without_suggestion():
+    project = project_with_labels(KEYS)
+    documents = DocumentFactory.create_batch(6, project=project)
+    evaluation = documents[1:3]
+    probabilities = np.array([[0.5, 0.25, 0.25], [1.0, 0.0, 0.0], [0.12344, 0.87656, 0.0], [1e-9, 0.33335, 0.66665]])
+    scores = np.array([0.9, 1 / 3, 2 / 3, 1e-7, 0.123456789012345678, 0.5])
+    pool = pool_of(documents, evaluation=evaluation, probabilities=probabilities, scores=scores)
+
+    with transaction.atomic():
+        assert _priorities_write(project.pk, pool) == 6
+
+    rows = stored(project)
+    assert [rows[pk][0] for pk in pool.document_ids.tolist()] == scores.tolist()  # exactly, not rounded
+    learner_ids = pool.document_ids[pool.learner_mask].tolist()
+    for pk, expected in zip(learner_ids, probabilities, strict=True):
+        score, version, written = rows[pk]
+        assert version == 7
+        assert list(written) == KEYS
+        np.testing.assert_allclose([written[k] for k in KEYS], expected, atol=6e-5)
+    for document in evaluation:
+        assert rows[document.pk][1:] == (None, {})
+
+
+def test_a_pool_without_a_model_stores_scores_only():
+    project = project_with_labels(KEYS)
+    documents = DocumentFactory.create_batch(3, project=project)
+    pool = pool_of(documents, version=None)
+    pool.probabilities = None
+
+    with transaction.atomic():
+        _priorities_write(project.pk, pool)
+
+    assert {row[1:] for row in stored(project).values()} == {(None, {})}
+
+
+def test_a_rewrite_replaces_the_pools_rows_and_leaves_other_documents_rows():
+    project = project_with_labels(KEYS)
+    documents = DocumentFactory.create_batch(4, project=project)
+    with transaction.atomic():
+        _priorities_write(project.pk, pool_of(documents, version=1))
+    labeled = documents[0]
+    Document.objects.filter(pk=labeled.pk).update(status=Document.Status.LABELED)
+    before = stored(project)
+
+    with transaction.atomic():
+        _priorities_write(project.pk, pool_of(documents[1:], version=2, scores=np.array([0.3, 0.2, 0.1])))
+
+    after = stored(project)
+    assert after[labeled.pk] == before[labeled.pk]
+    assert [after[d.pk][:2] for d in documents[1:]] == [(0.3, 2), (0.2, 2), (0.1, 2)]
+
+
+def test_a_document_deleted_while_the_pool_was_scored_is_skipped():
+    project = project_with_labels(KEYS)
+    documents = DocumentFactory.create_batch(3, project=project)
+    pool = pool_of(documents)
+    documents[1].delete()
+
+    with transaction.atomic():
+        _priorities_write(project.pk, pool)
+
+    assert set(stored(project)) == {documents[0].pk, documents[2].pk}
