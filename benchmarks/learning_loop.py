@@ -89,7 +89,7 @@ class Bench:
         return project
 
     def add_pool(self, project, count: int, offset: int = 0) -> None:
-        """Queued documents, written by COPY (1,000,000 in minutes rather than the ORM's quarter hour)."""
+        """Queued documents, written by COPY in chunks of 50,000, so that 1,000,000 of them take minutes."""
         import hashlib
         import io
 

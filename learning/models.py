@@ -13,14 +13,27 @@ number is 1)."""
 
 
 class QueuePriority(models.Model):
-    """The latest score of one pool document under a project's active model (higher is asked sooner)."""
+    """The latest score of one pool document under a project's active model (higher is asked sooner).
+
+    Every rescore rewrites the whole pool's rows at once (learning.services.pool._priorities_copy), so the
+    database checks neither foreign key: a check per row cost more than the COPY of the rows itself. Django
+    still deletes a document's row with the document and a project's rows with the project; every reader
+    reaches a row through its document. A document deleted while a rescore writes may leave a row behind, which
+    no reader reaches and which goes with its project.
+    """
 
     document = models.OneToOneField(
-        "annotation.Document", on_delete=models.CASCADE, primary_key=True, related_name="queue_priority"
+        "annotation.Document",
+        on_delete=models.CASCADE,
+        primary_key=True,
+        related_name="queue_priority",
+        db_constraint=False,
     )
     # No index of its own: the (project, -score) index below serves every lookup by project, and one index less
     # is that much less to update when the whole pool is rescored.
-    project = models.ForeignKey("annotation.Project", on_delete=models.CASCADE, related_name="+", db_index=False)
+    project = models.ForeignKey(
+        "annotation.Project", on_delete=models.CASCADE, related_name="+", db_index=False, db_constraint=False
+    )
     score = models.FloatField()
     # Number of the model version that produced the score and probabilities: DESCRIPTIONS_VERSION (0) before any
     # model, when the labels' own words suggest; None for an evaluation document, which reviewers label without

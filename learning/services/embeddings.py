@@ -127,6 +127,11 @@ def embeddings_for(
     document_ids = np.asarray(document_ids, dtype=np.int64)
     ids, vectors = cached_embeddings(project_id=project_id, body_id=body_id)
     found, rows = _lookup(ids, document_ids)
+    if len(ids) and found.all():
+        # The fast loop's case: one copy of the rows asked for (150 MB at 100,000 documents), not two.
+        if progress is not None:
+            progress(0, 0)
+        return vectors[rows]
     missing = document_ids[~found]
     new_vectors = np.empty((0, 0), dtype=np.float32)
     if len(missing):

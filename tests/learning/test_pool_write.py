@@ -69,7 +69,7 @@ def test_a_pool_without_a_model_stores_scores_only():
     with transaction.atomic():
         _priorities_write(project.pk, pool)
 
-    assert {row[1:] for row in stored(project).values()} == {(None, {})}
+    assert [row[1:] for row in stored(project).values()] == [(None, {})] * 3
 
 
 def test_a_rewrite_replaces_the_pools_rows_and_leaves_other_documents_rows():
@@ -89,7 +89,7 @@ def test_a_rewrite_replaces_the_pools_rows_and_leaves_other_documents_rows():
     assert [after[d.pk][:2] for d in documents[1:]] == [(0.3, 2), (0.2, 2), (0.1, 2)]
 
 
-def test_a_document_deleted_while_the_pool_was_scored_is_skipped():
+def test_a_document_deleted_while_the_pool_was_scored_does_not_stop_the_write():
     project = project_with_labels(KEYS)
     documents = DocumentFactory.create_batch(3, project=project)
     pool = pool_of(documents)
@@ -98,4 +98,17 @@ def test_a_document_deleted_while_the_pool_was_scored_is_skipped():
     with transaction.atomic():
         _priorities_write(project.pk, pool)
 
-    assert set(stored(project)) == {documents[0].pk, documents[2].pk}
+    scored = Document.objects.filter(project=project, queue_priority__isnull=False)
+    assert set(scored.values_list("pk", flat=True)) == {documents[0].pk, documents[2].pk}
+
+
+def test_priorities_go_with_their_document_and_their_project():
+    project = project_with_labels(KEYS)
+    documents = DocumentFactory.create_batch(3, project=project)
+    with transaction.atomic():
+        _priorities_write(project.pk, pool_of(documents))
+
+    documents[0].delete()
+    assert set(stored(project)) == {documents[1].pk, documents[2].pk}
+    project.delete()
+    assert not QueuePriority.objects.exists()
