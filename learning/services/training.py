@@ -10,6 +10,7 @@ import os
 import shutil
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -252,7 +253,7 @@ def _train_fast(
     )
     n_train = len(snapshot.train_ids)
     progress.phase("Fitting the classifier head", "fit_head")
-    anchors = _label_anchors(snapshot, args, holder.encode)
+    anchors = _label_anchors(snapshot, args, holder.encode, holder.body_id)
     classifier.fit_head(embeddings[:n_train], snapshot.train_targets, anchors=anchors)
     progress.phase("Evaluating", "evaluate")
     metrics = _evaluate(classifier, embeddings[n_train:], snapshot)
@@ -299,20 +300,35 @@ def _train_slow(
     )
     n_train, n_eval = len(snapshot.train_ids), len(snapshot.eval_ids)
     progress.phase("Fitting the classifier head", "fit_head")
-    anchors = _label_anchors(snapshot, args, classifier.encode)
+    anchors = _label_anchors(snapshot, args, classifier.encode, classifier.body_id)
     classifier.fit_head(embeddings[:n_train], snapshot.train_targets, anchors=anchors)
     progress.phase("Evaluating", "evaluate")
     metrics = _evaluate(classifier, embeddings[n_train : n_train + n_eval], snapshot)
     return _Trained(classifier, metrics, None, embeddings[:n_train])
 
 
+# The labels' texts as encoded by a body, by (body id, texts). A fast run refits the head every few labels and
+# the texts seldom change, so a worker encodes them once per body rather than on every run.
+_anchor_vectors: OrderedDict[tuple[str, tuple[str, ...]], np.ndarray] = OrderedDict()
+ANCHOR_VECTORS_KEPT = 16
+
+
 def _label_anchors(
-    snapshot: LabelSnapshot, args: TrainingArgs, encode: Callable[[list[str]], np.ndarray]
+    snapshot: LabelSnapshot, args: TrainingArgs, encode: Callable[[list[str]], np.ndarray], body_id: str
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """The labels' own texts as extra training rows (encoded by the body the head is fitted on), or None."""
     if args.anchor_copies <= 0:
         return None
-    vectors = encode_label_texts(label_texts([label["id"] for label in snapshot.labels]), encode)
+    texts = label_texts([label["id"] for label in snapshot.labels])
+    key = (body_id, tuple(text.text() for text in texts))
+    vectors = _anchor_vectors.get(key)
+    if vectors is None:
+        vectors = encode_label_texts(texts, encode)
+        vectors.flags.writeable = False  # shared by later runs
+        _anchor_vectors[key] = vectors
+        while len(_anchor_vectors) > ANCHOR_VECTORS_KEPT:
+            _anchor_vectors.popitem(last=False)
+    _anchor_vectors.move_to_end(key)
     return anchor_rows(vectors, snapshot.multi_label)
 
 

@@ -111,6 +111,21 @@ def test_second_fast_run_reads_cached_embeddings_and_links_the_unchanged_body(ar
     assert weights.stat().st_nlink == 2  # shared with v1 on disk, not a second 90 MB copy
 
 
+def test_a_second_fast_run_does_not_encode_the_label_texts_again(artifact_dir, monkeypatch):
+    from learning.services import training
+
+    project, _ = build_labelled_project()
+    assert train(project).status == "succeeded"
+    encoded = []
+    real = training.encode_label_texts
+    monkeypatch.setattr(training, "encode_label_texts", lambda *args, **kw: encoded.append(1) or real(*args, **kw))
+    assert train(project).status == "succeeded"
+    assert encoded == []
+    Label.objects.filter(taxonomy__project=project, key="data_security").update(description="How data is kept safe.")
+    assert train(project).status == "succeeded"
+    assert encoded == [1]  # a changed text is encoded again
+
+
 def test_slow_run_fine_tunes_a_new_body_with_capped_steps_and_embeds_the_pool(artifact_dir):
     project, _ = build_labelled_project()
     run = train(project, kind="slow", max_steps=2)
