@@ -13,7 +13,7 @@ from annotation.models import AuditEvent, Document
 from learning import services
 from learning.ml.checkpoint import stop_requested
 from learning.ml.exceptions import FineTuneInterrupted
-from learning.ml.spark_embedding import BODY_FILE, body_identity
+from learning.ml.spark_embedding import BODY_FILE, body_identity, body_load, encode_texts, normalises
 from learning.models import EmbeddingShard, TrainingRun
 from learning.services import reembedding
 from tests.learning.conftest import build_labelled_project, make_document
@@ -207,3 +207,32 @@ def test_a_run_waiting_for_spark_gives_up_after_its_limit_and_pauses_when_its_wo
             reembedding.shards_wait(plan, limit=60, steps=5)
     finally:
         stop_requested.clear()
+
+
+def test_a_fine_tune_left_to_spark_switches_models_once_the_import_is_in(artifact_dir, tmp_path, settings, monkeypatch):
+    settings.DOCKET_REEMBED_ON_SPARK_ABOVE = 5
+    monkeypatch.setattr(reembedding, "SPARK_WAIT_SECONDS", 0.01)
+    project, _ = build_labelled_project(pool=4)
+    run = services.training_run_request(project=project, kind="slow", trigger=TrainingRun.Trigger.LABELS, max_steps=2)
+    real_wait = reembedding.shards_wait
+
+    def spark_meanwhile(plan, **options):
+        """What an admin does while the run waits: export, embed as the Spark job does, import."""
+        assert TrainingRun.objects.get(pk=run.pk).phase.startswith("Waiting for 22 embeddings from Spark")
+        call_command("export_pool", str(project.pk), "--reembedding", "--out", str(tmp_path / "pool"))
+        body = tmp_path / "pool" / "body"
+        pool = pq.read_table(tmp_path / "pool" / "documents").to_pandas()
+        vectors = encode_texts(body_load(str(body), 1)[0], pool["text"].tolist(), normalise=normalises(body))
+        embedded = embedded_file(tmp_path / "embedded", pool["id"], vectors, body_identity(body)["body_id"])
+        call_command("import_embeddings", str(project.pk), "--body", body_identity(body)["body_id"], str(embedded))
+        return real_wait(plan, **options)
+
+    monkeypatch.setattr(reembedding, "shards_wait", spark_meanwhile)
+    run = services.training_run_execute(run_id=run.pk)
+    assert run.status == "succeeded", run.error
+    version = run.model_version
+    assert version.status == "active" and version.body_id.startswith("ft-")
+    # Every embedding under the new body is the import's: the worker encoded none of the documents.
+    shards = EmbeddingShard.objects.filter(project=project, body_id=version.body_id)
+    assert list(shards.values_list("document_count", flat=True)) == [22]
+    assert run.timings["embed_spark"] > 0
