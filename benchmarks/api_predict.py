@@ -1,6 +1,6 @@
 """Predict over HTTP against in-process SetFit: what the API adds, at batches of 1, 16 and 64.
 
-    .venv/bin/python benchmarks/api_predict.py [--repeats 30] [--write var/bench/api.md] [--sqlite]
+    .venv/bin/python benchmarks/api_predict.py [--repeats 30] [--batches 1 16 64] [--write var/bench/api.md] [--sqlite]
 
 Uses its own database (PostgreSQL docket_bench_api, dropped and recreated; or, with --sqlite, a temporary
 SQLite file as `make run` uses) and a temporary artifact directory. It trains
@@ -27,7 +27,7 @@ from bench_setup import recreate_database
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-DB_NAME = "docket_bench_api"
+DB_NAME = os.environ.get("BENCH_API_DB", "docket_bench_api")
 ARTIFACTS = Path(tempfile.mkdtemp(prefix="docket-bench-api-"))
 SQLITE = "--sqlite" in sys.argv
 DATABASE_URL = f"sqlite:///{ARTIFACTS / 'bench.sqlite3'}" if SQLITE else f"postgres://postgres@127.0.0.1:5432/{DB_NAME}"
@@ -141,6 +141,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=30, help="calls per batch size and side")
     parser.add_argument("--write", type=Path, help="also write the results table to this Markdown file")
     parser.add_argument("--sqlite", action="store_true", help="a temporary SQLite database instead of PostgreSQL")
+    parser.add_argument(
+        "--batches", type=int, nargs="+", default=list(BATCHES), help="batch sizes to measure (default: 1 16 64)"
+    )
     args = parser.parse_args()
 
     import logging
@@ -175,7 +178,7 @@ def main() -> None:
                 time.sleep(0.5)
         rss = worker_rss_mb(server)
         results = []
-        for batch in BATCHES:
+        for batch in args.batches:
             batch_texts = texts[:batch]
             # Warm both sides on this batch shape before timing.
             client.post(url, json={"texts": batch_texts}).raise_for_status()
@@ -213,6 +216,7 @@ def main() -> None:
         server.wait(30)
         shutil.rmtree(ARTIFACTS, ignore_errors=True)
     report = render(results, rss, rss_after, args.repeats, sum(len(t) for t in texts[:64]) / 64)
+    report += f"Load average at the end: {' '.join(f'{x:.1f}' for x in os.getloadavg())}.\n"
     print(report)
     if args.write:
         args.write.write_text(report)
