@@ -1,11 +1,14 @@
 """Writing the queue's priorities: every row as scored, in one transaction, whatever else the table holds."""
 
+import threading
+
 import numpy as np
 import pytest
-from django.db import transaction
+from django.db import connection, transaction
 
 from annotation.models import Document
 from learning.models import QueuePriority
+from learning.selectors import order_by_priority
 from learning.services.pool import PoolScores, _priorities_write
 from tests.factories import DocumentFactory, project_with_labels
 
@@ -112,3 +115,32 @@ def test_priorities_go_with_their_document_and_their_project():
     assert set(stored(project)) == {documents[1].pk, documents[2].pk}
     project.delete()
     assert not QueuePriority.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_readers_see_the_previous_priorities_whole_until_the_rewrite_commits():
+    project = project_with_labels(KEYS)
+    documents = DocumentFactory.create_batch(4, project=project)
+    ids = [d.pk for d in sorted(documents, key=lambda d: d.pk)]
+    with transaction.atomic():
+        _priorities_write(project.pk, pool_of(documents, version=1, scores=np.array([0.4, 0.3, 0.2, 0.1])))
+    seen = {}
+
+    def reader() -> None:
+        try:
+            seen["versions"] = {row[1] for row in stored(project).values()}
+            seen["order"] = list(
+                order_by_priority(Document.objects.filter(project=project)).values_list("pk", flat=True)
+            )
+        finally:
+            connection.close()
+
+    with transaction.atomic():
+        _priorities_write(project.pk, pool_of(documents, version=2, scores=np.array([0.1, 0.2, 0.3, 0.4])))
+        thread = threading.Thread(target=reader)
+        thread.start()
+        thread.join(timeout=30)
+
+    assert seen == {"versions": {1}, "order": ids}
+    assert {row[1] for row in stored(project).values()} == {2}
+    assert list(order_by_priority(Document.objects.filter(project=project)).values_list("pk", flat=True)) == ids[::-1]
