@@ -32,6 +32,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 from learning.ml.classifier import TrainingArgs  # noqa: E402
 from learning.ml.simulation import (  # noqa: E402
     SimulationConfig,
+    paired_between,
     read_curves,
     run_simulation,
     summary_markdown,
@@ -49,6 +50,8 @@ class Arm:
     strategies: tuple[str, ...]
     training_args: TrainingArgs = field(default_factory=TrainingArgs)
     descriptions: bool = False
+    versus: tuple[tuple[str, str], ...] = ()
+    """Pairs (strategy, other) also compared directly, paired over runs and across policies, in the report."""
 
 
 ARMS = {
@@ -77,6 +80,22 @@ ARMS = {
     "anchors32": Arm("anchors32", ("diverse",), TrainingArgs(anchor_copies=32), descriptions=True),
     "anchors64": Arm("anchors64", ("diverse",), TrainingArgs(anchor_copies=64), descriptions=True),
     "thresholds_cv": Arm("thresholds_cv", ("diverse",), TrainingArgs(threshold_rule="cv"), descriptions=True),
+    # The project default against the best rare-label strategy of the screen, both as a project runs them (the
+    # k-means cold start, a head refit every 10 labels; run with --step 10 --budget 200 --seeds 4), paired.
+    # The rule, fixed before the run: the default becomes diverse_rare_uncertainty if its mean beats diverse at
+    # 200 labels and is not below it by more than 0.005 at 50 or at 100; otherwise diverse stays.
+    "rare_live": Arm(
+        "rare_live",
+        ("diverse@diverse", "diverse_rare_uncertainty@diverse"),
+        TrainingArgs(anchor_copies=16),
+        descriptions=True,
+        versus=(("diverse_rare_uncertainty@diverse", "diverse@diverse"),),
+    ),
+    # Its confirmation on the test policies, once, if the rule above switches the default: the new learner with
+    # diverse_rare_uncertainty beside the earlier confirmation of `new` (random here must repeat its figures).
+    "new_rare": Arm(
+        "new_rare", ("diverse_rare_uncertainty@diverse",), TrainingArgs(anchor_copies=16), descriptions=True
+    ),
 }
 
 
@@ -127,12 +146,53 @@ def main() -> None:
         )
         summary = run_simulation(config).summary
         report[name] = summary
-        print(f"## {name}\n\n{summary_markdown(summary)}")
+        print(f"## {name}\n\n{summary_markdown(summary)}{versus_markdown(stage_dir, name, summary)}")
     report_path.write_text(json.dumps(report, indent=2))
     (stage_dir / "report.md").write_text(
-        "\n".join(f"## {name}\n\n{summary_markdown(summary)}" for name, summary in report.items())
+        "\n".join(
+            f"## {name}\n\n{summary_markdown(summary)}{versus_markdown(stage_dir, name, summary)}"
+            for name, summary in report.items()
+        )
     )
     plot_arms(stage_dir, list(report), stage_dir / "curves.png", options.stage)
+
+
+def versus_markdown(stage_dir: Path, arm: str, summary: dict) -> str:
+    """The arm's direct comparisons (`Arm.versus`) at each report point, as a Markdown table ('' when none)."""
+    pairs = ARMS[arm].versus if arm in ARMS else ()
+    if not pairs:
+        return ""
+    points = read_curves(stage_dir / arm / "curves.csv")
+    lines = [
+        "",
+        "Directly against each other, paired over runs (fold x seed) and across test groups:",
+        "",
+        "| strategy | against | labels | mean difference | runs better / worse, Wilcoxon p "
+        "| groups better / worse, Wilcoxon p |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for strategy, other in pairs:
+        for n in summary["report_at"]:
+            if n < summary["seed_size"]:
+                continue
+            test = paired_between(points, summary, strategy, other, n)
+            runs, groups = test["runs"], test.get("groups")
+            group_cell = "n/a"
+            if groups:
+                group_cell = f"{groups['groups_better']} / {groups['groups_worse']}, p {_p(groups['wilcoxon_p'])}"
+            lines.append(
+                f"| {strategy} | {other} | {n} | {_signed(runs['mean_difference'])} | "
+                f"{runs['wins']} / {runs['losses']}, p {_p(runs['wilcoxon_p'])} | {group_cell} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def _p(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2g}"
+
+
+def _signed(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:+.4f}"
 
 
 def plot_arms(stage_dir: Path, arms: list[str], path: Path, stage: str) -> None:

@@ -678,6 +678,34 @@ def paired_test(
     return _signed_rank(_differences(_table(points, metric), strategy, baseline, lambda n: n > after))
 
 
+def paired_between(
+    points: Sequence[CurvePoint], summary: dict[str, Any], strategy: str, baseline: str, n_labels: int
+) -> dict[str, Any]:
+    """`strategy` minus `baseline` at one label count: paired over runs (fold x seed) and across test groups.
+
+    Any two strategies of one run, not only a strategy and random; the groups' figures come from the
+    summary's per-group macro-F1 (averaged over seeds), so the test across groups asks the same question as
+    the one against random.
+    """
+    from scipy import stats
+
+    table = _table(points, "macro_f1")
+    result = {"runs": _signed_rank(_differences(table, strategy, baseline, lambda m: m == n_labels))}
+    per_group = summary.get("per_group", {})
+    ours = per_group.get(strategy, {}).get(str(n_labels), {}).get("by_group", {})
+    theirs = per_group.get(baseline, {}).get(str(n_labels), {}).get("by_group", {})
+    diffs = np.array([value - theirs[group] for group, value in ours.items() if group in theirs])
+    if len(diffs):
+        result["groups"] = {
+            "n_groups": int(len(diffs)),
+            "mean_difference": float(diffs.mean()),
+            "groups_better": int((diffs > 0).sum()),
+            "groups_worse": int((diffs < 0).sum()),
+            "wilcoxon_p": float(stats.wilcoxon(diffs).pvalue) if np.any(diffs != 0) else None,
+        }
+    return result
+
+
 def summarise(
     points: Sequence[CurvePoint],
     config: SimulationConfig,
@@ -830,6 +858,8 @@ def per_group_figures(
                 "median": float(np.median(values)),
                 "q25": float(np.percentile(values, 25)),
                 "q75": float(np.percentile(values, 75)),
+                # Kept so any two strategies of the run can be compared group by group afterwards.
+                "by_group": dict(sorted(scores[(name, n)].items())),
             }
             base = scores.get((BASELINE, n), {})
             if name != BASELINE and base:

@@ -16,6 +16,7 @@ from learning.ml.simulation import (
     corpus_embeddings,
     grouped_folds,
     load_corpus,
+    paired_between,
     run_simulation,
     simulate_run,
 )
@@ -235,6 +236,13 @@ def test_grouped_run_reports_folds_groups_and_the_zero_shot_point(small_corpus, 
     assert groups["n_groups"] == len(set(result.corpus.groups[result.corpus.train_indices]))
     assert "groups_better" in groups
     assert "cross-validation grouped by 'policy'" in result.summary_markdown
+    # Two strategies of the run compared directly, as against random: the same test, the other way round.
+    direct = paired_between(result.points, summary, "diverse_rare@zero_shot", "random", 18)
+    assert direct["runs"]["n_pairs"] == 6
+    assert direct["runs"]["mean_difference"] == pytest.approx(entry["paired_vs_random"]["mean_difference"])
+    assert direct["groups"]["groups_better"] == groups["groups_better"]
+    reverse = paired_between(result.points, summary, "random", "diverse_rare@zero_shot", 18)
+    assert reverse["groups"]["groups_better"] == groups["groups_worse"]
 
 
 def test_per_group_macro_f1_equals_the_metric_on_each_group_alone(small_corpus):
