@@ -42,7 +42,7 @@ from learning.ml.label_descriptions import (
     zero_shot_probabilities,
 )
 from learning.ml.metrics import f1_scores
-from learning.ml.strategies import get_strategy
+from learning.ml.strategies import get_strategy, labelled_counts
 
 BASELINE = "random"
 
@@ -381,6 +381,7 @@ def simulate_run(
         want = label_counts[round_index + 1] - len(labelled)
         unlabelled = np.setdiff1d(np.arange(len(train)), chosen)
         if trained:
+            examples = labelled_counts(corpus.targets[train[chosen]], len(corpus.labels), corpus.multi_label)
             pool_probabilities = classifier.predict_proba_embeddings(pool_embeddings[unlabelled])
             picks = strategy.select(
                 pool_probabilities,
@@ -388,7 +389,7 @@ def simulate_run(
                 embeddings=pool_embeddings[unlabelled],
                 labelled_embeddings=pool_embeddings[chosen],
                 rng=rng,
-                labelled_targets=corpus.targets[train[chosen]],
+                examples_per_label=examples,
             )
         else:
             # No model yet (one class only): widen the seed set at random, as a person would.

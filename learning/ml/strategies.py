@@ -65,7 +65,7 @@ class QueryStrategy:
         self.multi_label = multi_label
 
     def scores(
-        self, probabilities: np.ndarray, *, rng: Rng = None, labelled_targets: np.ndarray | None = None
+        self, probabilities: np.ndarray, *, rng: Rng = None, examples_per_label: np.ndarray | None = None
     ) -> np.ndarray:
         """Informativeness of each row of `probabilities` (n, n_labels); higher = more informative."""
         raise NotImplementedError
@@ -78,11 +78,12 @@ class QueryStrategy:
         embeddings: np.ndarray | None = None,
         labelled_embeddings: np.ndarray | None = None,
         rng: Rng = None,
-        labelled_targets: np.ndarray | None = None,
+        examples_per_label: np.ndarray | None = None,
     ) -> np.ndarray:
         """Indices (into the rows of `probabilities`) of the next `k` documents to label, best first."""
         rng = np.random.default_rng(rng)
-        scores = self.scores(np.asarray(probabilities, dtype=np.float64), rng=rng, labelled_targets=labelled_targets)
+        probabilities = np.asarray(probabilities, dtype=np.float64)
+        scores = self.scores(probabilities, rng=rng, examples_per_label=examples_per_label)
         return top_k(scores, k, rng)
 
     def __repr__(self) -> str:
@@ -95,7 +96,7 @@ class RandomSampling(QueryStrategy):
     name = "random"
 
     def scores(
-        self, probabilities: np.ndarray, *, rng: Rng = None, labelled_targets: np.ndarray | None = None
+        self, probabilities: np.ndarray, *, rng: Rng = None, examples_per_label: np.ndarray | None = None
     ) -> np.ndarray:
         return np.random.default_rng(rng).random(len(probabilities))
 
@@ -106,7 +107,7 @@ class LeastConfident(QueryStrategy):
     name = "least_confident"
 
     def scores(
-        self, probabilities: np.ndarray, *, rng: Rng = None, labelled_targets: np.ndarray | None = None
+        self, probabilities: np.ndarray, *, rng: Rng = None, examples_per_label: np.ndarray | None = None
     ) -> np.ndarray:
         if self.multi_label:
             return label_uncertainty(probabilities).max(axis=1)
@@ -121,7 +122,7 @@ class Margin(QueryStrategy):
     name = "margin"
 
     def scores(
-        self, probabilities: np.ndarray, *, rng: Rng = None, labelled_targets: np.ndarray | None = None
+        self, probabilities: np.ndarray, *, rng: Rng = None, examples_per_label: np.ndarray | None = None
     ) -> np.ndarray:
         if self.multi_label:
             return label_uncertainty(probabilities).mean(axis=1)
@@ -136,7 +137,7 @@ class Entropy(QueryStrategy):
     name = "entropy"
 
     def scores(
-        self, probabilities: np.ndarray, *, rng: Rng = None, labelled_targets: np.ndarray | None = None
+        self, probabilities: np.ndarray, *, rng: Rng = None, examples_per_label: np.ndarray | None = None
     ) -> np.ndarray:
         if self.multi_label:
             return binary_entropy(probabilities).mean(axis=1)
@@ -156,7 +157,7 @@ class RareLabelMargin(QueryStrategy):
     name = "rare_margin"
 
     def scores(
-        self, probabilities: np.ndarray, *, rng: Rng = None, labelled_targets: np.ndarray | None = None
+        self, probabilities: np.ndarray, *, rng: Rng = None, examples_per_label: np.ndarray | None = None
     ) -> np.ndarray:
         n = max(len(probabilities), 1)
         if self.multi_label:
@@ -170,17 +171,25 @@ class RareLabelMargin(QueryStrategy):
         return (uncertainty * weights).mean(axis=1)
 
 
+def labelled_counts(targets: np.ndarray, n_labels: int, multi_label: bool) -> np.ndarray:
+    """How many labelled documents carry each label: column sums of multi-hot rows, or class counts."""
+    targets = np.asarray(targets, dtype=np.int64)
+    if multi_label:
+        return targets.reshape(-1, n_labels).sum(axis=0)
+    return np.bincount(targets, minlength=n_labels)
+
+
 def label_rarity_weights(
-    probabilities: np.ndarray, labelled_targets: np.ndarray | None, multi_label: bool, *, power: float = 0.5
+    probabilities: np.ndarray, examples_per_label: np.ndarray | None, multi_label: bool, *, power: float = 0.5
 ) -> np.ndarray:
     """One weight per label, higher for labels with fewer labelled examples: 1/(examples + 1)^power, mean 1.
 
-    Without the labelled targets (a caller that has none at hand) the pool's predicted prevalence stands in.
+    `examples_per_label` holds each label's labelled documents in the columns' order (`labelled_counts`);
+    without them (a caller that has none at hand) the pool's predicted prevalence stands in.
     """
     n_labels = probabilities.shape[1]
-    if labelled_targets is not None and len(labelled_targets):
-        targets = np.asarray(labelled_targets)
-        counts = targets.sum(axis=0) if multi_label else np.bincount(targets, minlength=n_labels)
+    if examples_per_label is not None and len(examples_per_label):
+        counts = np.asarray(examples_per_label)
     else:
         decided = probabilities >= 0.5 if multi_label else np.eye(n_labels)[np.argmax(probabilities, axis=1)]
         counts = decided.sum(axis=0)
@@ -199,9 +208,9 @@ class RareLabelExamples(QueryStrategy):
     name = "rare_labels"
 
     def scores(
-        self, probabilities: np.ndarray, *, rng: Rng = None, labelled_targets: np.ndarray | None = None
+        self, probabilities: np.ndarray, *, rng: Rng = None, examples_per_label: np.ndarray | None = None
     ) -> np.ndarray:
-        weights = label_rarity_weights(probabilities, labelled_targets, self.multi_label)
+        weights = label_rarity_weights(probabilities, examples_per_label, self.multi_label)
         return (probabilities * weights).max(axis=1)
 
 
@@ -216,10 +225,10 @@ class RareLabelUncertainty(QueryStrategy):
     name = "rare_uncertainty"
 
     def scores(
-        self, probabilities: np.ndarray, *, rng: Rng = None, labelled_targets: np.ndarray | None = None
+        self, probabilities: np.ndarray, *, rng: Rng = None, examples_per_label: np.ndarray | None = None
     ) -> np.ndarray:
         uncertainty = label_uncertainty(probabilities) if self.multi_label else probabilities * (1 - probabilities)
-        weights = label_rarity_weights(probabilities, labelled_targets, self.multi_label, power=1.0)
+        weights = label_rarity_weights(probabilities, examples_per_label, self.multi_label, power=1.0)
         return (uncertainty * weights).mean(axis=1)
 
 
@@ -235,7 +244,7 @@ class GradientEmbedding(QueryStrategy):
     name = "badge"
 
     def scores(
-        self, probabilities: np.ndarray, *, rng: Rng = None, labelled_targets: np.ndarray | None = None
+        self, probabilities: np.ndarray, *, rng: Rng = None, examples_per_label: np.ndarray | None = None
     ) -> np.ndarray:
         return label_uncertainty(probabilities).mean(axis=1) if self.multi_label else 1 - probabilities.max(axis=1)
 
@@ -247,7 +256,7 @@ class GradientEmbedding(QueryStrategy):
         embeddings: np.ndarray | None = None,
         labelled_embeddings: np.ndarray | None = None,
         rng: Rng = None,
-        labelled_targets: np.ndarray | None = None,
+        examples_per_label: np.ndarray | None = None,
     ) -> np.ndarray:
         if embeddings is None:
             raise ValueError("the badge strategy needs the pool's embeddings")
@@ -260,7 +269,7 @@ class GradientEmbedding(QueryStrategy):
             decision = (probabilities >= 0.5).astype(np.float64)
         else:
             decision = np.eye(probabilities.shape[1])[np.argmax(probabilities, axis=1)]
-        weights = label_rarity_weights(probabilities, labelled_targets, self.multi_label, power=1.0)
+        weights = label_rarity_weights(probabilities, examples_per_label, self.multi_label, power=1.0)
         residual = (probabilities - decision) * weights
         gradients = (residual[:, :, None] * np.asarray(embeddings, dtype=np.float64)[:, None, :]).reshape(
             len(probabilities), -1
@@ -313,9 +322,9 @@ class RankedBatch(QueryStrategy):
         self._uncertainty = LeastConfident(multi_label)
 
     def scores(
-        self, probabilities: np.ndarray, *, rng: Rng = None, labelled_targets: np.ndarray | None = None
+        self, probabilities: np.ndarray, *, rng: Rng = None, examples_per_label: np.ndarray | None = None
     ) -> np.ndarray:
-        return self._uncertainty.scores(probabilities, labelled_targets=labelled_targets)
+        return self._uncertainty.scores(probabilities, examples_per_label=examples_per_label)
 
     def select(
         self,
@@ -325,7 +334,7 @@ class RankedBatch(QueryStrategy):
         embeddings: np.ndarray | None = None,
         labelled_embeddings: np.ndarray | None = None,
         rng: Rng = None,
-        labelled_targets: np.ndarray | None = None,
+        examples_per_label: np.ndarray | None = None,
     ) -> np.ndarray:
         if embeddings is None:
             raise ValueError("the batch strategy needs the pool's embeddings to keep a batch diverse")
@@ -373,9 +382,9 @@ class DiverseUncertainty(QueryStrategy):
         self._uncertainty = STRATEGIES[base](multi_label)
 
     def scores(
-        self, probabilities: np.ndarray, *, rng: Rng = None, labelled_targets: np.ndarray | None = None
+        self, probabilities: np.ndarray, *, rng: Rng = None, examples_per_label: np.ndarray | None = None
     ) -> np.ndarray:
-        return self._uncertainty.scores(probabilities, labelled_targets=labelled_targets)
+        return self._uncertainty.scores(probabilities, examples_per_label=examples_per_label)
 
     def select(
         self,
@@ -385,12 +394,12 @@ class DiverseUncertainty(QueryStrategy):
         embeddings: np.ndarray | None = None,
         labelled_embeddings: np.ndarray | None = None,
         rng: Rng = None,
-        labelled_targets: np.ndarray | None = None,
+        examples_per_label: np.ndarray | None = None,
     ) -> np.ndarray:
         if embeddings is None:
             raise ValueError("the diverse strategy needs the pool's embeddings to spread a batch")
         rng = np.random.default_rng(rng)
-        scores = self.scores(np.asarray(probabilities, dtype=np.float64), labelled_targets=labelled_targets)
+        scores = self.scores(np.asarray(probabilities, dtype=np.float64), examples_per_label=examples_per_label)
         k = min(k, len(scores))
         if k <= 1:
             return top_k(scores, k, rng)

@@ -171,13 +171,13 @@ def test_rare_labels_asks_for_a_likely_example_of_the_least_labelled_label():
     labelled = np.array([[1, 0]] * 10 + [[0, 1]])
     probabilities = np.array([[0.95, 0.05], [0.1, 0.8], [0.5, 0.5]])
     strategy = get_strategy("rare_labels", multi_label=True)
-    assert strategy.select(probabilities, 1, rng=0, labelled_targets=labelled).tolist() == [1]
+    assert strategy.select(probabilities, 1, rng=0, examples_per_label=labelled.sum(axis=0)).tolist() == [1]
     # Counted the other way round, the likely label-0 document wins.
     flipped = labelled[:, ::-1]
-    assert strategy.select(probabilities, 1, rng=0, labelled_targets=flipped).tolist() == [0]
+    assert strategy.select(probabilities, 1, rng=0, examples_per_label=flipped.sum(axis=0)).tolist() == [0]
 
 
-def test_rare_labels_without_labelled_targets_weighs_by_predicted_prevalence():
+def test_rare_labels_without_labelled_examples_weighs_by_predicted_prevalence():
     # The pool predicts label 0 almost everywhere, so a likely label-1 document is the rare one.
     probabilities = np.array([[0.9, 0.1]] * 8 + [[0.2, 0.7]])
     assert get_strategy("rare_labels", multi_label=True).select(probabilities, 1, rng=0).tolist() == [8]
@@ -189,7 +189,7 @@ def test_diverse_rare_spreads_its_batch_over_clusters():
     embeddings = np.vstack([c + rng.normal(scale=0.1, size=(20, 2)) for c in centres])
     probabilities = np.full((60, 2), 0.6)
     picked = get_strategy("diverse_rare", multi_label=True).select(
-        probabilities, 3, embeddings=embeddings, rng=0, labelled_targets=np.array([[1, 0], [0, 1]])
+        probabilities, 3, embeddings=embeddings, rng=0, examples_per_label=np.array([1, 1])
     )
     assert len(set(picked.tolist())) == 3
     assert {int(i) // 20 for i in picked} == {0, 1, 2}
@@ -200,8 +200,8 @@ def test_rare_uncertainty_prefers_a_borderline_call_on_the_least_labelled_label(
     labelled = np.array([[1, 0]] * 10 + [[0, 1]])
     probabilities = np.array([[0.5, 0.05], [0.05, 0.55]])
     strategy = get_strategy("rare_uncertainty", multi_label=True)
-    assert strategy.select(probabilities, 1, rng=0, labelled_targets=labelled).tolist() == [1]
-    assert strategy.select(probabilities, 1, rng=0, labelled_targets=labelled[:, ::-1]).tolist() == [0]
+    assert strategy.select(probabilities, 1, rng=0, examples_per_label=labelled.sum(axis=0)).tolist() == [1]
+    assert strategy.select(probabilities, 1, rng=0, examples_per_label=labelled[:, ::-1].sum(axis=0)).tolist() == [0]
 
 
 def test_badge_starts_with_the_largest_gradient_and_never_repeats_a_document():
