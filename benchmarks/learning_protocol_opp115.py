@@ -111,6 +111,7 @@ def main() -> None:
     parser.add_argument("--step", type=int, default=10)
     parser.add_argument("--budget", type=int, default=300)
     parser.add_argument("--cache-dir", type=Path, default=ROOT / "var" / "cache" / "embeddings")
+    parser.add_argument("--workers", type=int, default=1, help="curves side by side in this many processes")
     parser.add_argument(
         "--report-only", action="store_true", help="gather the arms already run under --out into the report and plot"
     )
@@ -143,6 +144,7 @@ def main() -> None:
             report_at=(20, 50, 100, 200, 300, 400),
             cache_dir=options.cache_dir,
             training_args=replace(arm.training_args),
+            workers=options.workers,
         )
         summary = run_simulation(config).summary
         report[name] = summary

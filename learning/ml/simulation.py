@@ -106,6 +106,8 @@ class SimulationConfig:
     show_progress: bool = True
     threads: int | None = 1
     """BLAS/OpenMP threads for the head fits; 1 is fastest on a small shared machine (no spinning threads)."""
+    workers: int = 1
+    """Curves run side by side in this many forked processes (each with `threads`); the figures are the same."""
 
     def label_counts(self) -> list[int]:
         """Labelled-set sizes at which the classifier is evaluated: seed, seed+step, ..., budget."""
@@ -523,27 +525,40 @@ def _run_simulation(config: SimulationConfig, classifier: Classifier | None) -> 
     tick = progress("simulating", len(config.strategies) * config.seeds * len(counts) * len(folds))
     points: list[CurvePoint] = []
     predictions: dict[tuple[str, int, int, int], np.ndarray] = {}
-    for fold in folds:
-        for seed in range(config.seed_offset, config.seed_offset + config.seeds):
-            for name in config.strategies:
-                points.extend(
-                    simulate_run(
-                        corpus,
-                        embeddings,
-                        classifier,
-                        name,
-                        seed,
-                        counts,
-                        cold_start_name=config.cold_start,
-                        on_round=lambda: tick(1, 0),
-                        fold=fold,
-                        label_vectors=label_vectors,
-                        keep_predictions_at=report_at,
-                        predictions=predictions,
-                        slow=slow,
-                        label_texts=texts,
-                    )
-                )
+    runs = [
+        (fold, seed, name)
+        for fold in folds
+        for seed in range(config.seed_offset, config.seed_offset + config.seeds)
+        for name in config.strategies
+    ]
+
+    def one_curve(fold: Fold, seed: int, name: str, on_round: Callable[[], None] | None) -> _Curve:
+        kept: dict[tuple[str, int, int, int], np.ndarray] = {}
+        curve = simulate_run(
+            corpus,
+            embeddings,
+            classifier,
+            name,
+            seed,
+            counts,
+            cold_start_name=config.cold_start,
+            on_round=on_round,
+            fold=fold,
+            label_vectors=label_vectors,
+            keep_predictions_at=report_at,
+            predictions=kept,
+            slow=slow,
+            label_texts=texts,
+        )
+        return curve, kept
+
+    if config.workers > 1 and len(runs) > 1:
+        curves = _curves_in_processes(one_curve, runs, config.workers, on_curve=lambda: tick(len(counts), 0))
+    else:
+        curves = (one_curve(*run, lambda: tick(1, 0)) for run in runs)
+    for curve, kept in curves:
+        points.extend(curve)
+        predictions.update(kept)
     ceiling = _mean_ceiling([full_training_ceiling(corpus, embeddings, classifier, fold) for fold in folds])
     config.out.mkdir(parents=True, exist_ok=True)
     write_curves(points, config.out / "curves.csv")
@@ -563,6 +578,35 @@ def _run_simulation(config: SimulationConfig, classifier: Classifier | None) -> 
     (config.out / "summary.json").write_text(json.dumps(summary, indent=2))
     (config.out / "summary.md").write_text(summary_markdown(summary))
     return SimulationResult(config, corpus, points, summary, config.out)
+
+
+_Curve = tuple[list[CurvePoint], dict[tuple[str, int, int, int], np.ndarray]]
+_FORKED_CURVE: Callable[..., _Curve] | None = None
+
+
+def _forked_curve(run: tuple[Fold, int, str]) -> _Curve:
+    assert _FORKED_CURVE is not None
+    return _FORKED_CURVE(*run, None)
+
+
+def _curves_in_processes(
+    one_curve: Callable[..., _Curve], runs: list[tuple[Fold, int, str]], workers: int, on_curve: Callable[[], None]
+) -> list[_Curve]:
+    """Every run's curve in forked processes, in the order of `runs`: the children share the parent's corpus and
+    embeddings copy-on-write, and every curve depends only on its run, so the figures equal a run in one process."""
+    import multiprocessing
+
+    global _FORKED_CURVE
+    _FORKED_CURVE = one_curve
+    try:
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            curves = []
+            for curve in pool.imap(_forked_curve, runs):
+                curves.append(curve)
+                on_curve()
+            return curves
+    finally:
+        _FORKED_CURVE = None
 
 
 def _progress_bar(enabled: bool) -> Callable[[str, int], Callable[[int, int], None]]:
@@ -1057,6 +1101,7 @@ def add_simulation_arguments(parser: Any) -> None:
     parser.add_argument("--head-c", type=float, default=TrainingArgs.head_c)
     parser.add_argument("--threshold-rule", choices=THRESHOLD_RULES, default=TrainingArgs.threshold_rule)
     parser.add_argument("--no-progress", dest="show_progress", action="store_false")
+    parser.add_argument("--workers", type=int, default=1, help="run curves side by side in this many processes")
 
 
 def config_from_arguments(options: Any) -> SimulationConfig:
@@ -1092,4 +1137,5 @@ def config_from_arguments(options: Any) -> SimulationConfig:
             anchor_copies=values.get("anchor_copies", TrainingArgs.anchor_copies),
         ),
         show_progress=values["show_progress"],
+        workers=values.get("workers", 1),
     )

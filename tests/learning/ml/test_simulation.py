@@ -258,3 +258,30 @@ def test_per_group_macro_f1_equals_the_metric_on_each_group_alone(small_corpus):
     for group in set(groups):
         rows = groups == group
         assert fast[group] == pytest.approx(f1_scores(truth[rows], predicted[rows], len(corpus.labels), True)[0])
+
+
+def test_curves_in_several_processes_equal_one_process(small_corpus, tmp_path):
+    path, corpus, classifier, _ = small_corpus
+    results = []
+    for workers in (1, 2):
+        config = SimulationConfig(
+            data=path,
+            out=tmp_path / f"workers{workers}",
+            strategies=["diverse", "random"],
+            seed_size=6,
+            step=6,
+            budget=18,
+            seeds=2,
+            group_field="policy",
+            folds=3,
+            cache_dir=tmp_path / "cache",
+            report_at=(6, 18),
+            show_progress=False,
+            workers=workers,
+        )
+        results.append(run_simulation(config, classifier=classifier.on_same_body(corpus.labels, True)))
+    one, two = results
+    assert [(p.strategy, p.fold, p.seed, p.n_labels, p.macro_f1) for p in two.points] == [
+        (p.strategy, p.fold, p.seed, p.n_labels, p.macro_f1) for p in one.points
+    ]
+    assert two.summary["per_group"] == one.summary["per_group"]
