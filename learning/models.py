@@ -109,6 +109,10 @@ class ModelVersion(models.Model):
     macro_f1 = models.FloatField(null=True, blank=True)
     micro_f1 = models.FloatField(null=True, blank=True)
     train_label_count = models.PositiveIntegerField(default=0)
+    # Label key -> how many of those training documents carry it: the strategies that favour the least-labelled
+    # labels order the queue by it. Empty for versions trained before it was kept (they fall back on the pool's
+    # predicted prevalence).
+    train_label_counts = models.JSONField(default=dict, blank=True)
     eval_label_count = models.PositiveIntegerField(default=0)
     duration_seconds = models.FloatField(null=True, blank=True)
     error = models.TextField(blank=True)

@@ -185,8 +185,9 @@ class ProjectSettingsForm(forms.ModelForm):
             "reviewers_bulk_label": "Reviewers may label many documents at once in Explore",
         }
         help_texts = {
-            "query_strategy": "Diverse uncertainty beat random picking on OPP-115 (docs/benchmarks.md); "
-            "a change lays the queue out again at once.",
+            "query_strategy": "Diverse uncertainty, with or without favouring the least-labelled labels, beat "
+            "random picking on unseen OPP-115 policies (docs/benchmarks.md); a change lays the queue out again "
+            "at once.",
             "eval_fraction": "0 to 0.5. Reserved documents are drawn at random, labeled like any other, never "
             "trained on; they are what model versions are compared on.",
         }

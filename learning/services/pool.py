@@ -63,19 +63,35 @@ def queued_pool(project: Project) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return ids, keys, reserved
 
 
+def version_examples_per_label(version: ModelVersion) -> np.ndarray | None:
+    """How many training documents carried each of the version's labels, in its outputs' order (None when the
+    version was trained before the counts were kept)."""
+    counts = version.train_label_counts
+    if not counts:
+        return None
+    return np.array([counts.get(key, 0) for key in version.label_keys], dtype=np.int64)
+
+
 def learner_order(
     project: Project,
     probabilities: np.ndarray,
     embeddings: np.ndarray,
     labelled_embeddings: np.ndarray | None,
     rng: np.random.Generator,
+    examples_per_label: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Pool row indices, the first to ask first: the strategy's next batch, then the rest by its scores."""
+    """Pool row indices, the first to ask first: the strategy's next batch, then the rest by its scores.
+
+    `examples_per_label` (the model's training documents per label) is what the strategies that favour the
+    least-labelled labels weigh by, as the simulation gives them its labelled set's counts.
+    """
     n = len(probabilities)
     if n == 0:
         return np.empty(0, dtype=np.int64)
     strategy = get_strategy(project.query_strategy, multi_label=project.multi_label)
-    scores = np.asarray(strategy.scores(probabilities, rng=rng), dtype=np.float64)
+    scores = np.asarray(
+        strategy.scores(probabilities, rng=rng, examples_per_label=examples_per_label), dtype=np.float64
+    )
     batch = min(n, max(1, project.fast_retrain_every))
     # The diverse strategy clusters 40 candidates per pick; the others need far fewer.
     candidates = top_k(scores, min(n, max(SELECT_CANDIDATES, 40 * batch)), rng)
@@ -85,6 +101,7 @@ def learner_order(
         embeddings=embeddings[candidates],
         labelled_embeddings=labelled_embeddings,
         rng=rng,
+        examples_per_label=examples_per_label,
     )
     head = candidates[np.asarray(picked, dtype=np.int64)]
     rest_mask = np.ones(n, dtype=bool)
@@ -100,6 +117,7 @@ def _pool_scores(
     version_number: int,
     *,
     labelled_embeddings: np.ndarray | None,
+    examples_per_label: np.ndarray | None = None,
     progress: ProgressCallback | None = None,
 ) -> PoolScores:
     """Score every queued document with the classifier (vectorised) and place evaluation documents among them."""
@@ -116,7 +134,7 @@ def _pool_scores(
     embedded = time.monotonic()
     probabilities = classifier.predict_proba_embeddings(embeddings) if len(learner_ids) else np.zeros((0, 0))
     rng = np.random.default_rng()
-    order = learner_order(project, probabilities, embeddings, labelled_embeddings, rng)
+    order = learner_order(project, probabilities, embeddings, labelled_embeddings, rng, examples_per_label)
     learner_scores, eval_scores = interleaved_scores(len(order), int(reserved.sum()), project.eval_fraction)
     scores = np.empty(len(ids), dtype=np.float64)
     learner_score_by_row = np.empty(len(learner_ids), dtype=np.float64)
@@ -304,7 +322,11 @@ def pool_rescore(*, project_id: int) -> int:
         return _cold_start(project)
     classifier = _held_classifier(active, project)
     pool = _pool_scores(
-        project, classifier, active.number, labelled_embeddings=_labelled_embeddings(project, active.body_id)
+        project,
+        classifier,
+        active.number,
+        labelled_embeddings=_labelled_embeddings(project, active.body_id),
+        examples_per_label=version_examples_per_label(active),
     )
     with transaction.atomic():
         _state_lock(project.pk)

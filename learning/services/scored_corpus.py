@@ -23,7 +23,7 @@ from learning.ml.spark_scoring import PROBABILITY_PREFIX
 from learning.ml.strategies import get_strategy
 from learning.models import EvaluationReservation, ModelVersion, QueuePriority
 from learning.services.evaluation import _state_lock, evaluation_reserve, interleaved_scores
-from learning.services.pool import PoolScores, _evaluation_scores, _priorities_write
+from learning.services.pool import PoolScores, _evaluation_scores, _priorities_write, version_examples_per_label
 
 BATCH_ROWS = 5_000
 
@@ -176,7 +176,10 @@ def queue_order_from_stored_scores(*, project: Project, incoming: tuple[np.ndarr
     probabilities = np.concatenate([np.asarray(rows, dtype=np.float64).reshape(-1, len(keys)), incoming_rows[fresh]])
     evaluation_ids = np.asarray(sorted(reserved), dtype=np.int64)
     strategy = get_strategy(project.query_strategy, multi_label=project.multi_label)
-    scores = np.asarray(strategy.scores(probabilities, rng=np.random.default_rng()), dtype=np.float64)
+    examples = version_examples_per_label(active)
+    scores = np.asarray(
+        strategy.scores(probabilities, rng=np.random.default_rng(), examples_per_label=examples), dtype=np.float64
+    )
     order = np.argsort(-scores, kind="stable")
     learner_scores, eval_scores = interleaved_scores(len(order), len(evaluation_ids), project.eval_fraction)
     by_row = np.empty(len(learner_ids))

@@ -31,6 +31,14 @@ class LabelSnapshot:
     eval_targets: list[Any]
     label_events: int
 
+    def examples_per_label(self) -> dict[str, int]:
+        """How many training documents carry each label, every label of the taxonomy included (0 if none)."""
+        counts = dict.fromkeys(self.label_keys, 0)
+        for target in self.train_targets:
+            for key in target if self.multi_label else [target]:
+                counts[key] += 1
+        return counts
+
 
 def label_event_count(project: Project) -> int:
     """Label events so far, the retraining clock: every stored or changed answer (one revision each) and

@@ -34,7 +34,13 @@ from learning.models import ModelVersion, TrainingRun
 from learning.services.classifiers import _classifier_on_body, _held_classifier
 from learning.services.embeddings import embeddings_for
 from learning.services.evaluation import _state_lock, evaluation_reserve
-from learning.services.pool import PoolScores, _pool_scores, _priorities_write, queued_pool
+from learning.services.pool import (
+    PoolScores,
+    _pool_scores,
+    _priorities_write,
+    queued_pool,
+    version_examples_per_label,
+)
 from learning.services.projects import artifact_root, base_model_for, project_files_remove
 from learning.services.reembedding import embeddings_shared
 from learning.services.registry import _switch
@@ -181,6 +187,7 @@ def _run_work(run: TrainingRun, progress: _Progress, started: float) -> None:
                 trained.classifier,
                 version.number,
                 labelled_embeddings=trained.labelled_embeddings,
+                examples_per_label=version_examples_per_label(version),
                 progress=progress,
             )
         progress.phase("Switching models" if promote else "Finishing", "switch")
@@ -225,6 +232,7 @@ def _version_create(run: TrainingRun, project: Project, snapshot: LabelSnapshot,
             training_args=args.to_dict(),
             base_model=base_model_for(project) or "",
             train_label_count=len(snapshot.train_ids),
+            train_label_counts=snapshot.examples_per_label(),
             eval_label_count=len(snapshot.eval_ids),
         )
         TrainingRun.objects.filter(pk=run.pk).update(model_version=version)

@@ -371,7 +371,11 @@ def test_admin_changes_settings_audited_and_a_new_strategy_lays_out_the_queue(
     project.refresh_from_db()
     assert (project.lease_ttl_seconds, project.query_strategy, project.fast_retrain_every) == (300, "margin", 25)
     event = AuditEvent.objects.get(action="project.updated", project=project)
-    assert event.before == {"lease_ttl_seconds": 600, "query_strategy": "diverse", "fast_retrain_every": 10}
+    assert event.before == {
+        "lease_ttl_seconds": 600,
+        "query_strategy": "diverse_rare_uncertainty",
+        "fast_retrain_every": 10,
+    }
     assert event.after == {"lease_ttl_seconds": 300, "query_strategy": "margin", "fast_retrain_every": 25}
     assert len(callbacks) == 1  # the queue is rescored under the new strategy once the change commits
 

@@ -6,7 +6,7 @@ import pytest
 from annotation.models import AnnotationLabel, Document, Label
 from annotation.selectors import suggestion_for
 from learning import services
-from learning.ml.strategies import get_strategy
+from learning.ml.strategies import get_strategy, labelled_counts
 from learning.models import (
     DESCRIPTIONS_VERSION,
     EmbeddingShard,
@@ -49,7 +49,9 @@ def test_fast_run_trains_activates_and_scores_every_queued_document(artifact_dir
     assert set(run.timings) >= {"read_labels", "embed_labeled", "fit_head", "save", "score_pool", "switch"}
 
 
-@pytest.mark.parametrize("strategy", ["diverse", "rare_margin", "entropy", "batch", "random"])
+@pytest.mark.parametrize(
+    "strategy", ["diverse", "diverse_rare_uncertainty", "rare_margin", "entropy", "batch", "random"]
+)
 def test_every_project_strategy_orders_the_whole_queue(artifact_dir, strategy):
     project, _ = build_labelled_project(query_strategy=strategy)
     run = train(project)
@@ -57,6 +59,35 @@ def test_every_project_strategy_orders_the_whole_queue(artifact_dir, strategy):
     ordered = list(order_by_priority(queued(project)).values_list("pk", flat=True))
     assert sorted(ordered) == sorted(queued(project).values_list("pk", flat=True))
     assert QueuePriority.objects.filter(document__in=queued(project), model_version=1).count() == 12
+
+
+def test_rare_label_queue_is_the_simulations_order_for_the_same_labels(artifact_dir):
+    # Six labelled examples of two labels, two of the third: the strategy that favours the least-labelled
+    # labels must weigh by these counts, as the simulation does, not by what the model predicts in the pool.
+    project, reviewer = build_labelled_project(
+        per_label=2, query_strategy="diverse_rare_uncertainty", fast_retrain_every=1
+    )
+    for key in ("first_party", "third_party"):
+        for text in LABELLED[key][2:]:
+            label_document(make_document(project, text), [key], reviewer)
+    run = train(project)
+    assert run.status == "succeeded", run.error
+    assert run.model_version.train_label_counts == {"first_party": 6, "third_party": 6, "data_security": 2}
+    strategy = get_strategy("diverse_rare_uncertainty")
+    examples = labelled_counts(np.array([0] * 6 + [1] * 6 + [2] * 2), len(KEYS), multi_label=False)
+
+    def live_order_scores():
+        ordered = list(order_by_priority(queued(project)).select_related("queue_priority"))
+        probabilities = np.array([[d.queue_priority.probabilities[k] for k in KEYS] for d in ordered])
+        return strategy.scores(probabilities, examples_per_label=examples), strategy.scores(probabilities)
+
+    # A batch of one is the strategy's top document, so the whole queue is in the simulation's order.
+    simulated, by_prevalence = live_order_scores()
+    assert np.all(np.diff(simulated) <= 2e-3)  # probabilities are stored to 4 decimals
+    assert not np.all(np.diff(by_prevalence) <= 2e-3)  # the counts change the order here
+    services.pool_rescore(project_id=project.pk)  # a rescore later (an import, a switch) reads the same counts
+    simulated, _ = live_order_scores()
+    assert np.all(np.diff(simulated) <= 2e-3)
 
 
 def test_saved_version_loads_in_plain_setfit_and_predicts_the_taxonomy_labels(artifact_dir):

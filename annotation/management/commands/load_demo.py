@@ -45,7 +45,7 @@ class Command(BaseCommand):
                 labels=template["labels"],
                 created_by=users["admin"],
                 fast_retrain_every=10,
-                query_strategy="diverse",
+                query_strategy="diverse_rare_uncertainty",
             )
             batch = documents_import(
                 project=project,
