@@ -551,7 +551,10 @@ def main() -> None:
 
     connections.close_all()  # the forked reviewers must not share this process's connection
     if args.in_process:
-        in_process(project_id, reviewers[0][0], args.in_process, args.json, args.profile)
+        try:
+            in_process(project_id, reviewers[0][0], args.in_process, args.json, args.profile)
+        finally:
+            shutil.rmtree(server_environment["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
         return
 
     pace = Pace(args.think, lockstep=args.lockstep)
