@@ -52,3 +52,12 @@ def start_sweeper(**_kwargs) -> None:
     from learning.recovery import sweeper_start
 
     sweeper_start()
+
+
+@signals.worker_shutting_down.connect
+def stop_sweeper(**_kwargs) -> None:
+    """A stopping worker sweeps no more. Its own fine-tunes are pausing at a checkpoint and leave their heartbeat
+    old on purpose, for the next worker to take them over; its sweeper must not end them as lost meanwhile."""
+    from learning.recovery import sweeper_stop
+
+    sweeper_stop()

@@ -106,6 +106,12 @@ class Sweeper:
 _started: Sweeper | None = None
 
 
+def sweeper_stop() -> None:
+    """Stop this process's sweeper (called when a worker begins to shut down)."""
+    if _started is not None:
+        _started.stop()
+
+
 def sweeper_start() -> Sweeper | None:
     """Start this process's sweeper once (called when a worker is ready)."""
     global _started

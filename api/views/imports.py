@@ -62,6 +62,10 @@ class ImportCreateApi(ApiView):
     )
     def post(self, request: Request, project_id: int) -> Response:
         project = access_project(request, project_id, scope=Scope.WRITE, action="import")
+        # A form field sent twice would otherwise be read as its last value, silently: say so instead.
+        repeated = sorted(name for name in request.data if len(request.data.getlist(name)) > 1)
+        if repeated:
+            raise serializers.ValidationError({name: ["Give this field once."] for name in repeated})
         data = self.ImportCreateInput(data=request.data)
         data.is_valid(raise_exception=True)
         values = data.validated_data

@@ -47,6 +47,18 @@ def test_upload_of_no_known_format_is_refused_with_the_reason(home, admin_api):
     assert "Cannot tell the format of 'labels.xlsx'" in body["message"]
 
 
+def test_a_form_field_sent_twice_is_refused_and_nothing_is_queued(home, admin_api):
+    upload = SimpleUploadedFile("from-ls.json", json.dumps(LABEL_STUDIO_TASKS).encode())
+    response = admin_api.post(
+        f"/api/v1/projects/{home.project.pk}/imports",
+        {"file": upload, "text_field": ["text", "body"]},
+        format="multipart",
+    )
+    body = assert_error(response, 400)
+    assert "text_field" in json.dumps(body["details"]) and "once" in json.dumps(body)
+    assert not home.project.import_batches.exists()
+
+
 @pytest.mark.parametrize(
     ("fmt", "content_type"),
     [
