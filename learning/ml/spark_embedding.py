@@ -19,7 +19,6 @@ import logging
 import os
 import sys
 import time
-import warnings
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,11 +28,11 @@ if __package__ in (None, ""):  # run as a script by spark-submit: make `learning
 
 from learning.ml.spark_scoring import (  # noqa: E402
     ENCODE_BATCH,
-    FORMATS,
     _ship_bundle,
     _ship_code,
+    job_arguments,
+    job_run,
     read_corpus,
-    spark_session,
 )
 
 logger = logging.getLogger("docket.spark_embedding")
@@ -187,24 +186,14 @@ def embed_corpus(
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--body", required=True, help="a bundle (export_model) or a body (export_pool --reembedding)")
-    parser.add_argument("--input", required=True, help="file or directory (local, hdfs://, s3a://, gs://)")
-    parser.add_argument("--output", required=True, help="Parquet directory to write")
-    parser.add_argument("--format", choices=FORMATS, default="auto")
-    parser.add_argument("--id-column", default="id", help="Docket's document ids (integers)")
-    parser.add_argument("--text-column", default="text")
+    job_arguments(parser, id_help="Docket's document ids (integers)")
     parser.add_argument("--body-id", help="default: the body id the directory names (body.json or manifest.json)")
-    parser.add_argument("--partitions", type=int, help="default: the cluster's cores (spark.default.parallelism)")
-    parser.add_argument("--encode-batch", type=int, default=ENCODE_BATCH)
-    parser.add_argument("--threads", type=int, help="torch threads per task (default spark.task.cpus)")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
-    parser.add_argument("--master", help="only outside spark-submit, e.g. local[*]")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas")
-    spark = spark_session(args.master, app_name="docket-corpus-embedding")
     started = time.perf_counter()
-    try:
-        body_id = embed_corpus(
+    body_id = job_run(
+        args,
+        "docket-corpus-embedding",
+        lambda spark: embed_corpus(
             spark,
             body_dir=args.body,
             input_path=args.input,
@@ -217,9 +206,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             encode_batch=args.encode_batch,
             threads=args.threads,
             mode="overwrite" if args.overwrite else "errorifexists",
-        )
-    finally:
-        spark.stop()
+        ),
+    )
     logger.info(
         "Embedded %s under body %s into %s in %.1f s", args.input, body_id, args.output, time.perf_counter() - started
     )

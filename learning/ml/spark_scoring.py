@@ -24,7 +24,7 @@ import warnings
 import zipfile
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 if __package__ in (None, ""):  # run as a script by spark-submit: make `learning` importable from the checkout
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
@@ -244,27 +244,45 @@ def spark_session(master: str | None = None, *, app_name: str = "docket-corpus-s
     return builder.getOrCreate()
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--bundle", required=True, help="bundle directory written by manage.py export_model")
+T = TypeVar("T")
+
+
+def job_arguments(parser: argparse.ArgumentParser, *, id_help: str | None) -> None:
+    """The options every Docket Spark job takes: where the texts are, where the output goes, how it runs."""
     parser.add_argument("--input", required=True, help="file or directory (local, hdfs://, s3a://, gs://)")
     parser.add_argument("--output", required=True, help="Parquet directory to write")
     parser.add_argument("--format", choices=FORMATS, default="auto")
-    parser.add_argument("--id-column", default="id")
+    parser.add_argument("--id-column", default="id", help=id_help)
     parser.add_argument("--text-column", default="text")
-    parser.add_argument("--keep", action="append", default=[], help="input column to copy to the output (repeat)")
     parser.add_argument("--partitions", type=int, help="default: the cluster's cores (spark.default.parallelism)")
     parser.add_argument("--encode-batch", type=int, default=ENCODE_BATCH)
     parser.add_argument("--threads", type=int, help="torch threads per task (default spark.task.cpus)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
     parser.add_argument("--master", help="only outside spark-submit, e.g. local[*]")
-    args = parser.parse_args(argv)
+
+
+def job_run(args: argparse.Namespace, app_name: str, job: Callable[[Any], T]) -> T:
+    """Run `job` in a session of its own (logging on, pandas' version warning off), stopped however it ends."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas")
-    spark = spark_session(args.master)
-    started = time.perf_counter()
+    spark = spark_session(args.master, app_name=app_name)
     try:
-        bundle = score_corpus(
+        return job(spark)
+    finally:
+        spark.stop()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--bundle", required=True, help="bundle directory written by manage.py export_model")
+    job_arguments(parser, id_help=None)
+    parser.add_argument("--keep", action="append", default=[], help="input column to copy to the output (repeat)")
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+    bundle = job_run(
+        args,
+        "docket-corpus-scoring",
+        lambda spark: score_corpus(
             spark,
             bundle_dir=args.bundle,
             input_path=args.input,
@@ -277,9 +295,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             encode_batch=args.encode_batch,
             threads=args.threads,
             mode="overwrite" if args.overwrite else "errorifexists",
-        )
-    finally:
-        spark.stop()
+        ),
+    )
     logger.info(
         "Scored %s with model v%s (taxonomy v%s) into %s in %.1f s",
         args.input,
