@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import requests
 from django.conf import settings
@@ -22,6 +22,8 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
 from django.utils import timezone
+from requests.adapters import HTTPAdapter
+from requests.utils import get_environ_proxies
 
 from annotation import selectors as annotation_selectors
 from annotation.exceptions import InputRejected
@@ -53,6 +55,17 @@ def webhook_target_check(url: str, *, resolve: bool = True) -> None:
     """HTTPS only; plain http only to this machine (127.0.0.1, localhost) where DOCKET_WEBHOOK_ALLOW_HTTP_LOCAL
     allows it (development and tests). A host on a private, loopback or link-local network is refused unless
     DOCKET_WEBHOOK_ALLOW_PRIVATE_NETWORKS is set, so a webhook cannot be aimed at the services beside Docket."""
+    host, port = _target_host(url)
+    if settings.DOCKET_WEBHOOK_ALLOW_PRIVATE_NETWORKS or not resolve:
+        return
+    try:
+        addresses = _addresses(host, port)
+    except socket.gaierror as error:
+        raise WebhookRejected(f"The host {host} cannot be found ({error.strerror}).") from error
+    _refuse_private(host, addresses)
+
+
+def _target_host(url: str) -> tuple[str, int]:
     parts = urlsplit(url)
     host = (parts.hostname or "").lower()
     if not host:
@@ -65,12 +78,16 @@ def webhook_target_check(url: str, *, resolve: bool = True) -> None:
         raise WebhookRejected("Webhooks are sent over HTTPS only: use an https:// address.")
     if parts.username or parts.password:
         raise WebhookRejected("Put no user name or password in the address; deliveries are signed instead.")
-    if settings.DOCKET_WEBHOOK_ALLOW_PRIVATE_NETWORKS or not resolve:
-        return
-    try:
-        addresses = {info[4][0] for info in socket.getaddrinfo(host, parts.port or 443, type=socket.SOCK_STREAM)}
-    except socket.gaierror as error:
-        raise WebhookRejected(f"The host {host} cannot be found ({error.strerror}).") from error
+    return host, parts.port or (443 if parts.scheme == "https" else 80)
+
+
+def _addresses(host: str, port: int) -> list[str]:
+    """The host's addresses in the resolver's order of preference."""
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return list(dict.fromkeys(info[4][0] for info in infos))
+
+
+def _refuse_private(host: str, addresses: list[str]) -> None:
     for address in addresses:
         ip = ipaddress.ip_address(address.split("%")[0])
         if not ip.is_global:
@@ -232,26 +249,27 @@ def delivery_attempt(delivery_id: int) -> str:
     body = json.dumps({**delivery.payload, "delivery": str(delivery.delivery_id)}, separators=(",", ":")).encode()
     status_code, response_body, error, permanent = None, "", "", False
     try:
-        webhook_target_check(hook.url)
+        address = _delivery_address(hook.url)
         timestamp = int(time.time())
-        response = requests.post(
+        response = _post_to(
             hook.url,
-            data=body,
-            headers={
+            address,
+            body,
+            {
                 "Content-Type": "application/json",
                 "User-Agent": "Docket-Webhooks/1",
                 "X-Docket-Event": delivery.event,
                 "X-Docket-Delivery": str(delivery.delivery_id),
                 SIGNATURE_HEADER: signature(hook.secret, timestamp, body),
             },
-            timeout=settings.DOCKET_WEBHOOK_TIMEOUT_SECONDS,
-            allow_redirects=False,
         )
         status_code, response_body = response.status_code, response.text[:RESPONSE_KEPT]
         if not 200 <= status_code < 300:
             error = f"HTTP {status_code}"
     except WebhookRejected as rejected:
         error, permanent = str(rejected), True
+    except socket.gaierror as failure:  # the resolver may answer next time: retried like a refused connection
+        error = f"The host cannot be found now ({failure.strerror})."
     except requests.RequestException as failure:
         error = f"{type(failure).__name__}: {failure}"[:RESPONSE_KEPT]
     if not error:
@@ -268,6 +286,47 @@ def delivery_attempt(delivery_id: int) -> str:
         delivered_at=timezone.now() if status == Delivery.Status.DELIVERED else None,
     )
     return status
+
+
+def _delivery_address(url: str) -> str:
+    """The one address a delivery connects to, resolved and checked here. The connection goes to this address
+    and the host is not resolved again: a host whose DNS answer changes between the check and the connection
+    (DNS rebinding) cannot steer a delivery to the services beside Docket."""
+    host, port = _target_host(url)
+    addresses = _addresses(host, port)
+    if not settings.DOCKET_WEBHOOK_ALLOW_PRIVATE_NETWORKS:
+        _refuse_private(host, addresses)
+    return addresses[0]
+
+
+class _PinnedAdapter(HTTPAdapter):
+    """Connects to the address given in the URL while TLS still names and verifies the webhook's host (SNI and
+    the certificate's host name), as a connection to the host itself would."""
+
+    def __init__(self, host: str):
+        self.pinned_host = host
+        super().__init__(max_retries=0)
+
+    def init_poolmanager(self, *args, **kwargs):
+        kwargs.update(server_hostname=self.pinned_host, assert_hostname=self.pinned_host)
+        super().init_poolmanager(*args, **kwargs)
+
+
+def _post_to(url: str, address: str, body: bytes, headers: dict[str, str]) -> requests.Response:
+    """POST to the webhook's URL at `address`. Through an operator's outgoing proxy (HTTPS_PROXY), the proxy
+    resolves and connects, as the proxy's own rules decide."""
+    timeout = settings.DOCKET_WEBHOOK_TIMEOUT_SECONDS
+    if get_environ_proxies(url):
+        return requests.post(url, data=body, headers=headers, timeout=timeout, allow_redirects=False)
+    parts = urlsplit(url)
+    literal = f"[{address}]" if ":" in address else address
+    netloc = literal if parts.port is None else f"{literal}:{parts.port}"
+    pinned = urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, ""))
+    with requests.Session() as session:
+        session.mount(f"{parts.scheme}://", _PinnedAdapter(parts.hostname or ""))
+        return session.post(
+            pinned, data=body, headers={**headers, "Host": parts.netloc}, timeout=timeout, allow_redirects=False
+        )
 
 
 def delivery_replay(*, delivery: Delivery, actor: AbstractBaseUser) -> Delivery:
