@@ -121,6 +121,16 @@ def fast_password_hashing(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
+@pytest.fixture(autouse=True)
+def learning_knocks_sent():
+    """A submission knocks on the learning loop from a thread of the process; each test's knocks go out before
+    the next test starts, so none lands in another test's broker."""
+    from annotation.services.knocks import knocks
+
+    yield
+    knocks.flush()
+
+
 @pytest.fixture
 def artifact_dir(settings, tmp_path):
     """A test's own artifact storage: model files, embedding shards and stored rankings never meet another's."""

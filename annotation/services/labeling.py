@@ -28,6 +28,7 @@ from annotation.models import (
     TaxonomyVersion,
 )
 from annotation.services.audit import audit_event, audit_record
+from annotation.services.knocks import knocks
 from annotation.services.taxonomy import taxonomy_hold
 from webhooks.events import labeled_note
 
@@ -158,7 +159,7 @@ def annotation_submit(
         if first is not None:
             annotation, lease_lost = first
             project_id = project.pk
-            transaction.on_commit(lambda: notify_learning(project_id))
+            transaction.on_commit(lambda: knock_learning(project_id))
             labeled_note(project=project, document_id=document.pk)
             keys = [label.key for label in labels]
             return SubmissionResult(annotation, keys, created=True, changed=True, replayed=False, lease_lost=lease_lost)
@@ -217,7 +218,7 @@ def annotation_submit(
         Lease.objects.filter(document=document, reviewer=reviewer).delete()
         if result.changed:
             project_id = project.pk
-            transaction.on_commit(lambda: notify_learning(project_id))
+            transaction.on_commit(lambda: knock_learning(project_id))
             labeled_note(project=project, document_id=document.pk)
     return result
 
@@ -433,19 +434,33 @@ def notify_learning(project_id: int) -> None:
     The labels are committed by the time this runs, so a broker outage is logged, never raised: the next
     label knocks again.
     """
+    send = _labels_changed_sender()
+    if send is None:
+        return
+    try:
+        send(project_id)
+    except Exception:  # the broker is down or refuses: labeling goes on
+        logger.exception("Could not tell the learning loop that project %s has new labels", project_id)
+
+
+def knock_learning(project_id: int) -> None:
+    """`notify_learning`, sent from the web process's knock thread (`annotation.services.knocks`): a reviewer's
+    answer is acknowledged without waiting for the broker, and knocks for one project that arrive while one is
+    being sent are sent once."""
+    send = _labels_changed_sender()
+    if send is not None:
+        knocks.knock(project_id, send)
+
+
+def _labels_changed_sender():
     try:
         tasks = importlib.import_module("learning.tasks")
     except ModuleNotFoundError as error:
         if error.name != "learning.tasks":
             raise
-        return
+        return None
     labels_changed = getattr(tasks, "labels_changed", None)
-    if labels_changed is None:
-        return
-    try:
-        labels_changed.delay(project_id)
-    except Exception:  # the broker is down or refuses: labeling goes on
-        logger.exception("Could not tell the learning loop that project %s has new labels", project_id)
+    return None if labels_changed is None else labels_changed.delay
 
 
 def request_queue_rescore(project_id: int) -> None:

@@ -1,6 +1,8 @@
 """Submitting, editing and validating a reviewer's labels, and the knock on the learning loop."""
 
 import sys
+import threading
+import time
 import types
 import uuid
 from datetime import timedelta
@@ -11,6 +13,7 @@ from django.utils import timezone
 from annotation.exceptions import DocketError, InvalidLabels
 from annotation.models import Annotation, AnnotationRevision, AuditEvent, Document, Label, Lease, Taxonomy
 from annotation.services import labeling
+from annotation.services.knocks import knocks
 from annotation.services.labeling import annotation_submit
 from annotation.services.queue import next_document_for
 from tests.factories import DocumentFactory, MembershipFactory, UserFactory, project_with_labels
@@ -189,8 +192,35 @@ def test_learning_loop_hears_of_new_labels_after_commit(reviewer, document, djan
         mp.setattr("learning.tasks", fake, raising=False)
         with django_capture_on_commit_callbacks(execute=True) as callbacks:
             submit(reviewer, document, ["first_party"])
+        assert knocks.flush()  # sent from the process's knock thread, not the request
     assert len(callbacks) == 1
     assert calls == [document.project_id]
+
+
+def test_a_submission_is_acknowledged_without_waiting_for_the_broker(
+    reviewer, document, django_capture_on_commit_callbacks
+):
+    """The knock goes out from the knock thread: a broker that hangs holds no reviewer's answer."""
+    broker_answers = threading.Event()
+    sent = []
+
+    def slow_broker(project_id):
+        broker_answers.wait(10)
+        sent.append(project_id)
+
+    fake = types.ModuleType("learning.tasks")
+    fake.labels_changed = types.SimpleNamespace(delay=slow_broker)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(sys.modules, "learning.tasks", fake)
+        mp.setattr("learning.tasks", fake, raising=False)
+        started = time.monotonic()
+        with django_capture_on_commit_callbacks(execute=True):
+            submit(reviewer, document, ["first_party"])
+        assert time.monotonic() - started < 5
+        assert sent == []
+        broker_answers.set()
+        assert knocks.flush()
+    assert sent == [document.project_id]
 
 
 def test_unchanged_resubmission_does_not_knock(reviewer, document, django_capture_on_commit_callbacks):
