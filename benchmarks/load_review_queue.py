@@ -356,6 +356,7 @@ def reviewer_loop(port, project_id, username, session_key, max_loops, pace, *, s
     time.sleep(max(0.0, start_at - time.time()))
     deadline = time.monotonic() + seconds
     time.sleep(pace.start_delay(rng))
+    cpu_started = time.process_time()  # this client's own CPU: on 2 cores it is taken from the server
     current = ask(None)
     upcoming = ask(current) if current else None
     loops = 0
@@ -377,7 +378,14 @@ def reviewer_loop(port, project_id, username, session_key, max_loops, pace, *, s
         current = upcoming
         upcoming = ask(current) if current else None
     results.put(
-        {"username": username, "timings": timings, "offered": offered, "acknowledged": acknowledged, "errors": errors}
+        {
+            "username": username,
+            "timings": timings,
+            "offered": offered,
+            "acknowledged": acknowledged,
+            "errors": errors,
+            "client_cpu": time.process_time() - cpu_started,
+        }
     )
 
 
@@ -599,6 +607,7 @@ def main() -> None:
             duplicates = sum(1 for who in offered.values() if len(who) > 1)
             acknowledged = {d for out in outputs for d in out["acknowledged"]}
             errors = [e for out in outputs for e in out["errors"]]
+            client_cpu = sum(out["client_cpu"] for out in outputs)
             rows.append(
                 {
                     "reviewers": count,
@@ -615,6 +624,10 @@ def main() -> None:
                     "baseline_p50": percentile(base, 50),
                     "baseline_p95": percentile(base, 95),
                     "baseline_per_s": len(base) / args.baseline_seconds,
+                    # The simulated reviewers' own CPU per label, and their share of the machine's 2 cores.
+                    "client_cpu_ms_per_label": client_cpu / max(len(annotate_times), 1) * 1000,
+                    "client_cpu_share": client_cpu / (seconds * (os.cpu_count() or 1)),
+                    "load_average": [round(x, 2) for x in os.getloadavg()],
                     "duplicates": duplicates,
                     "acknowledged": len(acknowledged),
                     "errors": len(errors),
@@ -676,6 +689,12 @@ def report(args: argparse.Namespace, rows: list[dict], check: dict) -> None:
             f"| {row['duplicates']} | {row['errors']} |"
         )
     print()
+    for row in rows:
+        print(
+            f"{row['reviewers']} reviewer(s): the clients used {row['client_cpu_ms_per_label']:.2f} ms of CPU per "
+            f"label, {row['client_cpu_share']:.0%} of the machine's {os.cpu_count()} CPUs; "
+            f"load average at the end {row['load_average']}"
+        )
     print(
         f"After the run: {check['annotations_stored']} annotations stored for {check['answers_acknowledged']} "
         f"acknowledged submissions (warm-up included); {check['documents_with_two_answers']} documents with two "
