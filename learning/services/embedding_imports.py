@@ -24,7 +24,7 @@ from learning.ml.spark_embedding import BODY_FILE
 from learning.models import EmbeddingShard, ModelVersion
 from learning.services.embeddings import _shard_file_write, cached_document_ids
 from learning.services.projects import artifact_root, base_model_for
-from learning.services.reembedding import reembeddings_waiting
+from learning.services.reembedding import existing_documents, reembeddings_waiting
 
 EXPORT_ROWS = 50_000
 """Documents per Parquet file of a pool export: memory stays flat, Spark reads the files in parallel."""
@@ -56,6 +56,8 @@ class EmbeddingsImport:
     shards: int = 0
     waiting: dict[int, int] = field(default_factory=dict)
     """Run id -> documents its re-embedding still lacks, for every run waiting for this body."""
+    deleted: list[int] = field(default_factory=list)
+    """Ids of documents deleted since the export: their vectors were left out, everything else stored."""
 
 
 def pool_export(
@@ -135,7 +137,8 @@ def embeddings_import(
 
     Refused, before anything is stored, unless the body is one a re-embedding of the project waits for (or a
     body of one of its models, or its base body), every row is under that body with that body's dimension, and
-    every id is a document of this project.
+    no id is a document of another project. Ids of no document (deleted since the export) are left out and
+    reported in `deleted`.
     """
     import pyarrow.dataset as ds
 
@@ -148,14 +151,17 @@ def embeddings_import(
         )
     result = EmbeddingsImport(body_id=body_id, dimension=dimension)
     ids = _check_rows(dataset, body_id, dimension, result)
-    _check_documents(project, ids)
-    shards = _shards_write(project, body_id, dataset, dimension, shard_rows)
+    deleted = _check_documents(project, ids)
+    result.deleted = deleted.tolist()
+    shards = _shards_write(project, body_id, dataset, dimension, shard_rows, leave_out=deleted)
     try:
         with transaction.atomic():
             EmbeddingShard.objects.bulk_create(shards)
-            result.shards, result.documents = len(shards), len(ids)
+            result.shards, result.documents = len(shards), len(ids) - len(deleted)
             result.waiting = {
-                int(meta["run_id"]): len(_not_cached(project.pk, body_id, np.load(plan / "ids.npy")))
+                int(meta["run_id"]): len(
+                    existing_documents(_not_cached(project.pk, body_id, np.load(plan / "ids.npy")))
+                )
                 for plan, meta in reembeddings_waiting(project.pk)
                 if meta["body_id"] == body_id
             }
@@ -163,7 +169,13 @@ def embeddings_import(
                 action="import.embeddings",
                 actor=actor,
                 project=project,
-                after={"body_id": body_id, "rows": result.rows, "documents": result.documents, "shards": len(shards)},
+                after={
+                    "body_id": body_id,
+                    "rows": result.rows,
+                    "documents": result.documents,
+                    "shards": len(shards),
+                    "deleted_left_out": len(deleted),
+                },
             )
     except BaseException:
         _unlink(shards)
@@ -197,23 +209,24 @@ def _check_rows(dataset, body_id: str, dimension: int, result: EmbeddingsImport)
     return np.unique(np.concatenate(ids)) if ids else np.empty(0, dtype=np.int64)
 
 
-def _check_documents(project: Project, ids: np.ndarray) -> None:
-    """Refuse ids that are not documents of this project, saying which belong elsewhere and which to none."""
+def _check_documents(project: Project, ids: np.ndarray) -> np.ndarray:
+    """Refuse ids of another project's documents, saying which (with any of no document beside them); returns
+    the ids of no document at all: documents deleted since the export, whose vectors are left out."""
     own = np.fromiter(
         Document.objects.filter(project=project).order_by("pk").values_list("pk", flat=True).iterator(), np.int64
     )
     strangers = np.setdiff1d(ids, own, assume_unique=True)
     if not len(strangers):
-        return
+        return strangers
     elsewhere: list[int] = []
     for start in range(0, len(strangers), 10_000):
         chunk = strangers[start : start + 10_000].tolist()
         elsewhere += Document.objects.filter(pk__in=chunk).values_list("pk", flat=True)
     nowhere = np.setdiff1d(strangers, np.asarray(elsewhere, dtype=np.int64))
-    reasons = []
-    if elsewhere:
-        examples = ", ".join(str(pk) for pk in sorted(elsewhere)[:EXAMPLES])
-        reasons.append(f"{len(elsewhere):,} are documents of another project (e.g. {examples})")
+    if not elsewhere:
+        return nowhere
+    examples = ", ".join(str(pk) for pk in sorted(elsewhere)[:EXAMPLES])
+    reasons = [f"{len(elsewhere):,} are documents of another project (e.g. {examples})"]
     if len(nowhere):
         examples = ", ".join(str(pk) for pk in nowhere[:EXAMPLES])
         reasons.append(f"{len(nowhere):,} are no document of Docket, deleted since the export? (e.g. {examples})")
@@ -223,8 +236,11 @@ def _check_documents(project: Project, ids: np.ndarray) -> None:
     )
 
 
-def _shards_write(project: Project, body_id: str, dataset, dimension: int, shard_rows: int) -> list[EmbeddingShard]:
-    """Write the shard files (their rows unsaved); on any error, remove those already written."""
+def _shards_write(
+    project: Project, body_id: str, dataset, dimension: int, shard_rows: int, leave_out: np.ndarray
+) -> list[EmbeddingShard]:
+    """Write the shard files (their rows unsaved) without the ids in `leave_out`; on any error, remove those
+    already written."""
     shards: list[EmbeddingShard] = []
     held_ids: list[np.ndarray] = []
     held_vectors: list[np.ndarray] = []
@@ -245,9 +261,13 @@ def _shards_write(project: Project, body_id: str, dataset, dimension: int, shard
             vectors = np.asarray(values, dtype=np.float32).reshape(batch.num_rows, dimension)
             if not np.isfinite(vectors).all():
                 raise EmbeddingsRejected("Some vectors hold values that are not numbers; nothing was imported.")
-            held_ids.append(np.asarray(batch.column("id").to_numpy(zero_copy_only=False), dtype=np.int64))
+            ids = np.asarray(batch.column("id").to_numpy(zero_copy_only=False), dtype=np.int64)
+            if len(leave_out):
+                kept = ~np.isin(ids, leave_out)
+                ids, vectors = ids[kept], vectors[kept]
+            held_ids.append(ids)
             held_vectors.append(vectors)
-            held += batch.num_rows
+            held += len(ids)
             if held >= shard_rows:
                 flush()
         flush()

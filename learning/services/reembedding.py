@@ -44,6 +44,8 @@ PLANS = "plans"
 WAIT_SECONDS = 1.0
 SPARK_WAIT_SECONDS = 10.0
 """How often a run waiting for Spark's embeddings looks for them (each look reads the body's cache)."""
+GONE_CHECK_MAX = 10_000
+"""Missing documents few enough to ask the database which of them were deleted while a run waits."""
 
 ProgressCallback = Callable[[int, int], None]
 
@@ -221,7 +223,7 @@ def shards_wait(
     ids = np.load(plan / "ids.npy")
     deadline = time.monotonic() + (spark_wait_limit() if limit is None else limit)
     while True:
-        missing = _missing_count(project_id, body_id, ids)
+        missing = len(existing_documents(_missing(project_id, body_id, ids)))
         if progress is not None:
             progress(len(ids) - missing, len(ids))
         if not missing:
@@ -252,6 +254,15 @@ def reembeddings_waiting(project_id: int) -> list[tuple[Path, dict]]:
 def _missing(project_id: int, body_id: str, wanted: np.ndarray) -> np.ndarray:
     cached_ids, _ = cached_embeddings(project_id=project_id, body_id=body_id)
     return wanted[~np.isin(wanted, cached_ids, assume_unique=True)]
+
+
+def existing_documents(ids: np.ndarray) -> np.ndarray:
+    """`ids` less documents deleted since the plan was written, which no import will bring (the run encodes
+    nothing for them). Asked only of the last few missing, so a large wait does not read the whole pool."""
+    if not len(ids) or len(ids) > GONE_CHECK_MAX:
+        return ids
+    existing = Document.objects.filter(pk__in=ids.tolist()).values_list("pk", flat=True)
+    return ids[np.isin(ids, np.fromiter(existing, np.int64))]
 
 
 def _missing_count(project_id: int, body_id: str, wanted: np.ndarray) -> int:

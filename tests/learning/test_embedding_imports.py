@@ -16,6 +16,7 @@ from learning.ml.exceptions import FineTuneInterrupted
 from learning.ml.spark_embedding import BODY_FILE, body_identity, body_load, encode_texts, normalises
 from learning.models import EmbeddingShard, TrainingRun
 from learning.services import reembedding
+from learning.services.embeddings import cached_document_ids
 from tests.learning.conftest import build_labelled_project, make_document
 from tests.learning.ml.frozen import frozen_body
 
@@ -57,6 +58,10 @@ def waiting_plan(artifact_dir, project, run, ids, *, body_id="ft-waiting", dimen
     meta = {"project_id": project.pk, "run_id": run.pk, "body_id": body_id, "shard_size": 4, "dimension": dimension}
     (plan / "plan.json").write_text(json.dumps(meta))
     return plan
+
+
+def waiting_plan_path(artifact_dir, project, run, body_id="ft-waiting"):
+    return artifact_dir / "embeddings" / str(project.pk) / body_id / "plans" / f"run-{run.pk}"
 
 
 def nothing_stored(artifact_dir, project):
@@ -156,6 +161,30 @@ def test_ids_of_another_project_or_of_no_document_are_refused_with_nothing_store
     assert f"1 are documents of another project (e.g. {stranger.pk})" in message
     assert "1 are no document of Docket" in message and "987654321" in message
     nothing_stored(artifact_dir, project)
+
+
+def test_documents_deleted_since_the_export_are_left_out_and_the_rest_stored(artifact_dir, tmp_path, capsys):
+    project, _ = build_labelled_project(pool=4)
+    run = running_fine_tune(project)
+    ids = document_ids(project)
+    waiting_plan(artifact_dir, project, run, ids, dimension=3)
+    vectors = np.arange(len(ids) * 3, dtype=np.float32).reshape(-1, 3)
+    path = embedded_file(tmp_path / "e", ids, vectors, "ft-waiting")
+    gone = int(ids[1])
+    Document.objects.filter(pk=gone).delete()
+
+    call_command("import_embeddings", str(project.pk), "--body", "ft-waiting", str(path))
+
+    out = capsys.readouterr().out
+    assert f"1 ids are of documents deleted since the export (e.g. {gone})" in out
+    assert f"Run {run.pk} has every embedding it waited for" in out
+    kept = np.asarray([pk for pk in ids if pk != gone])
+    stored = services.embeddings_for(project_id=project.pk, body_id="ft-waiting", document_ids=kept, encode=None)
+    np.testing.assert_array_equal(stored, vectors[ids != gone])
+    assert gone not in set(cached_document_ids(project_id=project.pk, body_id="ft-waiting").tolist())
+    after = AuditEvent.objects.get(action="import.embeddings").after
+    assert (after["documents"], after["deleted_left_out"]) == (len(ids) - 1, 1)
+    reembedding.shards_wait(waiting_plan_path(artifact_dir, project, run), limit=0)  # waits for no deleted document
 
 
 def test_vectors_of_another_width_are_refused_with_nothing_stored(artifact_dir, tmp_path):

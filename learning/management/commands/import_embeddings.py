@@ -2,7 +2,8 @@
 
 Stores the vectors written by the Spark embedding job (learning/ml/spark_embedding.py) in the project's
 embedding cache under BODY_ID, as a worker would have stored them; a fine-tune waiting for them then goes on
-(docs/scale.md). Refused, with nothing stored, for another body, another dimension or another project's ids.
+(docs/scale.md). Refused, with nothing stored, for another body, another dimension or another project's ids;
+the vectors of documents deleted since the export are left out and counted.
 """
 
 from django.core.management.base import BaseCommand, CommandError
@@ -30,6 +31,12 @@ class Command(BaseCommand):
             f"{result.rows:,} rows: {result.documents:,} documents' embeddings ({result.dimension} dimensions) stored "
             f"under {result.body_id} in {result.shards} shards."
         )
+        if result.deleted:
+            examples = ", ".join(str(pk) for pk in result.deleted[:5])
+            self.stdout.write(
+                f"{len(result.deleted):,} ids are of documents deleted since the export (e.g. {examples}): "
+                "their vectors were left out."
+            )
         for run_id, left in sorted(result.waiting.items()):
             if left:
                 self.stdout.write(f"Run {run_id} still waits for {left:,} documents: embed and import them too.")
