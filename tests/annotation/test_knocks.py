@@ -5,6 +5,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from pathlib import Path
 
 from annotation.services.knocks import KnockSender
@@ -53,6 +54,25 @@ def test_knocks_that_arrive_while_one_is_sent_go_out_once_per_project_after_it()
     assert broker.sent[0] == 1 and sorted(broker.sent[1:]) == [1, 2]
 
 
+def test_knocks_within_the_gathering_window_go_out_once_per_project_without_a_flush():
+    sender, broker = KnockSender(gather_seconds=0.3), Broker()
+    for project_id in (1, 2, 1, 1, 2):
+        sender.knock(project_id, broker.send)
+    deadline = time.monotonic() + 5
+    while len(broker.sent) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)  # nothing more comes
+    assert sorted(broker.sent) == [1, 2]
+
+
+def test_flush_does_not_wait_for_the_gathering_window():
+    sender, broker = KnockSender(gather_seconds=30), Broker()
+    sender.knock(4, broker.send)
+    started = time.monotonic()
+    assert sender.flush(timeout=5)
+    assert broker.sent == [4] and time.monotonic() - started < 5
+
+
 def test_a_broker_failure_is_logged_and_later_knocks_still_go_out(caplog):
     sender, sent = KnockSender(), []
 
@@ -98,7 +118,7 @@ def test_a_process_that_exits_sends_its_pending_knocks_first(tmp_path):
             first_sent.set()
 
         knocks.knock(1, send)
-        time.sleep(0.05)
+        time.sleep(knocks.gather_seconds + 0.1)  # the thread is sending the first knock now
         knocks.knock(2, send)
         knocks.knock(1, send)
         sys.exit(0)
