@@ -5,6 +5,7 @@ import random
 import uuid
 
 from django.conf import settings
+from django.contrib.postgres.search import SearchVectorField
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
@@ -359,6 +360,34 @@ class Document(models.Model):
 
     def __str__(self) -> str:
         return self.external_id or f"document {self.pk}"
+
+
+class DocumentSearchVector(models.Model):
+    """Explore's word index: a document's text as PostgreSQL's tsvector, GIN-indexed (document_search_vector_idx).
+
+    Kept out of the document's own row so that an import does not compute and index 100,000 vectors inside its
+    insert: a worker fills it afterwards (services/search_index.py). On PostgreSQL the keys cascade from the
+    document (migration 0018), so Django leaves them alone; on SQLite (no text search) the table stays empty.
+    """
+
+    document = models.OneToOneField(
+        Document, on_delete=models.DO_NOTHING, db_constraint=False, primary_key=True, related_name="+"
+    )
+    # Not indexed: the GIN index finds the matches and the project is checked on them (a b-tree on the project
+    # tempted PostgreSQL to read all of a large project's vectors instead).
+    project = models.ForeignKey(
+        Project, on_delete=models.DO_NOTHING, db_constraint=False, db_index=False, related_name="+"
+    )
+    vector = SearchVectorField()
+
+
+class DocumentSearchPending(models.Model):
+    """A document whose search vector is not computed yet. A PostgreSQL trigger adds one for every document
+    inserted (or whose text changes), whoever writes it; the worker removes it when it stores the vector."""
+
+    document = models.OneToOneField(
+        Document, on_delete=models.DO_NOTHING, db_constraint=False, primary_key=True, related_name="+"
+    )
 
 
 class Lease(models.Model):

@@ -21,6 +21,8 @@ BEAT_SCHEDULE = {
     "task-results-cleanup": {"task": "celery.backend_cleanup", "schedule": crontab(hour=3, minute=30)},
     # Insights dashboards a change outdated are recomputed within a minute, before their next reader asks.
     "dashboards-refresh": {"task": "quality.tasks.refresh_stale_dashboards", "schedule": 60.0},
+    # Explore's search vectors of documents not written by an import (which asks for them itself), within a minute.
+    "search-vectors-fill": {"task": "annotation.tasks.fill_search_vectors_task", "schedule": 60.0},
 }
 app.conf.beat_schedule = {**BEAT_SCHEDULE, **(app.conf.beat_schedule or {})}
 

@@ -7,17 +7,28 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.contrib.postgres.search import SearchHeadline, SearchQuery, SearchVectorField
+from django.contrib.postgres.search import SearchHeadline, SearchQuery, SearchVector
 from django.db import connection
 from django.db.models import Exists, FloatField, OuterRef, Q, QuerySet
-from django.db.models.expressions import Expression, RawSQL
+from django.db.models.expressions import RawSQL
 from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Cast
 from django.utils import timezone
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
-from annotation.models import Adjudication, Annotation, AnnotationLabel, Document, GoldAnswer, Label, Lease, Project
+from annotation.models import (
+    Adjudication,
+    Annotation,
+    AnnotationLabel,
+    Document,
+    DocumentSearchPending,
+    DocumentSearchVector,
+    GoldAnswer,
+    Label,
+    Lease,
+    Project,
+)
 from annotation.selectors import annotation_label_keys, final_labels_for, latest_adjudications, own_label_keys_for
 from learning import selectors as learning_selectors
 from learning.models import QueuePriority
@@ -79,21 +90,21 @@ class ExploreQuery:
 ANSWER_FILTERS = ("final_label", "reviewer", "gold")
 
 
-class StoredSearchVector(Expression):
-    """The document's stored tsvector (annotation migration 0014: generated from the text, GIN-indexed).
+def _matching_words(project: Project, query: SearchQuery) -> Q:
+    """Documents whose words match: those with a stored vector (annotation.DocumentSearchVector, GIN-indexed) that
+    matches, and those still waiting for theirs (inserted since the worker last ran) whose text matches.
 
-    The column is PostgreSQL's own and not a model field, so SQLite and the ORM's writes never see it.
+    One `IN` over both (UNION ALL), not two `IN`s joined by OR: PostgreSQL turns the one into a join driven by the
+    GIN index and the few pending rows, while an OR makes it test every document of the project in turn. The
+    pending side leaves the project to the outer query, so it starts from the pending rows, never the documents.
     """
-
-    output_field = SearchVectorField()
-
-    def as_sql(self, compiler, connection):
-        table = compiler.query.get_initial_alias()
-        return f"{compiler.quote_name_unless_alias(table)}.search_vector", []
-
-
-def document_search_vector() -> StoredSearchVector:
-    return StoredSearchVector()
+    indexed = DocumentSearchVector.objects.filter(project=project, vector=query).values("document_id")
+    waiting = (
+        DocumentSearchPending.objects.alias(text_vector=SearchVector("document__text", config=TEXT_SEARCH_CONFIG))
+        .filter(text_vector=query)
+        .values("document_id")
+    )
+    return Q(pk__in=indexed.union(waiting, all=True))
 
 
 @dataclass(frozen=True)
@@ -138,7 +149,7 @@ def filtered_documents(project: Project, query: ExploreQuery, *, sees_answers: b
     documents = Document.objects.filter(project=project)
     terms = parse_words(query.words)
     if terms and _full_text():
-        documents = documents.alias(search=document_search_vector()).filter(search=_search_query(terms))
+        documents = documents.filter(_matching_words(project, _search_query(terms)))
     elif terms:  # SQLite (make run): substring matching, each term in turn
         for term in terms:
             documents = documents.filter(text__icontains=term.text)

@@ -1144,6 +1144,8 @@ def import_batch_run(*, batch: ImportBatch, stream: IO[bytes], progress: Progres
                 target=batch,
                 after=_summary(batch),
             )
+            if batch.created_count:
+                transaction.on_commit(search_vectors_request)
             if batch.annotation_count:
                 # Imported labels count like reviewers' labels: the learning loop trains when they are enough
                 # (and lays out the queue either way).
@@ -1184,6 +1186,19 @@ def import_batch_run(*, batch: ImportBatch, stream: IO[bytes], progress: Progres
 
 # What a failed import tells the person who started it.
 RERUN = "Nothing from this file was stored; run the import again."
+
+
+def search_vectors_request() -> None:
+    """Ask a worker to store the new documents' search vectors; until it has, Explore matches them on their text.
+    A broker outage is logged: the periodic run (config/celery.py) stores them within a minute or so anyway."""
+    if connection.vendor != "postgresql":
+        return  # no text search on SQLite
+    from annotation.tasks import fill_search_vectors_task  # the task module imports this one
+
+    try:
+        fill_search_vectors_task.delay()
+    except Exception:  # the documents are committed; only their vectors wait
+        logger.exception("Could not ask a worker to store search vectors")
 
 
 def _import_heartbeat(batch_id: int) -> None:

@@ -6,8 +6,7 @@ from django.db import connection
 from annotation.models import Adjudication, Document, GoldAnswer, ImportBatch, Label
 from explore.search import (
     ExploreQuery,
-    _search_query,
-    document_search_vector,
+    filtered_documents,
     highlighted,
     parse_words,
     search,
@@ -62,8 +61,7 @@ def test_operators_typed_in_the_search_box_are_only_words(project, lead):
 def test_the_word_search_filters_on_the_indexed_expression(project, lead):
     """The filter's expression must be the GIN index's own, or PostgreSQL reads every document instead."""
     DocumentFactory.create_batch(3, project=project)
-    query = _search_query(parse_words("health"))
-    documents = Document.objects.alias(search=document_search_vector()).filter(search=query)
+    documents = filtered_documents(project, ExploreQuery(words="health"), sees_answers=True, user=lead)
     with connection.cursor() as cursor:
         cursor.execute("SET enable_seqscan = off")
         try:
