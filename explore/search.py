@@ -7,9 +7,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.contrib.postgres.search import SearchHeadline, SearchQuery, SearchVector
+from django.contrib.postgres.search import SearchHeadline, SearchQuery, SearchVector, SearchVectorField
 from django.db import connection
-from django.db.models import Exists, FloatField, OuterRef, Q, QuerySet
+from django.db.models import Exists, FloatField, Func, OuterRef, Q, QuerySet, Subquery
 from django.db.models.expressions import RawSQL
 from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Cast
@@ -92,17 +92,28 @@ ANSWER_FILTERS = ("final_label", "reviewer", "gold")
 
 def _matching_words(project: Project, query: SearchQuery) -> Q:
     """Documents whose words match: those with a stored vector (annotation.DocumentSearchVector, GIN-indexed) that
-    matches, and those still waiting for theirs (inserted since the worker last ran) whose text matches.
+    matches, and those still waiting for theirs (inserted since the worker last ran) whose text matches: each
+    search computes the pending documents' vectors, so it costs more only while a large import's wait.
 
     One `IN` over both (UNION ALL), not two `IN`s joined by OR: PostgreSQL turns the one into a join driven by the
     GIN index and the few pending rows, while an OR makes it test every document of the project in turn. The
-    pending side leaves the project to the outer query, so it starts from the pending rows, never the documents.
+    pending side leaves the project to the outer query.
     """
     indexed = DocumentSearchVector.objects.filter(project=project, vector=query).values("document_id")
+    # The text's vector as a subquery per pending row, not a join: with a join PostgreSQL, which prices
+    # to_tsvector far below its real cost, may compute it for every document of the table and keep the pending.
+    # (Wrapped in a Func: Django's @@ lookup cannot add a Subquery's parameters to the query's.)
+    text_vector = Func(
+        Subquery(
+            Document.objects.filter(pk=OuterRef("document_id"))
+            .annotate(vector=SearchVector("text", config=TEXT_SEARCH_CONFIG))
+            .values("vector")[:1]
+        ),
+        function="",
+        output_field=SearchVectorField(),
+    )
     waiting = (
-        DocumentSearchPending.objects.alias(text_vector=SearchVector("document__text", config=TEXT_SEARCH_CONFIG))
-        .filter(text_vector=query)
-        .values("document_id")
+        DocumentSearchPending.objects.alias(text_vector=text_vector).filter(text_vector=query).values("document_id")
     )
     return Q(pk__in=indexed.union(waiting, all=True))
 
