@@ -92,11 +92,13 @@ QUERIES = [
 def load(args, project_id: int) -> dict:
     from django.db import connection
 
-    from annotation.models import Document
+    from annotation.models import Document, DocumentSearchPending, DocumentSearchVector
+    from annotation.services.search_index import search_vectors_fill
 
     rng = random.Random(7)
     words = vocabulary(6_000, rng)
     table = Document._meta.db_table
+    vectors = DocumentSearchVector._meta.db_table
     with connection.cursor() as cursor:
         # Loaded without the index, then indexed once: the build time is a figure of its own.
         cursor.execute("DROP INDEX IF EXISTS document_search_vector_idx")
@@ -128,12 +130,87 @@ def load(args, project_id: int) -> dict:
             )
         print(f"  {min(start + chunk, args.documents):,} documents", flush=True)
     load_seconds = time.perf_counter() - started
+    # What the worker does after an import: the vectors of every pending document, in its batches.
+    started = time.perf_counter()
+    search_vectors_fill()
+    fill_seconds = time.perf_counter() - started
     started = time.perf_counter()
     with connection.cursor() as cursor:
-        cursor.execute(f"CREATE INDEX document_search_vector_idx ON {table} USING gin (search_vector)")
-        cursor.execute(f"ANALYZE {table}")
+        cursor.execute(f"CREATE INDEX document_search_vector_idx ON {vectors} USING gin (vector)")
+        for analyzed in (table, vectors, DocumentSearchPending._meta.db_table):
+            cursor.execute(f"ANALYZE {analyzed}")
     index_seconds = time.perf_counter() - started
-    return {"load_seconds": round(load_seconds, 1), "index_build_seconds": round(index_seconds, 1)}
+    return {
+        "load_seconds": round(load_seconds, 1),
+        "vector_fill_seconds": round(fill_seconds, 1),
+        "index_build_seconds": round(index_seconds, 1),
+    }
+
+
+def mark_pending(project_id: int, count: int) -> None:
+    """The state right after an import of `count` documents, before the worker ran: the newest `count` documents
+    pending, without vectors."""
+    from django.db import connection
+
+    from annotation.models import Document, DocumentSearchPending, DocumentSearchVector
+
+    newest = f"SELECT id FROM {Document._meta.db_table} WHERE project_id = %s ORDER BY id DESC LIMIT %s"
+    pending = DocumentSearchPending._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"DELETE FROM {DocumentSearchVector._meta.db_table} WHERE document_id IN ({newest})", [project_id, count]
+        )
+        cursor.execute(f"INSERT INTO {pending} (document_id) {newest} ON CONFLICT DO NOTHING", [project_id, count])
+        cursor.execute(f"ANALYZE {pending}")
+
+
+def time_queries(project, rare: str, repeats: int, baseline_repeats: int) -> list[dict]:
+    """Each query's Explore timings (first page, capped count, highlights) and its plan, and the substring scan
+    of the same words as the baseline."""
+    from django.db import connection, reset_queries
+
+    from annotation.models import Document
+    from explore.search import COUNT_LIMIT, ExploreQuery, filtered_documents, parse_words, search
+
+    rows = []
+    for kind, words in QUERIES:
+        words = words or rare
+        query = ExploreQuery(words=words)
+        if kind.endswith("metadata filter"):
+            query.metadata_key, query.metadata_value = "source", "policies"
+        timings = []
+        for _ in range(repeats):
+            reset_queries()
+            started = time.perf_counter()
+            page = search(project, query, user=None, sees_answers=True)
+            timings.append(time.perf_counter() - started)
+        baseline = []
+        for _ in range(baseline_repeats):
+            documents = Document.objects.filter(project=project)
+            for term in parse_words(words):
+                documents = documents.filter(text__icontains=term.text)
+            started = time.perf_counter()
+            list(documents.order_by("-pk")[:26])
+            documents[: COUNT_LIMIT + 1].count()
+            baseline.append(time.perf_counter() - started)
+        first_page = filtered_documents(project, query, sees_answers=True, user=None).order_by("-pk")[:26]
+        sql, params = first_page.query.sql_with_params()
+        with connection.cursor() as cursor:
+            cursor.execute("EXPLAIN " + sql, params)
+            plan = [line for (line,) in cursor.fetchall()]
+        row = {
+            "kind": kind,
+            "words": words,
+            "matches": f"{page.count:,}{'+' if page.count_capped else ''}",
+            "p50_ms": round(percentile(timings, 50) * 1000, 1),
+            "p95_ms": round(percentile(timings, 95) * 1000, 1),
+            "baseline_p50_ms": round(percentile(baseline, 50) * 1000, 1) if baseline else None,
+            "first_page_plan": plan,
+        }
+        rows.append(row)
+        print({k: v for k, v in row.items() if k != "first_page_plan"}, flush=True)
+        print("  " + "\n  ".join(plan), flush=True)
+    return rows
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -148,16 +225,20 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=40, help="Timed runs of each Explore query.")
     parser.add_argument("--baseline-repeats", type=int, default=3, help="Timed runs of each substring scan.")
     parser.add_argument("--keep-db", action="store_true")
+    parser.add_argument(
+        "--pending", type=int, default=0, help="Then time the queries again with this many newest documents pending."
+    )
+    parser.add_argument("--pending-repeats", type=int, default=5, help="Timed runs of each query while pending.")
     parser.add_argument("--write", type=Path, default=ROOT / "var" / "bench" / "search_words.json")
     args = parser.parse_args()
     if not args.keep_db:
         recreate_database(args.database_url)
     configure_django(args.database_url)
     from django.core.management import call_command
-    from django.db import connection, reset_queries
+    from django.db import connection
 
     from annotation.models import Document, Project
-    from explore.search import COUNT_LIMIT, ExploreQuery, parse_words, search
+    from annotation.services.search_index import search_vectors_fill
 
     call_command("migrate", verbosity=0)
     project, created = Project.objects.get_or_create(name="Search benchmark")
@@ -166,6 +247,7 @@ def main() -> None:
         Document.objects.filter(project=project).delete()
         print(f"Loading {args.documents:,} documents", flush=True)
         setup = load(args, project.pk)
+    search_vectors_fill()  # a kept database left pending by an interrupted run
     rare = vocabulary(6_000, random.Random(7))[-1]  # the same words the load drew from: the rarest of them
     report = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -175,36 +257,13 @@ def main() -> None:
         "queries": [],
     }
     print(json.dumps(setup), flush=True)
-    for kind, words in QUERIES:
-        words = words or rare
-        query = ExploreQuery(words=words)
-        if kind.endswith("metadata filter"):
-            query.metadata_key, query.metadata_value = "source", "policies"
-        timings = []
-        for _ in range(args.repeats):
-            reset_queries()
-            started = time.perf_counter()
-            page = search(project, query, user=None, sees_answers=True)
-            timings.append(time.perf_counter() - started)
-        baseline = []
-        for _ in range(args.baseline_repeats):
-            documents = Document.objects.filter(project=project)
-            for term in parse_words(words):
-                documents = documents.filter(text__icontains=term.text)
-            started = time.perf_counter()
-            list(documents.order_by("-pk")[:26])
-            documents[: COUNT_LIMIT + 1].count()
-            baseline.append(time.perf_counter() - started)
-        row = {
-            "kind": kind,
-            "words": words,
-            "matches": f"{page.count:,}{'+' if page.count_capped else ''}",
-            "p50_ms": round(percentile(timings, 50) * 1000, 1),
-            "p95_ms": round(percentile(timings, 95) * 1000, 1),
-            "baseline_p50_ms": round(percentile(baseline, 50) * 1000, 1),
-        }
-        report["queries"].append(row)
-        print(row, flush=True)
+    report["queries"] = time_queries(project, rare, args.repeats, args.baseline_repeats)
+    if args.pending:
+        # Right after an import of --pending documents, before the worker stored their vectors.
+        mark_pending(project.pk, args.pending)
+        report["pending"] = args.pending
+        report["queries_while_pending"] = time_queries(project, rare, args.pending_repeats, 0)
+        search_vectors_fill()
     connection.close()
     args.write.parent.mkdir(parents=True, exist_ok=True)
     args.write.write_text(json.dumps(report, indent=2))
@@ -215,6 +274,13 @@ def main() -> None:
             f"| {row['kind']} | `{row['words']}` | {row['matches']} | {row['p50_ms']} ms | {row['p95_ms']} ms "
             f"| {row['baseline_p50_ms']} ms |"
         )
+    if args.pending:
+        print(f"\nWith the newest {args.pending:,} documents pending (before the worker ran):")
+        print("| query | words | matches | Explore p50 | Explore p95 |")
+        print("| --- | --- | ---: | ---: | ---: |")
+        for row in report["queries_while_pending"]:
+            print(f"| {row['kind']} | `{row['words']}` | {row['matches']} | {row['p50_ms']} ms | {row['p95_ms']} ms |")
+    print(f"load average {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":
