@@ -205,8 +205,11 @@ HEADERS: dict[str, dict[str, Any]] = {
     },
     "Retry-After": {"description": "Seconds to wait before trying again.", "schema": {"type": "integer", "minimum": 0}},
     "Server-Timing": {
-        "description": "`model;dur=<ms>`: milliseconds the model itself took; the rest is network and API.",
-        "schema": {"type": "string", "pattern": r"^model;dur=[0-9.]+$"},
+        "description": (
+            "`model;dur=<ms>, app;dur=<ms>`: milliseconds the model itself took, and the whole application "
+            "(the model included); the rest is the network and the web server."
+        ),
+        "schema": {"type": "string", "pattern": r"^model;dur=[0-9.]+(, app;dur=[0-9.]+)?$"},
     },
     "ETag": {
         "description": "Send it back in If-None-Match to hear 304 while nothing changed.",

@@ -128,6 +128,28 @@ def timed_alternately(first, second, repeats: int) -> tuple[list[float], list[fl
     return times
 
 
+PARTS = ("model", "app", "connect", "wait")
+
+
+class Trace:
+    """httpx's trace events of one request, as perf_counter times: where the client's time went."""
+
+    def __init__(self) -> None:
+        self.moments: dict[str, float] = {}
+
+    def __call__(self, event: str, info: dict) -> None:
+        self.moments[event] = time.perf_counter()
+
+    def between(self, first: str, last: str) -> float:
+        return (self.moments[last] - self.moments[first]) * 1000
+
+    def span(self, name: str) -> float:
+        """Milliseconds of `name` (0 when it did not happen: a kept-alive connection is not connected again)."""
+        if f"{name}.started" not in self.moments:
+            return 0.0
+        return self.between(f"{name}.started", f"{name}.complete")
+
+
 def worker_rss_mb(server: subprocess.Popen) -> float:
     import psutil
 
@@ -183,18 +205,34 @@ def main() -> None:
             # Warm both sides on this batch shape before timing.
             client.post(url, json={"texts": batch_texts}).raise_for_status()
             local.predict_proba(batch_texts)
-            model_ms: list[float] = []
+            parts: dict[str, list[float]] = {name: [] for name in PARTS}
 
-            def call_api(bt=batch_texts, model_ms=model_ms):
-                response = client.post(url, json={"texts": bt}).raise_for_status()
-                model_ms.append(float(response.headers["Server-Timing"].split("dur=")[1]))
+            def call_api(bt=batch_texts, parts=parts):
+                trace = Trace()
+                response = client.post(url, json={"texts": bt}, extensions={"trace": trace}).raise_for_status()
+                timing = dict(entry.strip().split(";dur=") for entry in response.headers["Server-Timing"].split(","))
+                parts["model"].append(float(timing["model"]))
+                parts["app"].append(float(timing["app"]))
+                parts["connect"].append(trace.span("connection.connect_tcp"))
+                # From the first byte of the request sent to the last header of the answer read.
+                parts["wait"].append(
+                    trace.between("http11.send_request_headers.started", "http11.receive_response_headers.complete")
+                )
 
             api, own = timed_alternately(call_api, lambda bt=batch_texts: local.predict_proba(bt), args.repeats)
+            model_ms = parts["model"]
             # What the API adds around the model, from the same requests: immune to a busy neighbour.
             added = [a * 1000 - m for a, m in zip(api, model_ms, strict=True)]
             got = client.post(url, json={"texts": batch_texts}).json()["results"]
             expected = local.predict_proba(batch_texts)
             assert np.allclose([[r["probabilities"][k] for k in local.labels] for r in got], expected, atol=1e-5)
+            total_ms = [a * 1000 for a in api]
+            breakdown = {
+                "connect": parts["connect"],
+                "http_server": [w - a for w, a in zip(parts["wait"], parts["app"], strict=True)],
+                "django": [a - m for a, m in zip(parts["app"], parts["model"], strict=True)],
+                "client": [t - c - w for t, c, w in zip(total_ms, parts["connect"], parts["wait"], strict=True)],
+            }
             api_median, own_median = statistics.median(api), statistics.median(own)
             results.append(
                 {
@@ -207,6 +245,8 @@ def main() -> None:
                     "ratio": api_median / own_median,
                     "added_ms": statistics.median(added),
                     "added_share": statistics.median(x / (a * 1000) for x, a in zip(added, api, strict=True)),
+                    "server_model_ms": statistics.median(model_ms),
+                    **{f"{name}_ms": statistics.median(values) for name, values in breakdown.items()},
                 }
             )
             print(json.dumps(results[-1]), flush=True)
@@ -233,6 +273,22 @@ def render(results: list[dict], rss: float, rss_after: float, repeats: int, mean
             f"| {r['batch']} | {r['api_ms']:.1f} | {r['api_p95_ms']:.1f} | {r['own_ms']:.1f} | "
             f"{r['api_texts_per_s']:.1f} | {r['own_texts_per_s']:.1f} | {r['ratio']:.3f} | "
             f"{r['added_ms']:.1f} | {r['added_share']:.1%} |"
+        )
+    lines += [
+        "",
+        "Where the added time went (medians of the same calls, ms): connect = the client's TCP connect",
+        "(0 on a kept-alive connection); HTTP server = from the request's first byte sent to the answer's",
+        "headers read, less the application's own time (gunicorn's parsing and writing, the loopback);",
+        "Django = the application less the model (middleware, authentication, throttle, queries, serializers,",
+        "JSON); client = httpx building the request and reading the answer.",
+        "",
+        "| batch | connect | HTTP server | Django | client | model in the server | model in-process |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r['batch']} | {r['connect_ms']:.2f} | {r['http_server_ms']:.2f} | {r['django_ms']:.2f} | "
+            f"{r['client_ms']:.2f} | {r['server_model_ms']:.1f} | {r['own_ms']:.1f} |"
         )
     database = "SQLite" if SQLITE else "PostgreSQL"
     machine = f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, {database}"

@@ -36,6 +36,11 @@ class RequestIdMiddleware:
             response = self.get_response(request)
             status = response.status_code
             response["X-Request-ID"] = request.request_id
+            if "Server-Timing" in response:
+                # Beside the model's own time (predict), the whole application's: what a client's latency adds
+                # on top of both is the network and the web server.
+                app_ms = (time.perf_counter() - started) * 1000
+                response["Server-Timing"] = f"{response['Server-Timing']}, app;dur={app_ms:.2f}"
             return response
         finally:
             duration_ms = round((time.perf_counter() - started) * 1000, 1)

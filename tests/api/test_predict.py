@@ -53,6 +53,16 @@ def test_predict_returns_labels_probabilities_and_versions(with_models, trained_
 
 
 @pytest.mark.django_db
+def test_predict_says_the_applications_time_beside_the_models(with_models):
+    client = client_with(service_key(with_models.admin, [with_models.project], ["predict"]))
+    response = predict(client, with_models, {"texts": TEXTS})
+    assert response.status_code == 200, response.content
+    timing = dict(entry.strip().split(";dur=") for entry in response["Server-Timing"].split(","))
+    assert set(timing) == {"model", "app"}
+    assert float(timing["app"]) >= float(timing["model"]) > 0
+
+
+@pytest.mark.django_db
 def test_predictions_equal_in_process_setfit(with_models, trained_models):
     from learning.ml.classifier import Classifier
 
