@@ -40,6 +40,8 @@ os.environ.update(
         "HF_HUB_OFFLINE": "1",
         "TRANSFORMERS_OFFLINE": "1",
         "TOKENIZERS_PARALLELISM": "false",
+        # What config/wsgi.py gives the web workers, here for both sides: the in-process model runs the same threads.
+        "GOMP_SPINCOUNT": os.environ.get("GOMP_SPINCOUNT", "10000"),
         "DJANGO_SETTINGS_MODULE": "config.settings",
     }
 )
