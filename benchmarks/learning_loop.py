@@ -37,7 +37,7 @@ from bench_setup import recreate_database
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-DB_NAME = "docket_bench_learning"
+DB_NAME = os.environ.get("BENCH_LEARNING_DB", "docket_bench_learning")  # a name with "bench" in it
 ARTIFACTS = Path(tempfile.mkdtemp(prefix="docket-bench-learning-"))
 # Model versions and embedding shards: 1.5 GB of shards alone at 1,000,000 queued documents.
 atexit.register(shutil.rmtree, ARTIFACTS, ignore_errors=True)
@@ -181,34 +181,54 @@ def run_loop(project_id: int) -> dict:
 
 
 def raw_copy_baseline(project_id: int) -> dict:
-    """The project's priorities as they stand, written again by raw COPY into a bare table: seconds and rows."""
+    """The project's priorities as they stand, written again by raw COPY into a bare table: seconds and rows.
+
+    `seconds`: in the format the issue's baseline was measured in (probabilities as JSON objects with every label
+    key, text COPY), a fixed yardstick of the machine's speed; `array_seconds`: as they are stored now (real[] in
+    the version's label order, binary COPY), the floor of the write itself.
+    """
     import io
 
     from django.db import connection, transaction
 
-    from learning.models import QueuePriority
+    from learning.models import PriorityLabelKeys, QueuePriority
 
-    buffer = io.StringIO()
+    table = QueuePriority._meta.db_table
+    keys = PriorityLabelKeys._meta.db_table
+    as_objects = (
+        "SELECT q.document_id, q.score, q.model_version, "
+        "coalesce((SELECT jsonb_object_agg(u.k, round(u.p::numeric, 4)) "
+        "FROM unnest(ARRAY(SELECT jsonb_array_elements_text(k.label_keys)), q.probabilities) u(k, p) "
+        "WHERE u.k IS NOT NULL AND u.p IS NOT NULL), '{}') "
+        f"FROM {table} q LEFT JOIN {keys} k "
+        f"ON k.project_id = q.project_id AND k.model_version = q.model_version WHERE q.project_id = {int(project_id)}"
+    )
+    as_stored = (
+        f"SELECT document_id, score, model_version, probabilities FROM {table} WHERE project_id = {int(project_id)}"
+    )
+    text, binary = io.StringIO(), io.BytesIO()
     with connection.cursor() as cursor:
-        cursor.copy_expert(
-            f"COPY (SELECT document_id, score, model_version, probabilities FROM {QueuePriority._meta.db_table} "
-            f"WHERE project_id = {int(project_id)}) TO STDOUT",
-            buffer,
-        )
+        cursor.copy_expert(f"COPY ({as_objects}) TO STDOUT", text)
+        cursor.copy_expert(f"COPY ({as_stored}) TO STDOUT WITH (FORMAT binary)", binary)
         cursor.execute("DROP TABLE IF EXISTS bench_priority_copy")
-    buffer.seek(0)
-    started = time.perf_counter()
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(
-            "CREATE TABLE bench_priority_copy (document_id bigint, score double precision, model_version integer, "
-            "probabilities jsonb)"
-        )
-        cursor.copy_expert("COPY bench_priority_copy FROM STDIN", buffer)
-        rows = cursor.rowcount
-    seconds = time.perf_counter() - started
-    with connection.cursor() as cursor:
-        cursor.execute("DROP TABLE bench_priority_copy")
-    return {"seconds": seconds, "rows": rows}
+    timings = {}
+    for name, buffer, columns, options in (
+        ("seconds", text, "probabilities jsonb", ""),
+        ("array_seconds", binary, "probabilities real[]", " WITH (FORMAT binary)"),
+    ):
+        buffer.seek(0)
+        started = time.perf_counter()
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(
+                "CREATE TABLE bench_priority_copy (document_id bigint, score double precision, model_version integer, "
+                f"{columns})"
+            )
+            cursor.copy_expert(f"COPY bench_priority_copy FROM STDIN{options}", buffer)
+            rows = cursor.rowcount
+        timings[name] = time.perf_counter() - started
+        with connection.cursor() as cursor:
+            cursor.execute("DROP TABLE bench_priority_copy")
+    return {**timings, "rows": rows}
 
 
 def run_project(project_id: int):
@@ -217,7 +237,9 @@ def run_project(project_id: int):
     return Project.objects.get(pk=project_id)
 
 
-def fast_loop(bench: Bench, pool: int, *, real_embeddings: bool, rounds_count: int = FAST_ROUNDS) -> dict:
+def fast_loop(
+    bench: Bench, pool: int, *, real_embeddings: bool, rounds_count: int = FAST_ROUNDS, profile: Path | None = None
+) -> dict:
     import numpy as np
 
     from annotation.models import Document
@@ -255,13 +277,22 @@ def fast_loop(bench: Bench, pool: int, *, real_embeddings: bool, rounds_count: i
     rounds, baselines = [], []
     for round_number in range(rounds_count):
         bench.label_queued(project, NEW_LABELS_PER_ROUND)
-        result = run_loop(project.pk)
+        if profile is not None:
+            import cProfile
+
+            profiler = cProfile.Profile()
+            result = profiler.runcall(run_loop, project.pk)
+            profile.mkdir(parents=True, exist_ok=True)
+            profiler.dump_stats(profile / f"fast-{pool}-round{round_number + 1}.prof")
+        else:
+            result = run_loop(project.pk)
         rounds.append(result)
         baseline = raw_copy_baseline(project.pk)
         baselines.append(baseline)
         print(
             f"  round {round_number + 1}: {result['seconds']:.2f} s {result['timings']}; raw COPY of "
-            f"{baseline['rows']:,} priorities {baseline['seconds']:.2f} s (load {os.getloadavg()[0]:.1f})",
+            f"{baseline['rows']:,} priorities {baseline['seconds']:.2f} s as JSON objects, "
+            f"{baseline['array_seconds']:.2f} s as stored (load {os.getloadavg()[0]:.1f})",
             flush=True,
         )
     return {
@@ -492,6 +523,7 @@ def main() -> None:
     parser.add_argument("--throughput-texts", type=int, default=100, help="texts per throughput round")
     parser.add_argument("--throughput-rounds", type=int, default=2)
     parser.add_argument("--write", type=Path, help="write the markdown report here")
+    parser.add_argument("--profile", type=Path, help="cProfile each fast-loop round into this folder (.prof files)")
     args = parser.parse_args()
 
     started = time.perf_counter()
@@ -518,7 +550,13 @@ def main() -> None:
     }
     for pool in [int(p) for p in args.pools.split(",") if p]:
         results["fast"].append(
-            fast_loop(bench, pool, real_embeddings=pool <= args.encode_up_to, rounds_count=args.rounds)
+            fast_loop(
+                bench,
+                pool,
+                real_embeddings=pool <= args.encode_up_to,
+                rounds_count=args.rounds,
+                profile=args.profile,
+            )
         )
     if not args.fast_only:
         for labels in [int(n) for n in args.slow_labels.split(",") if n]:

@@ -119,7 +119,7 @@ def set_up(args: argparse.Namespace) -> tuple[int, list[tuple[str, str]]]:
         Skip,
         Taxonomy,
     )
-    from learning.models import QueuePriority
+    from learning.models import PriorityLabelKeys, QueuePriority
 
     call_command("migrate", verbosity=0)
     name = "Review queue benchmark"
@@ -169,8 +169,9 @@ def set_up(args: argparse.Namespace) -> tuple[int, list[tuple[str, str]]]:
     if args.scored:
         rng = random.Random(7)
         rows = []
+        keys = PriorityLabelKeys.record(project.pk, 1, list(LABEL_KEYS))
         for document_id in Document.objects.filter(project=project).values_list("id", flat=True).iterator():
-            probabilities = {key: round(rng.random(), 3) for key in LABEL_KEYS}
+            probabilities = [round(rng.random(), 3) for _ in keys]
             rows.append(
                 QueuePriority(
                     document_id=document_id,

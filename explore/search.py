@@ -9,10 +9,8 @@ from typing import Any
 
 from django.contrib.postgres.search import SearchHeadline, SearchQuery, SearchVector, SearchVectorField
 from django.db import connection
-from django.db.models import Exists, FloatField, Func, OuterRef, Q, QuerySet, Subquery
-from django.db.models.expressions import RawSQL
+from django.db.models import Exists, Func, OuterRef, Q, QuerySet, Subquery
 from django.db.models.fields.json import KeyTextTransform
-from django.db.models.functions import Cast
 from django.utils import timezone
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
@@ -31,7 +29,6 @@ from annotation.models import (
 )
 from annotation.selectors import annotation_label_keys, final_labels_for, latest_adjudications, own_label_keys_for
 from learning import selectors as learning_selectors
-from learning.models import QueuePriority
 from learning.services import neighbours
 
 PAGE_SIZE = 25
@@ -181,31 +178,24 @@ def filtered_documents(project: Project, query: ExploreQuery, *, sees_answers: b
         flagged = Q(status=Document.Status.FLAGGED)
         documents = documents.filter(flagged if query.flagged else ~flagged)
     if query.predicted_label or query.probability_min is not None or query.probability_max is not None:
-        documents = _by_prediction(documents, query)
+        documents = _by_prediction(project, documents, query)
     if sees_answers:
         documents = _by_answers(project, documents, query)
     return documents
 
 
-def _by_prediction(documents: QuerySet[Document], query: ExploreQuery) -> QuerySet[Document]:
+def _by_prediction(project: Project, documents: QuerySet[Document], query: ExploreQuery) -> QuerySet[Document]:
     """With a label: the probability the serving model gives it, within [min, max]; min defaults to 0.5, the
     label's decision point, so "predicts X" alone means what the model would answer. Without a label: the model's
     confidence in its likeliest label (0.4 to 0.6 finds the documents it is least sure about)."""
-    scored = documents.filter(queue_priority__model_version__isnull=False)
     if query.predicted_label:
         low = 0.5 if query.probability_min is None else query.probability_min
-        probability = Cast(KeyTextTransform(query.predicted_label, "queue_priority__probabilities"), FloatField())
     else:
         low = 0.0 if query.probability_min is None else query.probability_min
-        # The join above is the first to learning's table, so it goes by the table's own name.
-        table = QueuePriority._meta.db_table
-        if connection.vendor == "postgresql":
-            sql = f'(SELECT max(value::float) FROM jsonb_each_text("{table}"."probabilities"))'
-        else:
-            sql = f'(SELECT max(value) FROM json_each("{table}"."probabilities"))'
-        probability = RawSQL(sql, [], output_field=FloatField())
     high = 1.0 if query.probability_max is None else query.probability_max
-    return scored.alias(probability=probability).filter(probability__gte=low, probability__lte=high)
+    return learning_selectors.with_predicted_probability(
+        project, documents, label_key=query.predicted_label or None, low=low, high=high
+    )
 
 
 def _by_answers(project: Project, documents: QuerySet[Document], query: ExploreQuery) -> QuerySet[Document]:

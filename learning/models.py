@@ -1,6 +1,8 @@
 """The model side's tables: model versions and the runs that train them, the evaluation reservation, the
 embedding cache index, and per-document scores that order the review queue and feed suggestions."""
 
+import json
+import math
 from pathlib import Path
 
 from django.conf import settings
@@ -10,6 +12,65 @@ from django.db.models import Q
 DESCRIPTIONS_VERSION = 0
 """QueuePriority.model_version of suggestions made from the labels' own words before the first model (whose
 number is 1)."""
+
+
+class LabelProbabilitiesField(models.Field):
+    """A row of probabilities as a list of floats: `real[]` on PostgreSQL (4 bytes a label, and written by binary
+    COPY without parsing), a JSON list on SQLite. Which label each entry belongs to is not in the row: see
+    PriorityLabelKeys."""
+
+    description = "probabilities in a label order kept elsewhere"
+
+    def db_type(self, connection) -> str:
+        return "real[]" if connection.vendor == "postgresql" else "text"
+
+    def from_db_value(self, value, expression, connection):
+        if value is None or isinstance(value, list):
+            return value
+        return _from_json(value)
+
+    def to_python(self, value):
+        if value is None or isinstance(value, list):
+            return value
+        if isinstance(value, str):
+            return _from_json(value)
+        return [float(v) for v in value]
+
+    def get_db_prep_value(self, value, connection, prepared=False):
+        if value is None:
+            return None
+        values = [float(v) for v in value]
+        if connection.vendor == "postgresql":
+            return values
+        # JSON has no NaN: null stands for it, which SQLite's JSON functions skip as PostgreSQL's readers skip NaN.
+        return json.dumps([None if math.isnan(v) else v for v in values])
+
+
+def _from_json(text: str) -> list[float]:
+    return [math.nan if v is None else float(v) for v in json.loads(text)]
+
+
+def probabilities_by_label(label_keys: list[str] | None, values: list[float] | None) -> dict[str, float]:
+    """Label key -> probability of a stored row, given the keys its version wrote it in (PriorityLabelKeys).
+
+    Rounded to 4 decimals, as they were always stored and exported. NaN marks a label the row was not scored
+    for (added after the cold start that wrote it): left out, as the row never had it.
+    """
+    if not label_keys or not values:
+        return {}
+    return {key: round(float(p), 4) for key, p in zip(label_keys, values, strict=False) if not math.isnan(p)}
+
+
+class QueuePriorityManager(models.Manager):
+    def create(self, **kwargs):
+        """As Manager.create; `probabilities` may also be given as label key -> probability (with a
+        model_version), whose keys are then recorded for the version (PriorityLabelKeys.record)."""
+        probabilities = kwargs.get("probabilities")
+        if isinstance(probabilities, dict):
+            project_id = kwargs["project"].pk if "project" in kwargs else kwargs["project_id"]
+            keys = PriorityLabelKeys.record(project_id, kwargs["model_version"], list(probabilities))
+            kwargs["probabilities"] = [float(probabilities.get(key, math.nan)) for key in keys]
+        return super().create(**kwargs)
 
 
 class QueuePriority(models.Model):
@@ -39,12 +100,63 @@ class QueuePriority(models.Model):
     # model, when the labels' own words suggest; None for an evaluation document, which reviewers label without
     # a suggestion, and for a pool scored before any label had a description to compare with.
     model_version = models.PositiveIntegerField(null=True, blank=True)
-    # Label key -> probability under that model, in the project's label order.
-    probabilities = models.JSONField(default=dict, blank=True)
+    # Probabilities under that model in the order of the label keys it wrote them in (PriorityLabelKeys of
+    # the project and model_version): the keys are not repeated in every row, which made a row 440 bytes with
+    # twelve labels instead of about 130. Read them as label key -> probability with `probabilities_by_label`
+    # (learning.selectors does). Empty for a row without model_version.
+    probabilities = LabelProbabilitiesField(default=list, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+    objects = QueuePriorityManager()
 
     class Meta:
         indexes = [models.Index(fields=["project", "-score"], name="queue_priority_order_idx")]
+
+    def label_probabilities(self) -> dict[str, float]:
+        """Label key -> probability (a query for the keys of its version; readers of many rows join them)."""
+        if self.model_version is None:
+            return {}
+        keys = PriorityLabelKeys.objects.filter(project_id=self.project_id, model_version=self.model_version)
+        return probabilities_by_label(keys.values_list("label_keys", flat=True).first(), self.probabilities)
+
+
+class PriorityLabelKeys(models.Model):
+    """The label keys, in order, of the probabilities a model version wrote into a project's queue priorities.
+
+    For a model (number 1 and up) they are its outputs' keys and never change; for the labels' own words
+    (DESCRIPTIONS_VERSION) they are the labels of the latest cold start, which keeps the older keys' places
+    (learning.services.pool._label_keys_record) so that rows it did not rewrite still read right.
+    """
+
+    project = models.ForeignKey("annotation.Project", on_delete=models.CASCADE, related_name="+")
+    model_version = models.PositiveIntegerField()
+    label_keys = models.JSONField(default=list)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["project", "model_version"], name="priority_label_keys_unique")]
+
+    def __str__(self) -> str:
+        return f"label keys of model v{self.model_version} in project {self.project_id}"
+
+    @classmethod
+    def record(cls, project_id: int, model_version: int, label_keys: list[str]) -> list[str]:
+        """Record that rows of this version are written in `label_keys`; returns the keys to write them in.
+
+        A version's keys are recorded once. Should a later write of the same version number bring other keys
+        (the labels' own words, DESCRIPTIONS_VERSION, after labels were added or retired), the recorded keys
+        keep their places and new ones are appended, so rows written before and not rewritten (documents
+        labeled since) still read right; a recorded key the new rows lack is written as NaN, which readers
+        leave out. Call it in the transaction that writes the rows.
+        """
+        record, created = cls.objects.get_or_create(
+            project_id=project_id, model_version=model_version, defaults={"label_keys": list(label_keys)}
+        )
+        recorded = list(record.label_keys)
+        merged = recorded + [key for key in label_keys if key not in recorded]
+        if merged != recorded:
+            record.label_keys = merged
+            record.save(update_fields=["label_keys"])
+        return merged
 
 
 class LearningState(models.Model):

@@ -6,10 +6,19 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.db.models import F, OuterRef, QuerySet, Subquery
+from django.db import connection
+from django.db.models import F, JSONField, OuterRef, QuerySet, Subquery
+from django.db.models.expressions import RawSQL
 
 from annotation.models import Document, Taxonomy
-from learning.models import DESCRIPTIONS_VERSION, ModelVersion, QueuePriority, TrainingRun
+from learning.models import (
+    DESCRIPTIONS_VERSION,
+    ModelVersion,
+    PriorityLabelKeys,
+    QueuePriority,
+    TrainingRun,
+    probabilities_by_label,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -33,18 +42,26 @@ def predictions_for(document_ids: Iterable[int]) -> dict[int, dict]:
         .annotate(
             trained_on=Subquery(trained_on.values("taxonomy_version")[:1]),
             current=Subquery(Taxonomy.objects.filter(project=OuterRef("project")).values("version")[:1]),
+            label_keys=_label_keys_of("model_version"),
         )
-        .values("document_id", "model_version", "probabilities", "trained_on", "current")
+        .values("document_id", "model_version", "probabilities", "trained_on", "current", "label_keys")
     )
     return {
         row["document_id"]: {
             "model_version": row["model_version"],
             "taxonomy_version": row["trained_on"],
             "current_taxonomy_version": row["current"],
-            "probabilities": row["probabilities"],
+            "probabilities": probabilities_by_label(row["label_keys"], row["probabilities"]),
         }
         for row in rows
     }
+
+
+def _label_keys_of(version_column: str) -> Subquery:
+    """The label keys a row's probabilities are in (PriorityLabelKeys of its project and model version), as a
+    column of the same query."""
+    keys = PriorityLabelKeys.objects.filter(project=OuterRef("project"), model_version=OuterRef(version_column))
+    return Subquery(keys.values("label_keys")[:1], output_field=JSONField())
 
 
 # The names of `review_prediction_columns`, for a caller that reads a row of them.
@@ -52,6 +69,7 @@ REVIEW_PREDICTION_COLUMNS = (
     "review_active",
     "review_stored_version",
     "review_stored_probabilities",
+    "review_stored_label_keys",
     "review_trained_on",
     "review_taxonomy_now",
 )
@@ -69,6 +87,12 @@ def review_prediction_columns(project) -> dict[str, Any]:
         ),
         "review_stored_version": F("queue_priority__model_version"),
         "review_stored_probabilities": F("queue_priority__probabilities"),
+        "review_stored_label_keys": Subquery(
+            PriorityLabelKeys.objects.filter(
+                project=project, model_version=OuterRef("queue_priority__model_version")
+            ).values("label_keys")[:1],
+            output_field=JSONField(),
+        ),
         "review_trained_on": Subquery(trained_on.values("taxonomy_version")[:1]),
         "review_taxonomy_now": Subquery(Taxonomy.objects.filter(project=project).values("version")[:1]),
     }
@@ -93,7 +117,9 @@ def prediction_for_review(project, document, row: dict | None = None) -> dict | 
             "model_version": row["review_stored_version"],
             "taxonomy_version": row["review_trained_on"],
             "current_taxonomy_version": row["review_taxonomy_now"],
-            "probabilities": row["review_stored_probabilities"],
+            "probabilities": probabilities_by_label(
+                row["review_stored_label_keys"], row["review_stored_probabilities"]
+            ),
             "from_label_descriptions": row["review_stored_version"] == DESCRIPTIONS_VERSION,
         }
     if active is None or (stored is not None and stored["model_version"] == active):
@@ -217,3 +243,48 @@ def project_files(project_id: int) -> list[Path]:
         root / "embeddings" / str(project_id),
         root / "quality" / f"project-{project_id}-label-errors.json",
     ]
+
+
+def with_predicted_probability(
+    project, documents: QuerySet, *, label_key: str | None, low: float, high: float
+) -> QuerySet:
+    """The documents whose stored probability of `label_key` (or, without one, of their likeliest label) lies
+    within [low, high]; documents without a model's scores are left out.
+
+    A label's place in a row depends on the version that wrote it (PriorityLabelKeys): the few versions of the
+    project are joined to the rows by a hash join, not looked up row by row, so a filter over 1,000,000
+    priorities reads the table once.
+    """
+    table = connection.ops.quote_name(QueuePriority._meta.db_table)
+    keys_table = connection.ops.quote_name(PriorityLabelKeys._meta.db_table)
+    postgresql = connection.vendor == "postgresql"
+    if label_key is None:
+        if postgresql:
+            likeliest = "(SELECT max(p) FROM unnest(q.probabilities) p WHERE p <> 'NaN')"
+        else:
+            likeliest = "(SELECT max(value) FROM json_each(q.probabilities))"
+        sql = (
+            f"SELECT q.document_id FROM {table} q WHERE q.project_id = %s AND q.model_version IS NOT NULL "
+            f"AND {likeliest} BETWEEN %s AND %s"
+        )
+        params = [project.pk, low, high]
+    else:
+        if postgresql:
+            places = (
+                f"SELECT k.model_version, o.i FROM {keys_table} k "
+                "CROSS JOIN LATERAL jsonb_array_elements_text(k.label_keys) WITH ORDINALITY o(key, i) "
+                "WHERE k.project_id = %s AND o.key = %s"
+            )
+            probability = "q.probabilities[place.i]"
+        else:
+            places = (
+                f"SELECT k.model_version, CAST(o.key AS INTEGER) AS i FROM {keys_table} k, json_each(k.label_keys) o "
+                "WHERE k.project_id = %s AND o.value = %s"
+            )
+            probability = "json_extract(q.probabilities, '$[' || place.i || ']')"
+        sql = (
+            f"SELECT q.document_id FROM {table} q JOIN ({places}) place ON place.model_version = q.model_version "
+            f"WHERE q.project_id = %s AND {probability} BETWEEN %s AND %s"
+        )
+        params = [project.pk, label_key, project.pk, low, high]
+    return documents.filter(pk__in=RawSQL(sql, params))

@@ -7,6 +7,7 @@ is put in order from the stored probabilities, with the evaluation documents int
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from learning import selectors
 from learning.exceptions import ScoresRejected
 from learning.ml.spark_scoring import PROBABILITY_PREFIX
 from learning.ml.strategies import get_strategy
-from learning.models import EvaluationReservation, ModelVersion, QueuePriority
+from learning.models import EvaluationReservation, ModelVersion, PriorityLabelKeys, QueuePriority
 from learning.services.evaluation import _state_lock, evaluation_reserve, interleaved_scores
 from learning.services.pool import PoolScores, _evaluation_scores, _priorities_write, version_examples_per_label
 
@@ -166,11 +167,19 @@ def queue_order_from_stored_scores(*, project: Project, incoming: tuple[np.ndarr
         incoming if incoming is not None else (np.empty(0, np.int64), np.empty((0, len(keys))))
     )
     replaced = set(incoming_ids.tolist())
+    # Stored rows are in the order of the keys recorded for the version; read them in the model's own.
+    recorded = list(
+        PriorityLabelKeys.objects.filter(project=project, model_version=active.number)
+        .values_list("label_keys", flat=True)
+        .first()
+        or []
+    )
+    places = [recorded.index(key) if key in recorded else None for key in keys]
     learner_ids, rows = [], []
-    for document_id, probabilities in stored.iterator(chunk_size=10_000):
+    for document_id, values in stored.iterator(chunk_size=10_000):
         if document_id not in replaced:
             learner_ids.append(document_id)
-            rows.append([probabilities.get(key, 0.0) for key in keys])
+            rows.append([_stored_value(values, place) for place in places])
     fresh = ~np.isin(incoming_ids, np.asarray(sorted(reserved), dtype=np.int64))
     learner_ids = np.concatenate([np.asarray(learner_ids, dtype=np.int64), incoming_ids[fresh]])
     probabilities = np.concatenate([np.asarray(rows, dtype=np.float64).reshape(-1, len(keys)), incoming_rows[fresh]])
@@ -198,3 +207,10 @@ def queue_order_from_stored_scores(*, project: Project, incoming: tuple[np.ndarr
         if now_active is None or now_active.pk != active.pk:
             return 0
         return _priorities_write(project.pk, pool)
+
+
+def _stored_value(values: list[float], place: int | None) -> float:
+    """A stored probability, 0 where the row has none for the label (as a missing key read before)."""
+    if place is None or place >= len(values) or math.isnan(values[place]):
+        return 0.0
+    return values[place]

@@ -7,8 +7,8 @@ import pytest
 from django.db import connection, transaction
 
 from annotation.models import Document
-from learning.models import QueuePriority
-from learning.selectors import order_by_priority
+from learning.models import DESCRIPTIONS_VERSION, PriorityLabelKeys, QueuePriority, probabilities_by_label
+from learning.selectors import order_by_priority, predictions_for, with_predicted_probability
 from learning.services.pool import PoolScores, _priorities_write
 from tests.factories import DocumentFactory, project_with_labels
 
@@ -34,10 +34,14 @@ def pool_of(documents, *, version=7, evaluation=(), probabilities=None, scores=N
 
 
 def stored(project) -> dict[int, tuple]:
+    """(score, model version, label key -> probability) per document, as readers see them."""
+    keys = dict(PriorityLabelKeys.objects.filter(project=project).values_list("model_version", "label_keys"))
     rows = QueuePriority.objects.filter(project=project).values_list(
         "document_id", "score", "model_version", "probabilities"
     )
-    return {pk: (score, version, probabilities) for pk, score, version, probabilities in rows}
+    return {
+        pk: (score, version, probabilities_by_label(keys.get(version), values)) for pk, score, version, values in rows
+    }
 
 
 def test_every_row_is_stored_as_scored_evaluation_documents_without_suggestion():
@@ -144,3 +148,49 @@ def test_readers_see_the_previous_priorities_whole_until_the_rewrite_commits():
     assert seen == {"versions": {1}, "order": ids}
     assert {row[1] for row in stored(project).values()} == {2}
     assert list(order_by_priority(Document.objects.filter(project=project)).values_list("pk", flat=True)) == ids[::-1]
+
+
+def test_a_new_cold_start_with_other_labels_leaves_earlier_rows_reading_right():
+    project = project_with_labels(KEYS)
+    documents = DocumentFactory.create_batch(3, project=project)
+    first = np.array([[0.5, 0.3, 0.2]] * 3)
+    with transaction.atomic():
+        _priorities_write(project.pk, pool_of(documents, version=DESCRIPTIONS_VERSION, probabilities=first))
+    labeled = documents[0]
+    Document.objects.filter(pk=labeled.pk).update(status=Document.Status.LABELED)
+    # A label retired and one added since: the queue is scored again from the labels' words, in a new order.
+    rescored = PoolScores(
+        document_ids=np.array(sorted(d.pk for d in documents[1:]), dtype=np.int64),
+        scores=np.array([0.2, 0.1]),
+        model_version=DESCRIPTIONS_VERSION,
+        probabilities=np.array([[0.6, 0.1, 0.3]] * 2),
+        label_keys=["data_security", "user_choice", "first_party"],
+        learner_mask=np.ones(2, dtype=bool),
+    )
+    with transaction.atomic():
+        _priorities_write(project.pk, rescored)
+
+    rows = stored(project)
+    assert rows[labeled.pk][2] == {"first_party": 0.5, "third-party": 0.3, "data_security": 0.2}
+    for document in documents[1:]:
+        assert rows[document.pk][2] == {"data_security": 0.6, "user_choice": 0.1, "first_party": 0.3}
+    assert predictions_for([labeled.pk])[labeled.pk]["probabilities"] == rows[labeled.pk][2]
+
+
+def test_a_labels_probability_is_found_in_each_versions_own_order():
+    project = project_with_labels(KEYS)
+    documents = DocumentFactory.create_batch(4, project=project)
+    with transaction.atomic():
+        _priorities_write(project.pk, pool_of(documents[:2], version=1, probabilities=np.array([[0.9, 0.1, 0.0]] * 2)))
+    reordered = pool_of(documents[2:], version=2, probabilities=np.array([[0.05, 0.15, 0.8]] * 2))
+    reordered.label_keys = ["data_security", "third-party", "first_party"]
+    with transaction.atomic():
+        _priorities_write(project.pk, reordered)
+
+    documents_of = Document.objects.filter(project=project)
+    likely = with_predicted_probability(project, documents_of, label_key="first_party", low=0.5, high=1.0)
+    unlikely = with_predicted_probability(project, documents_of, label_key="first_party", low=0.0, high=0.5)
+    sure = with_predicted_probability(project, documents_of, label_key=None, low=0.85, high=1.0)
+    assert set(likely.values_list("pk", flat=True)) == {d.pk for d in documents[:2]} | {d.pk for d in documents[2:]}
+    assert not unlikely.exists()
+    assert set(sure.values_list("pk", flat=True)) == {d.pk for d in documents[:2]}

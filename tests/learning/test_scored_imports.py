@@ -54,7 +54,7 @@ def test_imported_scores_order_the_queue_and_serve_as_suggestions_without_encodi
     # The whole queue (the four documents scored by the worker and the six imported) is ordered by margin.
     queued = Document.objects.filter(project=project, status="queued")
     ordered = list(selectors.order_by_priority(queued).values_list("queue_priority__probabilities", flat=True))
-    margins = [sorted(p.values())[-1] - sorted(p.values())[-2] for p in ordered]
+    margins = [sorted(p)[-1] - sorted(p)[-2] for p in ordered]  # stored in the model's label order
     assert len(ordered) == 10 and margins == sorted(margins)
     assert AuditEvent.objects.get(action="import.scores").after["created"] == 6
     # Explore filters on the imported probabilities too.
@@ -76,7 +76,9 @@ def test_rows_for_known_documents_update_them_and_labeled_ones_are_left_alone(ar
     sure = np.array([[0.98, 0.01, 0.01]] * 3)
     path = scored_file(tmp_path / "s.parquet", ["q-1", "l-1", "nobody"], None, sure)
     call_command("import_scores", project.name, str(path))
-    assert QueuePriority.objects.get(document=queued).probabilities == dict(zip(KEYS, [0.98, 0.01, 0.01], strict=True))
+    assert QueuePriority.objects.get(document=queued).label_probabilities() == dict(
+        zip(KEYS, [0.98, 0.01, 0.01], strict=True)
+    )
     assert not QueuePriority.objects.filter(document=labeled).exists()
     assert Document.objects.filter(project=project).count() == 18 + 4
 

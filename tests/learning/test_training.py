@@ -44,8 +44,8 @@ def test_fast_run_trains_activates_and_scores_every_queued_document(artifact_dir
     assert rows.count() == queued(project).count() == 12
     for row in rows:
         assert row.model_version == 1
-        assert list(row.probabilities) == list(KEYS)
-        assert sum(row.probabilities.values()) == pytest.approx(1.0, abs=1e-3)
+        assert list(row.label_probabilities()) == list(KEYS)
+        assert sum(row.label_probabilities().values()) == pytest.approx(1.0, abs=1e-3)
     assert set(run.timings) >= {"read_labels", "embed_labeled", "fit_head", "save", "score_pool", "switch"}
 
 
@@ -78,7 +78,7 @@ def test_rare_label_queue_is_the_simulations_order_for_the_same_labels(artifact_
 
     def live_order_scores():
         ordered = list(order_by_priority(queued(project)).select_related("queue_priority"))
-        probabilities = np.array([[d.queue_priority.probabilities[k] for k in KEYS] for d in ordered])
+        probabilities = np.array([[d.queue_priority.label_probabilities()[k] for k in KEYS] for d in ordered])
         return strategy.scores(probabilities, examples_per_label=examples), strategy.scores(probabilities)
 
     # A batch of one is the strategy's top document, so the whole queue is in the simulation's order.
@@ -104,7 +104,7 @@ def test_queue_order_follows_the_models_uncertainty(artifact_dir):
     project, _ = build_labelled_project(query_strategy="margin")
     train(project)
     ordered = list(order_by_priority(queued(project)).select_related("queue_priority"))
-    probabilities = np.array([[d.queue_priority.probabilities[k] for k in KEYS] for d in ordered])
+    probabilities = np.array([[d.queue_priority.label_probabilities()[k] for k in KEYS] for d in ordered])
     uncertainty = get_strategy("margin").scores(probabilities)
     # Most uncertain first (probabilities are stored to 4 decimals, hence the tolerance).
     assert np.all(np.diff(uncertainty) <= 2e-3)
@@ -179,10 +179,10 @@ def test_cold_start_orders_the_queue_by_diverse_picks_before_any_model(artifact_
     assert len(reserved) == 3
     for row in rows:
         if row.document_id in reserved:  # evaluation documents are labelled without any suggestion
-            assert row.model_version is None and row.probabilities == {}
+            assert row.model_version is None and row.label_probabilities() == {}
         else:  # the others carry suggestions from the labels' own words, "version 0"
             assert row.model_version == DESCRIPTIONS_VERSION == 0
-            assert list(row.probabilities) == list(KEYS)
+            assert list(row.label_probabilities()) == list(KEYS)
 
 
 def test_before_any_label_the_first_document_is_suggested_from_the_label_descriptions(artifact_dir):
@@ -267,8 +267,8 @@ def test_a_label_nobody_has_labelled_yet_is_learnt_from_its_description(artifact
     run = train(project)
     assert run.status == "succeeded", run.error
     assert run.model_version.training_args["anchor_copies"] >= 1
-    security = QueuePriority.objects.filter(project=project).values_list("document__text", "probabilities")
-    by_text = {text: probabilities["data_security"] for text, probabilities in security}
+    security = QueuePriority.objects.filter(project=project).select_related("document")
+    by_text = {row.document.text: row.label_probabilities()["data_security"] for row in security}
     # Without the label's text the head has no such class at all (probability ~0 everywhere); with it, the
     # queue's most likely security document is a security document, and a clear one gets a real share.
     assert max(by_text, key=by_text.get).startswith(("Backups are encrypted", "Two-factor", "Keys are rotated"))

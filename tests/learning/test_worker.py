@@ -62,7 +62,7 @@ def test_a_worker_trains_from_annotations_and_the_reviewers_queue_follows_the_ne
     # queued ones were drawn varies from run to run, so count them rather than assume.
     held_out = EvaluationReservation.objects.filter(project=project, document__status=Document.Status.QUEUED).count()
     assert len(learner) == 12 - held_out and len(learner) >= 2
-    probabilities = np.array([[rows[pk].probabilities[key] for key in KEYS] for pk in learner])
+    probabilities = np.array([[rows[pk].label_probabilities()[key] for key in KEYS] for pk in learner])
     uncertainty = get_strategy("margin").scores(probabilities)
     assert np.all(np.diff(uncertainty) <= 2e-3), "the reviewers' queue asks the most uncertain document first"
 
