@@ -51,6 +51,19 @@ def test_two_label_triggers_coalesce_into_one_queued_run(django_capture_on_commi
     assert enqueued == [("fast", first.pk)]
 
 
+def test_labels_while_a_run_is_queued_do_not_look_through_the_queue_for_unscored_documents(
+    monkeypatch, django_capture_on_commit_callbacks, enqueued
+):
+    # That look reads the whole queue (seconds at 1,000,000 documents); the queued run rescores it anyway.
+    project, _ = build_labelled_project(fast_retrain_every=5)
+    services.training_run_request(project=project, kind="fast", trigger=LABELS)
+    monkeypatch.setattr(
+        "learning.services.runs.pool_needs_scoring", lambda project: pytest.fail("the queue was searched")
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        services.training_on_labels_changed(project_id=project.pk)
+
+
 def test_labels_during_a_run_schedule_one_follow_up_enqueued_when_it_ends(django_capture_on_commit_callbacks, enqueued):
     project, _ = build_labelled_project()
     running = set_running(services.training_run_request(project=project, kind="fast", trigger=LABELS))
