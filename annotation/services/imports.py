@@ -708,7 +708,10 @@ PARSERS = {
 
 _ID_TAKEN = "id '{}' already exists in this project with a different text"
 # The staging table of `_Builder._insert_staged`, and the document fields that vary by row (staged by COPY).
-_STAGE = "docket_import_stage"
+# Two staging tables taken in turn: each chunk's statement empties the other one (the chunk before, already
+# stored) by TRUNCATE in the same round trip. A DELETE would leave its rows in the table until the transaction
+# ends, and every later chunk would read past all of them.
+_STAGES = ("docket_import_stage", "docket_import_stage_next")
 _STAGED = ("external_id", "text", "metadata", "content_hash", "status", "random_key")
 
 
@@ -735,6 +738,7 @@ class _Builder:
         # The first problems (by line), kept aside so a refused file can still show them after its rollback.
         self.first_errors: list[tuple[int, str]] = []
         self.stage_ready = False
+        self.chunks_staged = 0
         # On PostgreSQL a chunk is written by a thread of its own while the next chunk is read and checked: the
         # database server and this process then work at the same time (see `_write_staged`).
         self.database = connections[DEFAULT_DB_ALIAS]
@@ -929,12 +933,17 @@ class _Builder:
         )
         buffer.seek(0)
         names = ", ".join(["position", *(quote(f.column) for f in staged)])
-        copy_sql = f"COPY {_STAGE} ({names}) FROM STDIN WITH (FORMAT csv)"
+        stage, other = _STAGES[self.chunks_staged % 2], _STAGES[(self.chunks_staged + 1) % 2]
+        self.chunks_staged += 1
+        copy_sql = f"COPY {stage} ({names}) FROM STDIN WITH (FORMAT csv)"
         if not self.stage_ready:  # the first chunk: nothing is in flight yet
             columns = ", ".join(f"{quote(f.column)} {f.db_type(connection)}" for f in staged)
             with connection.cursor() as cursor:
                 cursor.execute(
-                    f"CREATE TEMPORARY TABLE IF NOT EXISTS {_STAGE} (position integer, {columns}) ON COMMIT DROP"
+                    "; ".join(
+                        f"CREATE TEMPORARY TABLE IF NOT EXISTS {name} (position integer, {columns}) ON COMMIT DROP"
+                        for name in _STAGES
+                    )
                 )
             self.stage_ready = True
         # Columns not staged are the same for every row of the chunk (project, batch, created_at, defaults),
@@ -948,15 +957,21 @@ class _Builder:
         # No join between the statement's parts (PostgreSQL has no statistics for them and may join 2,000
         # rows to 2,000 row by row): refused rows come back with their position, labeled new rows with their
         # content hash, which is unique in the chunk.
+        # Each row's two checks are one probe of a unique index each, written as scalar subqueries with LIMIT 1
+        # rather than EXISTS: PostgreSQL may run an EXISTS as a hashed subplan that reads all of the project's
+        # documents, once per chunk (it has no statistics for the rows this transaction inserted): an import
+        # then cost more with every chunk, and an import into a large project read it whole 100 times over.
         sql = (
-            f"WITH staged AS (DELETE FROM {_STAGE} RETURNING *), "
+            f"TRUNCATE {other}; "
+            f"WITH staged AS (SELECT * FROM {stage}), "
             "known AS (SELECT s.*, "
-            f"EXISTS (SELECT 1 FROM {table} d WHERE d.project_id = %s AND d.content_hash = s.content_hash) "
-            "AS duplicate, "
+            f"(SELECT 1 FROM {table} d WHERE d.project_id = %s AND d.content_hash = s.content_hash LIMIT 1) "
+            "IS NOT NULL AS duplicate, "
             # d.external_id <> '' lets PostgreSQL use the partial unique index on (project, external_id):
             # without it every row's lookup walked the project's documents.
-            f"(s.external_id <> '' AND EXISTS (SELECT 1 FROM {table} d WHERE d.project_id = %s "
-            "AND d.external_id <> '' AND d.external_id = s.external_id)) AS id_taken FROM staged s), "
+            f"(s.external_id <> '' AND (SELECT 1 FROM {table} d WHERE d.project_id = %s "
+            "AND d.external_id <> '' AND d.external_id = s.external_id LIMIT 1) IS NOT NULL) AS id_taken "
+            "FROM staged s), "
             f"inserted AS (INSERT INTO {table} ({insert_columns}) SELECT {insert_values} "
             "FROM known s WHERE NOT s.duplicate AND NOT s.id_taken "
             "ORDER BY s.position RETURNING id, content_hash, status) "
