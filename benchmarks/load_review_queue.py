@@ -432,6 +432,69 @@ def run_level(target, count: int, seconds: float, build_args) -> tuple[list[dict
     return outputs, seconds
 
 
+# --- CPU accounting: the machine's 2 cores are what the stress figure divides -------------------------------
+
+
+def cpu_seconds(pids: set[int]) -> dict[int, float]:
+    """user + system CPU seconds of each process still alive (from /proc)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    seconds = {}
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        seconds[pid] = (int(fields[11]) + int(fields[12])) / ticks
+    return seconds
+
+
+def server_processes(server: subprocess.Popen) -> set[int]:
+    """gunicorn's master and its workers."""
+    pids = {server.pid}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == server.pid:
+                pids.add(int(stat.parent.name))
+        except (FileNotFoundError, ProcessLookupError, ValueError):
+            continue
+    return pids
+
+
+def database_processes() -> set[int]:
+    """The PostgreSQL backends serving this benchmark's database (the web workers' connections)."""
+    from django.db import connection, connections
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        pids = {row[0] for row in cursor.fetchall()}
+    connections.close_all()  # the reviewers are forked from this process next
+    return pids
+
+
+class CpuMeter:
+    """CPU used by gunicorn and by this database's PostgreSQL backends between `start()` and `stop()`.
+
+    A backend that ends within the level loses its CPU (connections live for CONN_MAX_AGE, 60 s); one that
+    starts within it counts whole. Redis (shared with other work on this machine) is not counted."""
+
+    def __init__(self, server: subprocess.Popen):
+        self.server = server
+
+    def start(self) -> None:
+        self.web = cpu_seconds(server_processes(self.server))
+        self.database = cpu_seconds(database_processes())
+
+    def stop(self) -> dict[str, float]:
+        web = cpu_seconds(server_processes(self.server))
+        database = cpu_seconds(database_processes())
+        return {
+            "web": sum(web[pid] - self.web.get(pid, 0.0) for pid in web),
+            "database": sum(database[pid] - self.database.get(pid, 0.0) for pid in database),
+        }
+
+
 # --- Figures -------------------------------------------------------------------------------------------------
 
 
@@ -569,6 +632,7 @@ def main() -> None:
     pace = Pace(args.think, lockstep=args.lockstep)
     port = args.port or free_port()
     server = start_server(args, port)
+    meter = CpuMeter(server)
     rows = []
     try:
         # Unmeasured warm-up: every worker loads its code paths once (a first submission in a fresh worker
@@ -592,12 +656,14 @@ def main() -> None:
             print(
                 f"{count} reviewer(s): get-next + submit for {args.seconds:.0f} s, think {args.think:g} s", flush=True
             )
+            meter.start()
             outputs, seconds = run_level(
                 reviewer_loop,
                 count,
                 args.seconds,
                 lambda i: (port, project_id, *reviewers[i], args.max_loops, pace),
             )
+            server_cpu = meter.stop()
             next_times = [t for out in outputs for t in out["timings"]["next"]]
             annotate_times = [t for out in outputs for t in out["timings"]["annotate"]]
             both = next_times + annotate_times
@@ -627,6 +693,8 @@ def main() -> None:
                     "baseline_per_s": len(base) / args.baseline_seconds,
                     # The simulated reviewers' own CPU per label, and their share of the machine's 2 cores.
                     "client_cpu_ms_per_label": client_cpu / max(len(annotate_times), 1) * 1000,
+                    "web_cpu_ms_per_label": server_cpu["web"] / max(len(annotate_times), 1) * 1000,
+                    "database_cpu_ms_per_label": server_cpu["database"] / max(len(annotate_times), 1) * 1000,
                     "client_cpu_share": client_cpu / (seconds * (os.cpu_count() or 1)),
                     "load_average": [round(x, 2) for x in os.getloadavg()],
                     "duplicates": duplicates,
@@ -692,9 +760,10 @@ def report(args: argparse.Namespace, rows: list[dict], check: dict) -> None:
     print()
     for row in rows:
         print(
-            f"{row['reviewers']} reviewer(s): the clients used {row['client_cpu_ms_per_label']:.2f} ms of CPU per "
-            f"label, {row['client_cpu_share']:.0%} of the machine's {os.cpu_count()} CPUs; "
-            f"load average at the end {row['load_average']}"
+            f"{row['reviewers']} reviewer(s), CPU per label: gunicorn {row['web_cpu_ms_per_label']:.2f} ms, "
+            f"PostgreSQL (this database's backends) {row['database_cpu_ms_per_label']:.2f} ms, the simulated "
+            f"reviewers {row['client_cpu_ms_per_label']:.2f} ms ({row['client_cpu_share']:.0%} of the machine's "
+            f"{os.cpu_count()} CPUs); load average at the end {row['load_average']}"
         )
     print(
         f"After the run: {check['annotations_stored']} annotations stored for {check['answers_acknowledged']} "
