@@ -461,12 +461,14 @@ def server_processes(server: subprocess.Popen) -> set[int]:
 
 
 def database_processes() -> set[int]:
-    """The PostgreSQL backends serving this benchmark's database (the web workers' connections)."""
+    """The PostgreSQL backends serving this benchmark's database (the web workers' connections); autovacuum's
+    work on the same database is left out."""
     from django.db import connection, connections
 
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() "
+            "AND backend_type = 'client backend'"  # not autovacuum, which the reset before each level sets off
         )
         pids = {row[0] for row in cursor.fetchall()}
     connections.close_all()  # the reviewers are forked from this process next
