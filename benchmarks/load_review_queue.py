@@ -1,11 +1,11 @@
 """The review queue under load: 1, 4 and 16 reviewers run the labeling page's get-next + submit loop over HTTP.
 
     .venv/bin/python benchmarks/load_review_queue.py [--documents 100000] [--reviewers 1,4,16] [--seconds 15]
-        [--scored] [--workers 4] [--threads 1] [--preload] [--json results.json]
+        [--scored] [--workers 2] [--threads 4] [--preload] [--json results.json]
         [--in-process N [--profile PATH]]
 
 Uses its own database (docket_bench_queue by default; dropped and recreated unless --keep-db) with one project of
-`--documents` documents bulk-inserted, and starts gunicorn on 127.0.0.1 as docs/deploy.md runs it (4 sync workers).
+`--documents` documents bulk-inserted, and starts gunicorn on 127.0.0.1 as docs/deploy.md runs it (2 x 4 threads).
 Each simulated reviewer gets a logged-in session, opens the labeling page (for its CSRF cookie) and then, in its
 own process, does exactly what the page does: POST /projects/<id>/queue/next with the document on screen as `after`
 (the prefetch), then POST /projects/<id>/documents/<doc>/annotate with a fresh submission id, session cookie and
@@ -76,9 +76,9 @@ def parse_args() -> argparse.Namespace:
         action="store_true",
         help="every reviewer reads for exactly --think seconds, all starting together (a thundering herd)",
     )
-    # As docs/deploy.md runs it (deploy/docket-web.service): 4 sync workers, each loading Django itself.
-    parser.add_argument("--workers", type=int, default=4, help="gunicorn worker processes")
-    parser.add_argument("--threads", type=int, default=1, help="threads per gunicorn worker (more: gthread)")
+    # As docs/deploy.md runs it (deploy/docket-web.service): 2 workers of 4 threads, each loading Django itself.
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
+    parser.add_argument("--threads", type=int, default=4, help="threads per gunicorn worker (1: sync workers)")
     parser.add_argument(
         "--preload",
         action="store_true",
@@ -200,11 +200,13 @@ def set_up(args: argparse.Namespace) -> tuple[int, list[tuple[str, str]]]:
 
 
 def _analyze() -> None:
-    """Fresh planner statistics, as autovacuum would have them on a server that has been up a while."""
+    """Fresh planner statistics and no dead rows, as autovacuum would leave them on a server that has been up a
+    while. Each --keep-db reset rewrites 100,000 documents; without the VACUUM every run on the same database
+    scanned more dead rows than the one before (PostgreSQL's CPU per label grew run after run)."""
     from django.db import connection
 
     with connection.cursor() as cursor:
-        cursor.execute("ANALYZE")
+        cursor.execute("VACUUM ANALYZE")
 
 
 # --- The server ----------------------------------------------------------------------------------------------
