@@ -239,6 +239,10 @@ def _labels_from_value(value: Any, line: int) -> list[str]:
     raise RowRejected(f"labels must be a string or a list, not {type(value).__name__}")
 
 
+# Built once: `dict | list | bool` written in the check below made a new union object for every row.
+_NOT_AN_ID = (dict, list, bool)
+
+
 def _row_from_mapping(record: dict[str, Any], line: int, options: ImportOptions, *, checked: bool = False) -> Row:
     """`checked`: the record was read by `json_read`, which refused NUL characters and deep nesting already."""
     row = Row(line=line)
@@ -248,11 +252,13 @@ def _row_from_mapping(record: dict[str, Any], line: int, options: ImportOptions,
             storable(record, what="the row")
         row.text = record.get(options.text_field)
         external_id = record.get(options.id_field)
-        if isinstance(external_id, dict | list | bool):
+        if isinstance(external_id, _NOT_AN_ID):
             raise RowRejected(f"the id must be text or a number, not {type(external_id).__name__}")
         row.external_id = "" if external_id is None else str(external_id).strip()
         if options.label_field:
-            row.labels = _labels_from_value(record.get(options.label_field), line)
+            labels = record.get(options.label_field)
+            if labels is not None and labels != "":  # most rows carry none
+                row.labels = _labels_from_value(labels, line)
         metadata = record.get("metadata")
         if isinstance(metadata, str) and metadata.strip().startswith("{"):
             try:
