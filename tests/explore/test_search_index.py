@@ -173,3 +173,18 @@ def test_a_worker_stores_the_vectors_of_an_import_after_it_commits(celery_worker
     assert not DocumentSearchPending.objects.exists(), celery_worker_process.log_path.read_text()[-3000:]
     assert DocumentSearchVector.objects.filter(project=project).count() == 30
     assert len(found(project, lead, "identifiers")) == 25  # a full first page
+
+
+@pytest.mark.django_db
+def test_a_batch_reads_only_its_own_documents_however_many_were_done_before(project):
+    """Each batch looks its documents up by id: joined to the pending rows, PostgreSQL walked the documents from the
+    first id for every batch, so a large backlog slowed with every batch."""
+    from annotation.services.search_index import _fill_sql
+
+    DocumentFactory.create_batch(5, project=project)
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        cursor.execute("EXPLAIN " + _fill_sql(), [2, "english"])
+        plan = "\n".join(line for (line,) in cursor.fetchall())
+    assert "Merge Join" not in plan, plan
+    assert "Index Cond: (id = ANY" in plan, plan
