@@ -1,13 +1,15 @@
 """Predict over HTTP against in-process SetFit: what the API adds, at batches of 1, 16 and 64.
 
     .venv/bin/python benchmarks/api_predict.py [--repeats 30] [--batches 1 16 64] [--write var/bench/api.md] [--sqlite]
+        [--threads 4]
 
 Uses its own database (PostgreSQL docket_bench_api, dropped and recreated; or, with --sqlite, a temporary
-SQLite file as `make run` uses) and a temporary artifact directory. It trains
-a small model on the demo documents (frozen all-MiniLM-L6-v2 body, fitted head), makes it the project's
-active version, starts gunicorn (one sync worker, as deployed) and calls POST /api/v1/projects/{id}/predict
-with httpx over a kept-alive connection. The baseline, measured in the same run on the same texts, is
-`Classifier.predict_proba` called in this process: the floor any server pays for the model itself.
+SQLite file as `make run` uses) and a temporary artifact directory. It trains a small model on the demo
+documents (frozen all-MiniLM-L6-v2 body, fitted head), makes it the project's active version, starts gunicorn
+(one worker of 4 threads, the deployed kind; --threads 1: a sync worker) and calls
+POST /api/v1/projects/{id}/predict with one httpx client, which keeps the connection when the server does.
+The baseline, measured in the same run on the same texts, is `Classifier.predict_proba` called in this
+process: the floor any server pays for the model itself. It also prints where the added time went.
 """
 
 import argparse
@@ -98,7 +100,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(port: int) -> subprocess.Popen:
+def start_server(port: int, threads: int) -> subprocess.Popen:
     return subprocess.Popen(
         [
             sys.executable,
@@ -109,6 +111,10 @@ def start_server(port: int) -> subprocess.Popen:
             f"127.0.0.1:{port}",
             "--workers",
             "1",
+            # As deploy/docket-web.service: gthread, which keeps a client's connection open between requests
+            # (--keep-alive, 2 s); 1 thread is gunicorn's sync worker, which closes it after every answer.
+            "--threads",
+            str(threads),
             "--timeout",
             "300",
             "--log-level",
@@ -168,6 +174,7 @@ def main() -> None:
     parser.add_argument(
         "--batches", type=int, nargs="+", default=list(BATCHES), help="batch sizes to measure (default: 1 16 64)"
     )
+    parser.add_argument("--threads", type=int, default=4, help="threads of the gunicorn worker (1: a sync worker)")
     args = parser.parse_args()
 
     import logging
@@ -186,7 +193,7 @@ def main() -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     local = Classifier.load(model_path)
     port = free_port()
-    server = start_server(port)
+    server = start_server(port, args.threads)
     url = f"http://127.0.0.1:{port}/api/v1/projects/{project_id}/predict"
     try:
         client = httpx.Client(headers={"Authorization": f"Bearer {token}"}, timeout=300)
