@@ -4,7 +4,7 @@ import importlib
 import logging
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -445,14 +445,14 @@ def notify_learning(project_id: int) -> None:
 
 def knock_learning(project_id: int) -> None:
     """`notify_learning`, sent from the web process's knock thread (`annotation.services.knocks`): a reviewer's
-    answer is acknowledged without waiting for the broker, and knocks for one project that arrive while one is
-    being sent are sent once."""
+    answer is acknowledged without waiting for the broker, and the knocks for one project that arrive within
+    `knocks.GATHER_SECONDS` (0.2 s) or while one is being sent go out once."""
     send = _labels_changed_sender()
     if send is not None:
         knocks.knock(project_id, send)
 
 
-def _labels_changed_sender():
+def _labels_changed_sender() -> Callable[[int], object] | None:
     try:
         tasks = importlib.import_module("learning.tasks")
     except ModuleNotFoundError as error:
