@@ -251,9 +251,9 @@ def with_predicted_probability(
     """The documents whose stored probability of `label_key` (or, without one, of their likeliest label) lies
     within [low, high]; documents without a model's scores are left out.
 
-    A label's place in a row depends on the version that wrote it (PriorityLabelKeys): the few versions of the
-    project are joined to the rows by a hash join, not looked up row by row, so a filter over 1,000,000
-    priorities reads the table once.
+    A label's place in a row depends on the version that wrote it (PriorityLabelKeys): the label's place in
+    each of the project's few versions is found once and joined to the rows (a hash join on an analyzed
+    table), not looked up row by row.
     """
     table = connection.ops.quote_name(QueuePriority._meta.db_table)
     keys_table = connection.ops.quote_name(PriorityLabelKeys._meta.db_table)

@@ -1,7 +1,10 @@
+# Stop-and-start upgrade: code before it reads and writes the probabilities as JSON objects (docs/deploy.md).
+#
 # Queue priorities keep their probabilities as an array in the order of the label keys their model version
 # wrote them in (PriorityLabelKeys), instead of a JSON object that repeated every key in every row: a row of
 # twelve labels goes from about 440 bytes to about 130, and a rescore writes it by binary COPY. Existing rows
-# are converted both ways; on PostgreSQL in SQL, elsewhere (SQLite, `make run`) row by row.
+# are converted both ways; on PostgreSQL in SQL (one UPDATE per project and model version), elsewhere
+# (SQLite, `make run`) row by row.
 
 import math
 

@@ -11,7 +11,6 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 from django.db import connection, transaction
-from django.db.models import BooleanField, ExpressionWrapper, Q
 from django.utils import timezone
 
 from annotation.models import Document, Label, Project
@@ -19,7 +18,7 @@ from learning.ml.classifier import Classifier
 from learning.ml.coldstart import diverse_sample
 from learning.ml.label_descriptions import encode_label_texts, zero_shot_probabilities
 from learning.ml.strategies import get_strategy, top_k
-from learning.models import DESCRIPTIONS_VERSION, ModelVersion, PriorityLabelKeys, QueuePriority
+from learning.models import DESCRIPTIONS_VERSION, EvaluationReservation, ModelVersion, PriorityLabelKeys, QueuePriority
 from learning.services.classifiers import _held_classifier
 from learning.services.embeddings import (
     ProgressCallback,
@@ -53,42 +52,37 @@ class PoolScores:
 
 
 def queued_pool(project: Project) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(document ids, random keys, evaluation mask) of the queued documents, ids ascending."""
+    """(document ids, random keys, evaluation mask) of the queued documents, ids ascending.
+
+    The evaluation reservations are read apart and matched in numpy: joined in SQL, every queued document
+    cost an index probe (a nested loop over 1,000,000 of them) for the few reserved.
+    """
     rows = (
         Document.objects.filter(project=project, status=Document.Status.QUEUED)
-        .annotate(reserved=ExpressionWrapper(Q(evaluation_reservation__isnull=False), output_field=BooleanField()))
         .order_by("pk")
-        .values_list("pk", "random_key", "reserved")
+        .values_list("pk", "random_key")
     )
     sql, params = rows.query.sql_with_params()
     if connection.vendor == "postgresql":
-        return _queued_pool_copy(sql, params)
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        values = cursor.fetchall()
-    if not values:
-        return np.empty(0, dtype=np.int64), np.empty(0), np.empty(0, dtype=bool)
-    ids = np.fromiter((v[0] for v in values), dtype=np.int64, count=len(values))
-    keys = np.fromiter((v[1] for v in values), dtype=np.float64, count=len(values))
-    reserved = np.fromiter((bool(v[2]) for v in values), dtype=bool, count=len(values))
-    return ids, keys, reserved
+        ids, keys = _queued_pool_copy(sql, params)
+    else:
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            values = cursor.fetchall()
+        ids = np.fromiter((v[0] for v in values), dtype=np.int64, count=len(values))
+        keys = np.fromiter((v[1] for v in values), dtype=np.float64, count=len(values))
+    # A reservation belongs to its document's project (learning.services.evaluation).
+    reserved_ids = np.fromiter(
+        EvaluationReservation.objects.filter(project=project).values_list("document_id", flat=True), dtype=np.int64
+    )
+    return ids, keys, np.isin(ids, reserved_ids)
 
 
-# One queued document in COPY's binary format: three fields (id, random key, reserved), each with its length.
-_QUEUED_ROW = np.dtype(
-    [
-        ("fields", ">i2"),
-        ("id_length", ">i4"),
-        ("id", ">i8"),
-        ("key_length", ">i4"),
-        ("key", ">f8"),
-        ("reserved_length", ">i4"),
-        ("reserved", "u1"),
-    ]
-)
+# One queued document in COPY's binary format: two fields (id, random key), each with its length.
+_QUEUED_ROW = np.dtype([("fields", ">i2"), ("id_length", ">i4"), ("id", ">i8"), ("key_length", ">i4"), ("key", ">f8")])
 
 
-def _queued_pool_copy(sql: str, params: tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _queued_pool_copy(sql: str, params: tuple) -> tuple[np.ndarray, np.ndarray]:
     """The queued pool read by COPY in binary, every row the same width, so numpy reads it as one array: at
     1,000,000 documents the driver's tuples (and their Python objects) cost seconds, this a fraction of one."""
     buffer = io.BytesIO()
@@ -96,11 +90,9 @@ def _queued_pool_copy(sql: str, params: tuple) -> tuple[np.ndarray, np.ndarray, 
         query = cursor.mogrify(sql, params).decode()
         cursor.copy_expert(f"COPY ({query}) TO STDOUT WITH (FORMAT binary)", buffer)
     data = buffer.getbuffer()
-    header = len(_COPY_HEADER)
-    rows = np.frombuffer(
-        data, dtype=_QUEUED_ROW, count=(len(data) - header - len(_COPY_TRAILER)) // _QUEUED_ROW.itemsize, offset=header
-    )
-    return rows["id"].astype(np.int64), rows["key"].astype(np.float64), rows["reserved"].astype(bool)
+    count = (len(data) - len(_COPY_HEADER) - len(_COPY_TRAILER)) // _QUEUED_ROW.itemsize
+    rows = np.frombuffer(data, dtype=_QUEUED_ROW, count=count, offset=len(_COPY_HEADER))
+    return rows["id"].astype(np.int64), rows["key"].astype(np.float64)
 
 
 def version_examples_per_label(version: ModelVersion) -> np.ndarray | None:
