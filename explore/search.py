@@ -96,7 +96,15 @@ def _matching_words(project: Project, query: SearchQuery) -> Q:
     GIN index and the few pending rows, while an OR makes it test every document of the project in turn. The
     pending side leaves the project to the outer query.
     """
-    indexed = DocumentSearchVector.objects.filter(project=project, vector=query).values("document_id")
+    indexed = DocumentSearchVector.objects.filter(project=project, vector=query)
+    if not DocumentSearchPending.objects.exists():
+        # The usual case, nothing pending: a semi-join, which PostgreSQL can run either way round, walking the
+        # newest documents and probing each one's vector (a common word: 26 rows found at once), or from the GIN
+        # index (a rare word). The union below always collects every match first: 1.2 s instead of under 0.1 s for
+        # a common word at 1,000,000 documents. A document committed after this check was not there when the
+        # search began.
+        return Q(Exists(indexed.filter(document_id=OuterRef("pk"))))
+    indexed = indexed.values("document_id")
     # The text's vector as a subquery per pending row, not a join: with a join PostgreSQL, which prices
     # to_tsvector far below its real cost, may compute it for every document of the table and keep the pending.
     # (Wrapped in a Func: Django's @@ lookup cannot add a Subquery's parameters to the query's.)

@@ -188,3 +188,20 @@ def test_a_batch_reads_only_its_own_documents_however_many_were_done_before(proj
         plan = "\n".join(line for (line,) in cursor.fetchall())
     assert "Merge Join" not in plan, plan
     assert "Index Cond: (id = ANY" in plan, plan
+
+
+@pytest.mark.django_db
+def test_with_nothing_pending_the_word_search_reads_only_stored_vectors(project, lead):
+    from explore.search import filtered_documents
+
+    DocumentFactory.create_batch(3, project=project)
+    search_vectors_fill()
+    documents = filtered_documents(project, ExploreQuery(words="health"), sees_answers=True, user=lead)
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        sql, params = documents.query.sql_with_params()
+        cursor.execute("EXPLAIN " + sql, params)
+        plan = "\n".join(line for (line,) in cursor.fetchall())
+    # A join PostgreSQL may run from the GIN index or from the newest documents, as the words make cheaper.
+    assert "annotation_documentsearchvector" in plan, plan
+    assert "annotation_documentsearchpending" not in plan and "to_tsvector" not in plan, plan
