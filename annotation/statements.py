@@ -6,14 +6,16 @@ statement is built once with stand-in values (each one distinct and recognisable
 afterwards only the parameters change: each stand-in is replaced by the request's value.
 
 PostgreSQL only (other backends get the queryset built and run as usual). What may vary between calls
-without a new compilation: ints (ids, counts), aware datetimes and lists of ints (their length is part of the
-shape). Any other value (None, bools, floats, strings) is part of the shape itself
-and reaches the SQL unchanged. A statement whose text contains a stand-in (a value Django wrote into the SQL
-rather than passing it as a parameter) is never reused.
+without a new compilation: ints (ids, counts), aware datetimes, lists of ints (their length is part of the
+shape) and strings wrapped in `Text` (a key's prefix). Any other value (None, bools, floats, bare strings) is
+part of the shape itself and reaches the SQL unchanged. A statement whose text contains a stand-in (a value
+Django wrote into the SQL rather than passing it as a parameter), or whose parameters hold one transformed (a
+LIKE pattern, a lowered string), is never reused.
 """
 
 from __future__ import annotations
 
+import secrets
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
@@ -30,6 +32,29 @@ MAX_SHAPES = 512
 # from any id a table reaches.
 _FIRST_INT_STAND_IN = 2_000_000_011
 _FIRST_DATETIME_STAND_IN = datetime(1999, 12, 31, 23, 0, tzinfo=UTC)
+# Text stand-ins: lowercase letters and digits only (nothing a LIKE pattern escapes or a lower() changes), with a
+# random part per process, so no request's value and no text Django writes can be mistaken for one.
+_TEXT_STAND_IN = f"zqstandin{secrets.token_hex(8)}n"
+
+
+class Text:
+    """A string that varies between calls of one statement (see the module docstring); `build` gets a str."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: str) -> None:
+        if not isinstance(value, str):
+            raise TypeError(f"Text holds a str, not {type(value).__name__}")
+        self.value = value
+
+    def __repr__(self) -> str:
+        return f"Text({self.value!r})"
+
+
+def _plain(values: dict[str, Any]) -> dict[str, Any]:
+    """`values` as `build` takes them: each Text as its str."""
+    return {name: value.value if isinstance(value, Text) else value for name, value in values.items()}
+
 
 _shapes: OrderedDict[Hashable, _Compiled] = OrderedDict()
 _lock = threading.Lock()
@@ -50,7 +75,8 @@ class _Compiled:
             if slot is None:
                 out.append(constant)
             elif constant is None:
-                out.append(values[slot])
+                value = values[slot]
+                out.append(value.value if isinstance(value, Text) else value)
             elif constant == "list":
                 out.append(list(values[slot]))
             else:
@@ -68,6 +94,8 @@ def _shape_of(values: dict[str, Any]) -> tuple:
         value = values[name]
         if _varies(value):
             shape.append((name, type(value).__name__))
+        elif isinstance(value, Text):
+            shape.append((name, "text"))
         elif isinstance(value, list | tuple) and all(type(v) is int for v in value):
             shape.append((name, "ints", len(value)))
         else:
@@ -82,9 +110,15 @@ def _stand_ins(values: dict[str, Any]) -> tuple[dict[str, Any], dict[tuple[type,
     lists: dict[int, str] = {}
     next_int = _FIRST_INT_STAND_IN
     next_datetime = _FIRST_DATETIME_STAND_IN
+    next_text = 0
     for name in sorted(values):
         value = values[name]
-        if type(value) is int:
+        if isinstance(value, Text):
+            stand_in = f"{_TEXT_STAND_IN}{next_text}z"
+            stand_ins[name] = stand_in
+            lookup[(str, stand_in)] = (name, None)
+            next_text += 1
+        elif type(value) is int:
             stand_ins[name] = next_int
             lookup[(int, next_int)] = (name, None)
             next_int += 1
@@ -107,7 +141,10 @@ def _stand_ins(values: dict[str, Any]) -> tuple[dict[str, Any], dict[tuple[type,
 
 def _slots(sql: str, params: list, lookup: dict, lists: dict) -> list[tuple[str | None, Any]] | None:
     """Each parameter's source; None when a stand-in was written into the SQL itself (the statement is not reused)."""
+    lowered_sql = sql.lower()
     for kind, stand_in in lookup:
+        if kind is str and _TEXT_STAND_IN in lowered_sql:
+            return None
         if str(stand_in) in sql or (kind is datetime and stand_in.isoformat()[:19].replace("T", " ") in sql):
             return None
     slots = []
@@ -125,7 +162,7 @@ def _slots(sql: str, params: list, lookup: dict, lists: dict) -> list[tuple[str 
             return None  # a copy of a list stand-in: cannot tell which values it holds
         else:
             text = str(param)
-            if any(str(stand_in)[:19] in text for _, stand_in in lookup):
+            if any(str(stand_in)[:19] in text for _, stand_in in lookup) or _TEXT_STAND_IN in text.lower():
                 return None  # a stand-in transformed on its way to a parameter (a pattern, a date): not reusable
             slots.append((None, param))
     return slots
@@ -155,7 +192,7 @@ def prepared(name: str, build: Callable[..., tuple[str, list]], **values: Any) -
     them the first time); everything else that decides the SQL's text must be among `values` as a constant.
     """
     if connection.vendor != "postgresql":  # other backends adapt values (datetimes to text) before they are params
-        return build(**values)
+        return build(**_plain(values))
     key = (name, _shape_of(values))
     compiled = _cached(key)
     if compiled is None:
@@ -163,7 +200,7 @@ def prepared(name: str, build: Callable[..., tuple[str, list]], **values: Any) -
         sql, params = build(**stand_ins)
         slots = _slots(sql, list(params), lookup, lists)
         if slots is None:
-            return build(**values)
+            return build(**_plain(values))
         compiled = _Compiled(sql, slots)
         _remember(key, compiled)
     return compiled.sql, compiled.params(values)
@@ -172,7 +209,7 @@ def prepared(name: str, build: Callable[..., tuple[str, list]], **values: Any) -
 def prepared_values(name: str, build: Callable[..., QuerySet], **values: Any) -> list[dict[str, Any]]:
     """The rows of `build(**values)`, a `values()` queryset, as dicts; compiled once per shape (see `prepared`)."""
     if connection.vendor != "postgresql":
-        return list(build(**values))
+        return list(build(**_plain(values)))
     key = (name, "values", _shape_of(values))
     compiled = _cached(key)
     if compiled is None:
@@ -185,7 +222,7 @@ def prepared_values(name: str, build: Callable[..., QuerySet], **values: Any) ->
             return []
         slots = _slots(sql, list(params), lookup, lists)
         if slots is None:
-            return list(build(**values))
+            return list(build(**_plain(values)))
         query = queryset.query
         names = [*query.extra_select, *query.values_select, *query.annotation_select]
         fields = [column[0] for column in compiler.select[: compiler.col_count]]
@@ -218,25 +255,39 @@ def prepared_objects(
 ) -> list[Model]:
     """The `model` instances of `build(**values)` (a queryset of them), compiled once per shape (see `prepared`).
 
-    `related`: forward foreign keys joined into the same query, as `select_related` would (one level); `extra`:
+    `related`: relations joined into the same query, as `select_related` would: forward foreign keys and reverse
+    one-to-ones, nested with `__` (`"user", "user__service_account"`: a path's parent comes first); `extra`:
     annotations of the queryset, set on each instance as attributes.
     """
-    paths = [(path, model._meta.get_field(path)) for path in related]
+    paths = []  # (path, its parent's path or "", the field or reverse relation, the model it leads to)
+    for path in related:
+        parent, _, field_name = path.rpartition("__")
+        parent_model = model if not parent else next(m for p, _, _, m in paths if p == parent)
+        field = parent_model._meta.get_field(field_name)
+        paths.append((path, parent, field, field.related_model))
 
     def build_values(**stand_ins: Any) -> QuerySet:
         columns = _columns(model)
-        for path, field in paths:
-            columns += _columns(field.related_model, f"{path}__")
+        for path, _, _, related_model in paths:
+            columns += _columns(related_model, f"{path}__")
         return build(**stand_ins).values(*columns, *extra)
 
     objects = []
     for row in prepared_values(name, build_values, **values):
         instance = _instance(model, row)
-        for path, field in paths:
+        reached = {"": instance}
+        for path, parent, field, related_model in paths:
+            owner = reached.get(parent)
+            if owner is None:  # the parent is absent (a null foreign key): so is everything below it
+                reached[path] = None
+                continue
             related_instance = None
-            if row[f"{path}__{field.related_model._meta.pk.attname}"] is not None:
-                related_instance = _instance(field.related_model, row, f"{path}__")
-            field.set_cached_value(instance, related_instance)
+            if row[f"{path}__{related_model._meta.pk.attname}"] is not None:
+                related_instance = _instance(related_model, row, f"{path}__")
+                if field.auto_created and not field.concrete:  # a reverse one-to-one: its object points back
+                    field.field.set_cached_value(related_instance, owner)
+            field.set_cached_value(owner, related_instance)
+            reached[path] = related_instance
         for attribute in extra:
             setattr(instance, attribute, row[attribute])
         objects.append(instance)

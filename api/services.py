@@ -15,10 +15,11 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 from django.utils.text import slugify
 
-from annotation import permissions
+from annotation import permissions, statements
 from annotation.exceptions import ImportRejected, InvalidLabels, NotAllowed
 from annotation.models import Annotation, Document, ImportBatch, Label, Membership, Project
 from annotation.services.audit import audit_record
@@ -189,12 +190,24 @@ def api_key_revoke(*, key: ApiKey, actor: AbstractBaseUser) -> ApiKey:
     return key
 
 
+def _key_by_prefix(*, prefix: str) -> QuerySet[ApiKey]:
+    return ApiKey.objects.filter(prefix=prefix)[:1]
+
+
 def api_key_authenticate(*, token: str) -> ApiKey:
     """The live key for `token`, or KeyInvalid. Records the use (at most once a minute per key)."""
     parts = token.split("_", 2)
     if len(parts) != 3 or parts[0] != TOKEN_PREFIX:
         raise KeyInvalid("That is not a Docket API key.")
-    key = ApiKey.objects.select_related("user", "user__service_account").filter(prefix=parts[1]).first()
+    # Every request asks this: compiled once, only the prefix changes (annotation.statements).
+    found = statements.prepared_objects(
+        "api.key_by_prefix",
+        ApiKey,
+        _key_by_prefix,
+        related=("user", "user__service_account"),
+        prefix=statements.Text(parts[1]),
+    )
+    key = found[0] if found else None
     # Compare even for an unknown prefix, so timing does not say which prefixes exist.
     expected = key.secret_hash if key is not None else "0" * 64
     if not hmac.compare_digest(expected, _hash(token)) or key is None:

@@ -106,3 +106,37 @@ def test_next_document_and_submission_compile_no_queue_queryset_once_warm(settin
     # The user with its service account and the project with the reviewer's role; the queue's two statements
     # and the document as shown are not compiled again.
     assert compiled.call_count <= 2
+
+
+def test_a_text_value_varies_without_a_new_compilation():
+    def build(*, prefix):
+        return "SELECT %s", [prefix]
+
+    assert statements.prepared("text", build, prefix=statements.Text("abc")) == ("SELECT %s", ["abc"])
+    assert statements.prepared("text", build, prefix=statements.Text("xyz")) == ("SELECT %s", ["xyz"])
+    assert ("text", statements._shape_of({"prefix": statements.Text("q")})) in statements._shapes
+
+
+def test_a_text_value_transformed_or_written_into_the_sql_is_never_taken_from_a_stand_in():
+    def pattern(*, word):
+        return "SELECT %s", [f"%{word.upper()}%"]
+
+    def inlined(*, word):
+        return f"SELECT '{word}'", []
+
+    assert statements.prepared("text-pattern", pattern, word=statements.Text("ab")) == ("SELECT %s", ["%AB%"])
+    assert statements.prepared("text-pattern", pattern, word=statements.Text("cd")) == ("SELECT %s", ["%CD%"])
+    assert statements.prepared("text-inlined", inlined, word=statements.Text("ab")) == ("SELECT 'ab'", [])
+    assert statements.prepared("text-inlined", inlined, word=statements.Text("cd")) == ("SELECT 'cd'", [])
+
+
+def test_a_text_lookup_in_a_like_pattern_is_never_reused(project):
+    from annotation.models import Document
+
+    def build(*, word):
+        return Document.objects.filter(project_id=project.pk, text__icontains=word).values("pk")
+
+    DocumentFactory(project=project, text="We sell data.")
+    for word, expected in (("SELL", 1), ("keep", 0), ("sell", 1)):
+        rows = statements.prepared_values("text-icontains", build, word=statements.Text(word))
+        assert len(rows) == expected
