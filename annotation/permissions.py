@@ -1,5 +1,6 @@
 """Who may do what. The one place the pages, the admin upload and the API ask before touching a project."""
 
+from collections.abc import Callable
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
@@ -131,15 +132,23 @@ def access_project_by_id(
     project_id: int,
     *,
     action: str = "view",
-    columns: dict[str, Any] | None = None,
+    columns: dict[str, Any] | Callable[..., dict[str, Any]] | None = None,
+    compiled_as: str | None = None,
+    column_values: dict[str, Any] | None = None,
 ) -> Project:
     """The project if the user may do `action` in it.
 
     A non-member gets ProjectNotFound, exactly as for a project that does not exist, so ids cannot be probed.
     A member whose role lacks the action gets NotAllowed. `columns` are annotations read with the project in
     the same query (what a caller would otherwise ask right after).
+
+    `compiled_as`: a name under which the query is compiled once (annotation.statements); `columns` is then a
+    function of `column_values` (ints, such as a key's id) that gives the same expressions every time.
     """
-    if user.is_authenticated and not user.is_superuser and not columns:
+    if compiled_as is not None and user.is_authenticated:
+        found = _compiled_project(user, project_id, compiled_as, columns, column_values or {})
+        project = found[0] if found else None
+    elif user.is_authenticated and not user.is_superuser and not columns:
         # Every page and call asks this first: compiled once (annotation.statements).
         found = statements.prepared_objects(
             "permissions.project_with_role",
@@ -162,6 +171,37 @@ def access_project_by_id(
     if not can(user, project, action):
         raise NotAllowed(f"Your role in {project.name} does not allow this ({action}).")
     return project
+
+
+# The annotations' names per compiled statement, learned from its `columns` function the first time.
+_column_names: dict[str, tuple[str, ...]] = {}
+
+
+def _compiled_project(
+    user: AbstractBaseUser, project_id: int, name: str, columns: Callable[..., dict[str, Any]], values: dict[str, Any]
+) -> list[Project]:
+    superuser = bool(user.is_superuser)
+
+    def build(*, project_id: int, user_id: int, superuser: bool, **values: Any) -> QuerySet[Project]:
+        if superuser:
+            projects = Project.objects.filter(pk=project_id)
+        else:
+            projects = _project_with_role(project_id=project_id, user_id=user_id)
+        return projects.annotate(**columns(**values))
+
+    names = _column_names.get(name)
+    if names is None:
+        names = _column_names[name] = tuple(columns(**values))
+    return statements.prepared_objects(
+        name,
+        Project,
+        build,
+        extra=names if superuser else (*names, "member_role"),
+        project_id=project_id,
+        user_id=user.pk,
+        superuser=superuser,
+        **values,
+    )
 
 
 def access_document_by_id(

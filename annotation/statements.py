@@ -224,7 +224,16 @@ def prepared_values(name: str, build: Callable[..., QuerySet], **values: Any) ->
         if slots is None:
             return list(build(**_plain(values)))
         query = queryset.query
-        names = [*query.extra_select, *query.values_select, *query.annotation_select]
+        # As Django's ValuesIterable: since 5.2 the row follows the order values() named (annotations included).
+        names = (
+            list(query.selected)
+            if query.selected
+            else [
+                *query.extra_select,
+                *query.values_select,
+                *query.annotation_select,
+            ]
+        )
         fields = [column[0] for column in compiler.select[: compiler.col_count]]
         converters = list(compiler.get_converters(fields).items())
         compiled = _Compiled(sql, slots, converters, names)

@@ -6,7 +6,9 @@ scopes and its projects. A browser session (the browsable API) carries every sco
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from django.conf import settings
@@ -201,25 +203,44 @@ def acts_in_own_project(request: Request, project_id: int) -> bool:
 
 
 def access_project(
-    request: Request, project_id: int, *, scope: str, action: str = "view", columns: dict[str, Any] | None = None
+    request: Request,
+    project_id: int,
+    *,
+    scope: str,
+    action: str = "view",
+    columns: dict[str, Any] | Callable[[], dict[str, Any]] | None = None,
+    compiled_as: str | None = None,
 ) -> Project:
     """The project if the caller's key has `scope`, covers the project, and the user's role allows `action`.
 
     A project outside the key's list is "not found", exactly like a project the user is not a member of. Whether
-    the key covers it is read with the project, role and any `columns` in one query.
+    the key covers it is read with the project, role and any `columns` in one query. With `compiled_as`,
+    `columns` is a function giving the same expressions every time, and that query is compiled once
+    (annotation.statements): only the project, user and key ids change between requests.
     """
     key = api_key_of(request)
+    if compiled_as is None or key is None or hasattr(key, "_project_ids"):
+        columns = columns() if callable(columns) else columns
     if key is None or hasattr(key, "_project_ids"):
         _check_key(request, project_id, scope)
         return permissions.access_project_by_id(request.user, project_id, action=action, columns=columns)
     require_scope(request, scope)
     if not acts_in_own_project(request, project_id):
         raise ProjectNotFound("No such project, or this key does not cover it.")
-    covers = ApiKey.projects.through.objects.filter(apikey_id=key.pk, project_id=OuterRef("pk"))
     try:
-        project = permissions.access_project_by_id(
-            request.user, project_id, action=action, columns={**(columns or {}), "key_covers": Exists(covers)}
-        )
+        if compiled_as is not None:
+            project = permissions.access_project_by_id(
+                request.user,
+                project_id,
+                action=action,
+                columns=partial(_with_key_covers, columns),
+                compiled_as=compiled_as,
+                column_values={"key_id": key.pk},
+            )
+        else:
+            project = permissions.access_project_by_id(
+                request.user, project_id, action=action, columns=_with_key_covers(lambda: columns or {}, key_id=key.pk)
+            )
     except NotAllowed:
         # A role without the action in a project the key does not cover: "not found", as before the role.
         _check_key(request, project_id, scope)
@@ -227,6 +248,11 @@ def access_project(
     if not project.key_covers:
         raise ProjectNotFound("No such project, or this key does not cover it.")
     return project
+
+
+def _with_key_covers(columns: Callable[[], dict[str, Any]], *, key_id: int) -> dict[str, Any]:
+    covers = ApiKey.projects.through.objects.filter(apikey_id=key_id, project_id=OuterRef("pk"))
+    return {**columns(), "key_covers": Exists(covers)}
 
 
 def access_document(

@@ -140,3 +140,17 @@ def test_a_text_lookup_in_a_like_pattern_is_never_reused(project):
     for word, expected in (("SELL", 1), ("keep", 0), ("sell", 1)):
         rows = statements.prepared_values("text-icontains", build, word=statements.Text(word))
         assert len(rows) == expected
+
+
+def test_rows_follow_the_order_values_names_with_several_annotations(project):
+    from django.db.models import Value
+
+    from annotation.models import Document
+
+    def build(*, project_id):
+        documents = Document.objects.filter(project_id=project_id).annotate(b=Value("b"), a=Value("a"))
+        return documents.values("a", "pk", "b")
+
+    document = DocumentFactory(project=project)
+    rows = statements.prepared_values("several-annotations", build, project_id=project.pk)
+    assert rows == [{"a": "a", "pk": document.pk, "b": "b"}] == list(build(project_id=project.pk))

@@ -76,3 +76,63 @@ def test_a_key_of_another_project_is_refused_on_the_compiled_path(home, away):
     for _ in range(2):
         response = client.post(f"/api/v1/projects/{home.project.pk}/predict", {"texts": ["x"]}, format="json")
         assert_error(response, 404)
+
+
+def _predict_project_statement(home, *, superuser):
+    from annotation import permissions
+
+    name = "api.predict_project"
+    values = {"project_id": home.project.pk, "user_id": home.admin.pk, "superuser": superuser, "key_id": 77}
+    shape = statements._shape_of(values)
+    return statements._shapes[(name, "values", shape)], permissions._column_names[name], values
+
+
+@pytest.mark.parametrize("superuser", [False, True])
+def test_predict_project_statement_matches_a_fresh_compilation(home, superuser):
+    from annotation import permissions
+    from api.auth import _with_key_covers
+    from api.views.predict import _serving_columns
+    from tests.factories import UserFactory
+
+    caller = UserFactory(is_superuser=True) if superuser else home.admin
+    issued = services.api_key_create(
+        actor=caller, projects=[home.project], name="compiled", scopes=["predict"], kind="personal"
+    )
+    response = client_with(issued.token).post(
+        f"/api/v1/projects/{home.project.pk}/predict", {"texts": ["x"]}, format="json"
+    )
+    assert response.status_code == 503, response.content  # no model yet, after the project was read
+    compiled, names, _ = _predict_project_statement(home, superuser=superuser)
+    key = issued.key
+    values = {"project_id": home.project.pk, "user_id": caller.pk, "superuser": superuser, "key_id": key.pk}
+    if superuser:
+        fresh = permissions.Project.objects.filter(pk=home.project.pk)
+    else:
+        fresh = permissions._project_with_role(project_id=home.project.pk, user_id=caller.pk)
+    fresh = fresh.annotate(**_with_key_covers(_serving_columns, key_id=key.pk))
+    extra = names if superuser else (*names, "member_role")
+    sql, params = _fresh(fresh.values(*statements._columns(permissions.Project), *extra))
+    assert compiled.sql == sql
+    assert compiled.params(values) == list(params)
+
+
+def test_a_key_that_does_not_cover_the_project_is_refused_on_the_compiled_path(home, away):
+    from tests.factories import MembershipFactory
+
+    MembershipFactory(project=away.project, user=home.admin, role="admin")
+    client = client_with(personal_key(home.admin, [home.project], ["predict"]))
+    for _ in range(2):
+        response = client.post(f"/api/v1/projects/{away.project.pk}/predict", {"texts": ["x"]}, format="json")
+        assert_error(response, 404)
+    assert (
+        client.post(f"/api/v1/projects/{home.project.pk}/predict", {"texts": ["x"]}, format="json").status_code == 503
+    )
+
+
+def test_a_non_member_is_refused_on_the_compiled_path(home, away):
+    token = personal_key(home.admin, [home.project], ["predict"])
+    client = client_with(token)
+    client.post(f"/api/v1/projects/{home.project.pk}/predict", {"texts": ["x"]}, format="json")
+    ApiKey.objects.get(prefix=token.split("_")[1]).projects.add(away.project)
+    response = client.post(f"/api/v1/projects/{away.project.pk}/predict", {"texts": ["x"]}, format="json")
+    assert_error(response, 404)
