@@ -3,6 +3,9 @@
     .venv/bin/python benchmarks/api_predict.py [--repeats 30] [--batches 1 16 64] [--write var/bench/api.md] [--sqlite]
         [--threads 4]
 
+BENCH_CACHE_URL (e.g. redis://127.0.0.1:6379/14) gives the server that shared cache, as deployed (throttle
+counts, invalid-key counts); without it the server keeps them in its own memory.
+
 Uses its own database (PostgreSQL docket_bench_api, dropped and recreated; or, with --sqlite, a temporary
 SQLite file as `make run` uses) and a temporary artifact directory. It trains a small model on the demo
 documents (frozen all-MiniLM-L6-v2 body, fitted head), makes it the project's active version, starts gunicorn
@@ -47,6 +50,9 @@ os.environ.update(
         "DJANGO_SETTINGS_MODULE": "config.settings",
     }
 )
+CACHE_URL = os.environ.get("BENCH_CACHE_URL", "")
+if CACHE_URL:
+    os.environ["DOCKET_CACHE_URL"] = CACHE_URL
 BATCHES = (1, 16, 64)
 
 
@@ -300,7 +306,8 @@ def render(results: list[dict], rss: float, rss_after: float, repeats: int, mean
             f"{r['client_ms']:.2f} | {r['server_model_ms']:.1f} | {r['own_ms']:.1f} |"
         )
     database = "SQLite" if SQLITE else "PostgreSQL"
-    machine = f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, {database}"
+    cache = f"cache {CACHE_URL}" if CACHE_URL else "in-memory cache"
+    machine = f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, {database}, {cache}"
     return (
         "\n".join(lines)
         + f"\n\nMedian of {repeats} calls per row; demo texts of {mean_chars:.0f} characters on average; {machine}.\n"
