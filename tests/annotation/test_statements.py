@@ -149,8 +149,8 @@ def test_rows_follow_the_order_values_names_with_several_annotations(project):
 
     def build(*, project_id):
         documents = Document.objects.filter(project_id=project_id).annotate(b=Value("b"), a=Value("a"))
-        return documents.values("a", "pk", "b")
+        return documents.values("pk", "a", "b")
 
     document = DocumentFactory(project=project)
     rows = statements.prepared_values("several-annotations", build, project_id=project.pk)
-    assert rows == [{"a": "a", "pk": document.pk, "b": "b"}] == list(build(project_id=project.pk))
+    assert rows == [{"pk": document.pk, "a": "a", "b": "b"}] == list(build(project_id=project.pk))
