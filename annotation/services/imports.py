@@ -944,11 +944,19 @@ class _Builder:
         copy_sql = f"COPY {stage} ({names}) FROM STDIN WITH (FORMAT csv)"
         if not self.stage_ready:  # the first chunk: nothing is in flight yet
             columns = ", ".join(f"{quote(f.column)} {f.db_type(connection)}" for f in staged)
+            # Emptied too: an earlier import in the same transaction (a caller's atomic block, a test) left its
+            # last chunk in one of them, which this import's first statement would otherwise store again.
             with connection.cursor() as cursor:
                 cursor.execute(
                     "; ".join(
-                        f"CREATE TEMPORARY TABLE IF NOT EXISTS {name} (position integer, {columns}) ON COMMIT DROP"
-                        for name in _STAGES
+                        [
+                            *(
+                                f"CREATE TEMPORARY TABLE IF NOT EXISTS {name} (position integer, {columns}) "
+                                "ON COMMIT DROP"
+                                for name in _STAGES
+                            ),
+                            f"TRUNCATE {', '.join(_STAGES)}",
+                        ]
                     )
                 )
             self.stage_ready = True

@@ -312,3 +312,16 @@ def test_a_database_error_writing_a_later_chunk_stores_nothing(project, settings
     batch = ImportBatch.objects.get(file_name="outage.jsonl")
     assert batch.status == ImportBatch.Status.FAILED and "DataError" in batch.error
     assert not Document.objects.filter(project=project).exists()
+
+
+def test_two_imports_in_one_transaction_store_only_their_own_rows():
+    # Each import runs in a transaction of its own in Docket; a caller's atomic block (or a test) may hold two.
+    # The staging tables live until the outer commit, and the second import must not store the first one's rows.
+    first, second = project_with_labels(name="First"), project_with_labels(name="Second")
+    run_import(first, "".join(json.dumps({"text": f"First file, clause {i}."}) + "\n" for i in range(3)), "a.jsonl")
+    batch = run_import(second, json.dumps({"text": "Second file, its only clause."}) + "\n", "b.jsonl")
+
+    assert (batch.status, batch.created_count) == (ImportBatch.Status.COMPLETED, 1)
+    assert list(Document.objects.filter(project=second).values_list("text", flat=True)) == [
+        "Second file, its only clause."
+    ]
