@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import io
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -18,7 +18,14 @@ from learning.ml.classifier import Classifier
 from learning.ml.coldstart import diverse_sample
 from learning.ml.label_descriptions import encode_label_texts, zero_shot_probabilities
 from learning.ml.strategies import get_strategy, top_k
-from learning.models import DESCRIPTIONS_VERSION, EvaluationReservation, ModelVersion, PriorityLabelKeys, QueuePriority
+from learning.models import (
+    DESCRIPTIONS_VERSION,
+    EvaluationReservation,
+    ModelVersion,
+    PriorityLabelKeys,
+    QueueExit,
+    QueuePriority,
+)
 from learning.services.classifiers import _held_classifier
 from learning.services.embeddings import (
     ProgressCallback,
@@ -275,9 +282,11 @@ def _priorities_copy(project_id: int, pool: PoolScores, probabilities: np.ndarra
     made as close to a bare COPY as the table allows: no staging table, no `INSERT ... ON CONFLICT`, no
     foreign-key check per row (QueuePriority's keys are not checked by the database: see the model), and rows
     of about 130 bytes that PostgreSQL copies without parsing a character. Readers keep the previous rows until
-    the commit, and the deletion leaves the rows of documents outside the pool (labeled since) as they were.
+    the commit, and the deletion leaves the rows of documents outside the pool (labeled since) as they were,
+    their scores lowered (`_queue_exits_apply`).
     """
     table = connection.ops.quote_name(QueuePriority._meta.db_table)
+    pool = _queue_exits_apply(project_id, pool)
     data = _copy_binary(pool, probabilities, project_id=project_id, updated_at=timezone.now())
     with connection.cursor() as cursor:
         cursor.execute(
@@ -290,6 +299,35 @@ def _priorities_copy(project_id: int, pool: PoolScores, probabilities: np.ndarra
             io.BytesIO(data),
         )
     return len(pool.document_ids)
+
+
+def _queue_exits_apply(project_id: int, pool: PoolScores) -> PoolScores:
+    """Lower to -Infinity the scores of the documents that left the queue since the last write (QueueExit, recorded
+    by the database), in the table and in `pool` (one read while it was still queued), and forget those exits.
+
+    A labeled document's row keeps the prediction it was shown with; with its score lowered, the queue's scored
+    route (which walks the priority index from the top, skipping documents no longer queued) no longer walks it.
+    Exits recorded while this transaction runs are applied by the next write. A document queued again since
+    (status back to queued) keeps its score.
+    """
+    exits = connection.ops.quote_name(QueueExit._meta.db_table)
+    documents = connection.ops.quote_name(Document._meta.db_table)
+    table = connection.ops.quote_name(QueuePriority._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"WITH applied AS (DELETE FROM {exits} WHERE project_id = %s RETURNING document_id) "
+            f"SELECT d.id FROM {documents} d WHERE d.id IN (SELECT document_id FROM applied) AND d.status <> %s",
+            [project_id, Document.Status.QUEUED],
+        )
+        left = np.fromiter((row[0] for row in cursor.fetchall()), dtype=np.int64)
+        if not len(left):
+            return pool
+        cursor.execute(
+            f"UPDATE {table} SET score = '-Infinity' WHERE document_id = ANY(%s) AND score > '-Infinity'",
+            [left.tolist()],
+        )
+    in_pool = np.isin(pool.document_ids, left)
+    return replace(pool, scores=np.where(in_pool, -np.inf, pool.scores)) if in_pool.any() else pool
 
 
 def _priorities_bulk_upsert(project_id: int, pool: PoolScores, probabilities: np.ndarray | None) -> int:

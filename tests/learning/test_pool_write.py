@@ -1,13 +1,14 @@
 """Writing the queue's priorities: every row as scored, in one transaction, whatever else the table holds."""
 
 import threading
+import time
 
 import numpy as np
 import pytest
 from django.db import connection, transaction
 
 from annotation.models import Document
-from learning.models import DESCRIPTIONS_VERSION, PriorityLabelKeys, QueuePriority, probabilities_by_label
+from learning.models import DESCRIPTIONS_VERSION, PriorityLabelKeys, QueueExit, QueuePriority, probabilities_by_label
 from learning.selectors import order_by_priority, predictions_for, with_predicted_probability
 from learning.services.pool import PoolScores, _priorities_write
 from tests.factories import DocumentFactory, project_with_labels
@@ -15,6 +16,7 @@ from tests.factories import DocumentFactory, project_with_labels
 pytestmark = pytest.mark.django_db
 
 KEYS = ["first_party", "third-party", "data_security"]
+LOWERED = float("-inf")  # the score of a document no longer queued, once a write has seen it leave
 
 
 def pool_of(documents, *, version=7, evaluation=(), probabilities=None, scores=None) -> PoolScores:
@@ -92,7 +94,7 @@ def test_a_rewrite_replaces_the_pools_rows_and_leaves_other_documents_rows():
         _priorities_write(project.pk, pool_of(documents[1:], version=2, scores=np.array([0.3, 0.2, 0.1])))
 
     after = stored(project)
-    assert after[labeled.pk] == before[labeled.pk]
+    assert after[labeled.pk] == (LOWERED, *before[labeled.pk][1:])  # its prediction stays, out of the queue's way
     assert [after[d.pk][:2] for d in documents[1:]] == [(0.3, 2), (0.2, 2), (0.1, 2)]
 
 
@@ -194,3 +196,81 @@ def test_a_labels_probability_is_found_in_each_versions_own_order():
     assert set(likely.values_list("pk", flat=True)) == {d.pk for d in documents[:2]} | {d.pk for d in documents[2:]}
     assert not unlikely.exists()
     assert set(sure.values_list("pk", flat=True)) == {d.pk for d in documents[:2]}
+
+
+def test_documents_that_left_the_queue_keep_their_prediction_with_their_score_lowered_at_the_next_write():
+    project = project_with_labels(KEYS)
+    documents = DocumentFactory.create_batch(3, project=project)
+    with transaction.atomic():
+        _priorities_write(project.pk, pool_of(documents, scores=np.array([0.9, 0.5, 0.1])))
+    shown = stored(project)[documents[0].pk]
+
+    Document.objects.filter(pk=documents[0].pk).update(status=Document.Status.LABELED)
+    assert QueueExit.objects.filter(project_id=project.pk).count() == 1  # recorded by the database
+    with transaction.atomic():
+        _priorities_write(project.pk, pool_of(documents[1:], scores=np.array([0.6, 0.2])))
+
+    rows = stored(project)
+    assert rows[documents[0].pk] == (LOWERED, shown[1], shown[2])
+    assert [rows[d.pk][0] for d in documents[1:]] == [0.6, 0.2]
+    assert not QueueExit.objects.filter(project_id=project.pk).exists()
+    walk = QueuePriority.objects.filter(project=project).order_by("-score").values_list("document_id", flat=True)
+    assert list(walk) == [documents[1].pk, documents[2].pk, documents[0].pk]
+
+
+def test_a_document_labeled_after_its_pool_was_read_is_written_lowered():
+    project = project_with_labels(KEYS)
+    documents = DocumentFactory.create_batch(3, project=project)
+    pool = pool_of(documents, scores=np.array([0.7, 0.8, 0.9]))  # read while all three were queued
+    Document.objects.filter(pk=documents[2].pk).update(status=Document.Status.LABELED)
+
+    with transaction.atomic():
+        _priorities_write(project.pk, pool)
+
+    assert [stored(project)[d.pk][0] for d in documents] == [0.7, 0.8, LOWERED]
+
+
+def test_a_document_queued_again_keeps_its_new_score():
+    project = project_with_labels(KEYS)
+    documents = DocumentFactory.create_batch(2, project=project)
+    Document.objects.filter(pk=documents[0].pk).update(status=Document.Status.FLAGGED)
+    Document.objects.filter(pk=documents[0].pk).update(status=Document.Status.QUEUED)
+
+    with transaction.atomic():
+        _priorities_write(project.pk, pool_of(documents, scores=np.array([0.6, 0.4])))
+
+    assert [stored(project)[d.pk][0] for d in documents] == [0.6, 0.4]
+    assert not QueueExit.objects.filter(project_id=project.pk).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_submission_never_waits_for_a_rescore_and_its_exit_is_applied_by_the_next_one():
+    project = project_with_labels(KEYS)
+    documents = DocumentFactory.create_batch(3, project=project)
+    written, release = threading.Event(), threading.Event()
+
+    def rescore():
+        try:
+            with transaction.atomic():
+                _priorities_write(project.pk, pool_of(documents, scores=np.array([0.7, 0.8, 0.9])))
+                written.set()
+                release.wait(10)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=rescore)
+    thread.start()
+    try:
+        assert written.wait(10)
+        started = time.monotonic()
+        Document.objects.filter(pk=documents[2].pk).update(status=Document.Status.LABELED)  # while it holds the rows
+        assert time.monotonic() - started < 2
+    finally:
+        release.set()
+        thread.join(20)
+    assert stored(project)[documents[2].pk][0] == 0.9  # written before the label committed
+
+    with transaction.atomic():
+        _priorities_write(project.pk, pool_of(documents[:2], scores=np.array([0.3, 0.4])))
+
+    assert [stored(project)[d.pk][0] for d in documents] == [0.3, 0.4, LOWERED]
