@@ -52,8 +52,11 @@ def stalled_work_sweep(*, now: datetime | None = None, catch_up: bool = False) -
     result.imports_failed = import_batches_fail_dead(now=now)
     result.runs_resent = services.training_runs_rekick(now=now)
     if catch_up:
+        # order_by(): the revisions' default ordering would join the DISTINCT and make it one row per revision,
+        # so every project was caught up once per answer of the last window (hundreds of passes a minute).
         recent = (
             AnnotationRevision.objects.filter(changed_at__gte=now - CATCH_UP_WINDOW)
+            .order_by()
             .values_list("annotation__document__project_id", flat=True)
             .distinct()
         )

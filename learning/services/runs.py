@@ -91,7 +91,7 @@ def training_run_request(
                 changed.append("max_steps")
             if changed:
                 queued.save(update_fields=changed)
-            if not running and timezone.now() - queued.created_at > REKICK_QUEUED_AFTER:
+            if not running and _resend_due(queued, timezone.now()):
                 _enqueue_on_commit(queued)
             return queued
         run = TrainingRun.objects.create(
@@ -174,12 +174,21 @@ def pool_rescore_request(*, project: Project) -> None:
 
 
 def _rekick_queued(project: Project) -> None:
-    """Enqueue a queued run again when nothing runs in its lane and it has waited long: its message may be lost."""
+    """Enqueue a queued run again when nothing runs in its lane and its message seems lost (`_resend_due`)."""
+    now = timezone.now()
     for queued in TrainingRun.objects.filter(project=project, status=RunStatus.QUEUED):
         if TrainingRun.objects.filter(project=project, kind=queued.kind, status=RunStatus.RUNNING).exists():
             continue
-        if timezone.now() - queued.created_at > REKICK_QUEUED_AFTER:
+        if _resend_due(queued, now):
             _enqueue(queued.pk, queued.kind)
+
+
+def _resend_due(run: TrainingRun, now: datetime) -> bool:
+    """Whether a queued run's message may be lost, so that sending it again is due: it waited
+    REKICK_QUEUED_AFTER since it was last sent, and then twice as long after each send. Every label knocks, so
+    without the wait a run that cannot start yet was sent once per label."""
+    sent = run.enqueued_at or run.created_at
+    return now - run.created_at > REKICK_QUEUED_AFTER and now - sent >= max(REKICK_QUEUED_AFTER, sent - run.created_at)
 
 
 def _enqueue_on_commit(run: TrainingRun) -> None:
@@ -292,8 +301,7 @@ def training_runs_rekick(*, now: datetime | None = None) -> int:
     for run in queued:
         if (run.project_id, run.kind) in busy:
             continue  # the running one of its lane enqueues it when it ends
-        sent = run.enqueued_at or run.created_at
-        if now - sent < max(REKICK_QUEUED_AFTER, sent - run.created_at):
+        if not _resend_due(run, now):
             continue
         _enqueue(run.pk, run.kind)
         count += 1

@@ -217,3 +217,25 @@ def test_evaluation_documents_take_every_nth_place_in_the_queue():
     assert 13 <= first_hundred.count("eval") <= 17
     assert len(set(np.concatenate([learner, evaluation]))) == 200  # no ties
     assert np.all(np.diff(learner) < 0) and np.all(np.diff(evaluation) < 0)
+
+
+def test_a_run_that_cannot_start_yet_is_sent_again_only_after_its_wait_however_many_labels_knock(
+    monkeypatch, django_capture_on_commit_callbacks
+):
+    # Every label knocks; a queued run whose message seems lost is sent again, but not once per knock: that
+    # filled the broker with thousands of copies of the same run (the embedded soak's broker folder).
+    from learning.services import runs
+
+    project, _ = build_labelled_project(per_label=1)
+    queued = TrainingRun.objects.create(project=project, kind="fast", trigger="labels", status="queued")
+    long_ago = timezone.now() - timedelta(minutes=2)
+    TrainingRun.objects.filter(pk=queued.pk).update(created_at=long_ago, enqueued_at=long_ago)
+    sent = []
+    monkeypatch.setattr(tasks.train_fast, "delay", lambda run_id: sent.append(run_id), raising=False)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        for _ in range(5):
+            runs._rekick_queued(project)
+            services.training_run_request(project=project, kind="fast", trigger="labels")
+
+    assert sent == [queued.pk]

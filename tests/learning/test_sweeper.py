@@ -6,6 +6,7 @@ worker to take them over; if its own sweeper kept running, it would end those ru
 
 import time
 
+import pytest
 from celery import signals
 
 from learning import recovery
@@ -36,3 +37,16 @@ def test_a_stopping_worker_stops_its_sweeper(monkeypatch):
         assert len(passes) == after_stop
     finally:
         sweeper.stop()  # never leave a sweeper running into the next test
+
+
+@pytest.mark.django_db
+def test_the_catch_up_checks_each_project_once_however_many_answers_it_had(monkeypatch):
+    from tests.learning.conftest import build_labelled_project
+
+    project, _ = build_labelled_project(per_label=2)  # six answers in the last minutes
+    checked = []
+    monkeypatch.setattr(recovery.services, "training_on_labels_changed", lambda project_id: checked.append(project_id))
+
+    result = recovery.stalled_work_sweep(catch_up=True)
+
+    assert checked == [project.pk] and result.projects_checked == 1
