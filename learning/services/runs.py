@@ -138,7 +138,7 @@ def training_on_labels_changed(*, project_id: int) -> TrainingRun | None:
     if kind is not None:
         run = training_run_request(project=project, kind=kind, trigger=TrainingRun.Trigger.LABELS, label_events=events)
     else:
-        _rekick_queued(project)
+        training_runs_rekick(project_id=project.pk)
     # The run check first: it is one indexed row, while finding an unscored queued document reads the whole
     # queue (seconds at 1,000,000 documents), and a run that trains rescores the pool anyway.
     if not TrainingRun.objects.filter(
@@ -171,16 +171,6 @@ def training_request_now(*, project: Project, actor: AbstractBaseUser, max_steps
 def pool_rescore_request(*, project: Project) -> None:
     """Ask a worker to rescore the queue (after an import, or to lay out cold-start picks)."""
     _enqueue_rescore_on_commit(project.pk)
-
-
-def _rekick_queued(project: Project) -> None:
-    """Enqueue a queued run again when nothing runs in its lane and its message seems lost (`_resend_due`)."""
-    now = timezone.now()
-    for queued in TrainingRun.objects.filter(project=project, status=RunStatus.QUEUED):
-        if TrainingRun.objects.filter(project=project, kind=queued.kind, status=RunStatus.RUNNING).exists():
-            continue
-        if _resend_due(queued, now):
-            _enqueue(queued.pk, queued.kind)
 
 
 def _resend_due(run: TrainingRun, now: datetime) -> bool:
@@ -291,12 +281,14 @@ def _run_retry_or_fail(
     return "queued"
 
 
-def training_runs_rekick(*, now: datetime | None = None) -> int:
-    """Send queued runs to the broker again when nothing runs in their lane and their message seems lost
-    (the broker was down when they were asked for, or lost them). Waits double each time; returns how many."""
+def training_runs_rekick(*, now: datetime | None = None, project_id: int | None = None) -> int:
+    """Send queued runs (of every project, or of one) to the broker again when nothing runs in their lane and
+    their message seems lost (the broker was down when they were asked for, or lost them). Waits double each
+    time (`_resend_due`); returns how many."""
     now = now or timezone.now()
-    busy = set(TrainingRun.objects.filter(status=RunStatus.RUNNING).values_list("project_id", "kind"))
-    queued = TrainingRun.objects.filter(status=RunStatus.QUEUED, created_at__lt=now - REKICK_QUEUED_AFTER)
+    runs = TrainingRun.objects.all() if project_id is None else TrainingRun.objects.filter(project_id=project_id)
+    busy = set(runs.filter(status=RunStatus.RUNNING).values_list("project_id", "kind"))
+    queued = runs.filter(status=RunStatus.QUEUED, created_at__lt=now - REKICK_QUEUED_AFTER)
     count = 0
     for run in queued:
         if (run.project_id, run.kind) in busy:

@@ -224,7 +224,6 @@ def test_a_run_that_cannot_start_yet_is_sent_again_only_after_its_wait_however_m
 ):
     # Every label knocks; a queued run whose message seems lost is sent again, but not once per knock: that
     # filled the broker with thousands of copies of the same run (the embedded soak's broker folder).
-    from learning.services import runs
 
     project, _ = build_labelled_project(per_label=1)
     queued = TrainingRun.objects.create(project=project, kind="fast", trigger="labels", status="queued")
@@ -235,7 +234,7 @@ def test_a_run_that_cannot_start_yet_is_sent_again_only_after_its_wait_however_m
 
     with django_capture_on_commit_callbacks(execute=True):
         for _ in range(5):
-            runs._rekick_queued(project)
+            services.training_runs_rekick(project_id=project.pk)
             services.training_run_request(project=project, kind="fast", trigger="labels")
 
     assert sent == [queued.pk]
