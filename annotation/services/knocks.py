@@ -92,10 +92,16 @@ class KnockSender:
 
 def _send_all(batch: dict[int, Send]) -> None:
     for project_id, send in batch.items():
-        try:
-            send(project_id)
-        except Exception:  # the broker is down or refuses: the labels are committed, the next one knocks again
-            logger.exception("Could not tell the learning loop that project %s has new labels", project_id)
+        send_now(project_id, send)
+
+
+def send_now(project_id: int, send: Send) -> None:
+    """Send one knock in this thread. The labels are committed by then, so a broker that is down or refuses is
+    logged, never raised: the next label knocks again."""
+    try:
+        send(project_id)
+    except Exception:
+        logger.exception("Could not tell the learning loop that project %s has new labels", project_id)
 
 
 knocks = KnockSender()

@@ -28,7 +28,7 @@ from annotation.models import (
     TaxonomyVersion,
 )
 from annotation.services.audit import audit_event, audit_record
-from annotation.services.knocks import knocks
+from annotation.services.knocks import knocks, send_now
 from annotation.services.taxonomy import taxonomy_hold
 from webhooks.events import labeled_note
 
@@ -435,12 +435,8 @@ def notify_learning(project_id: int) -> None:
     label knocks again.
     """
     send = _labels_changed_sender()
-    if send is None:
-        return
-    try:
-        send(project_id)
-    except Exception:  # the broker is down or refuses: labeling goes on
-        logger.exception("Could not tell the learning loop that project %s has new labels", project_id)
+    if send is not None:
+        send_now(project_id, send)
 
 
 def knock_learning(project_id: int) -> None:
