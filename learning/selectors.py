@@ -57,10 +57,11 @@ def predictions_for(document_ids: Iterable[int]) -> dict[int, dict]:
     }
 
 
-def _label_keys_of(version_column: str) -> Subquery:
-    """The label keys a row's probabilities are in (PriorityLabelKeys of its project and model version), as a
-    column of the same query."""
-    keys = PriorityLabelKeys.objects.filter(project=OuterRef("project"), model_version=OuterRef(version_column))
+def _label_keys_of(version_column: str, project=None) -> Subquery:
+    """The label keys a row's probabilities are in (PriorityLabelKeys of its project, or of `project` when the
+    caller knows it, and of its model version), as a column of the same query."""
+    project = OuterRef("project") if project is None else project
+    keys = PriorityLabelKeys.objects.filter(project=project, model_version=OuterRef(version_column))
     return Subquery(keys.values("label_keys")[:1], output_field=JSONField())
 
 
@@ -87,12 +88,7 @@ def review_prediction_columns(project) -> dict[str, Any]:
         ),
         "review_stored_version": F("queue_priority__model_version"),
         "review_stored_probabilities": F("queue_priority__probabilities"),
-        "review_stored_label_keys": Subquery(
-            PriorityLabelKeys.objects.filter(
-                project=project, model_version=OuterRef("queue_priority__model_version")
-            ).values("label_keys")[:1],
-            output_field=JSONField(),
-        ),
+        "review_stored_label_keys": _label_keys_of("queue_priority__model_version", project),
         "review_trained_on": Subquery(trained_on.values("taxonomy_version")[:1]),
         "review_taxonomy_now": Subquery(Taxonomy.objects.filter(project=project).values("version")[:1]),
     }
