@@ -54,6 +54,8 @@ def role_in(user: AbstractBaseUser | AnonymousUser, project: Project) -> str | N
     known = getattr(project, "_role_for", None)  # read with the project by access_project_by_id
     if known is not None and known[0] == user.pk:
         return known[1]
+    if getattr(project, "member_user_id", None) == user.pk:  # read with the project by projects_for
+        return project.member_role
     return Membership.objects.filter(project=project, user=user).values_list("role", flat=True).first()
 
 
@@ -108,12 +110,16 @@ def can_create_projects(user: AbstractBaseUser | AnonymousUser) -> bool:
 
 
 def projects_for(user: AbstractBaseUser | AnonymousUser) -> QuerySet[Project]:
-    """Projects the user may see: those where they are a member (all of them for superusers)."""
+    """Projects the user may see: those where they are a member (all of them for superusers).
+
+    Each comes with the user's role, over the membership join that already limits the list, so that a page of
+    projects asking `role_in` or `can` for each asks the database once, not once per project."""
     if not user.is_authenticated:
         return Project.objects.none()
     if user.is_superuser:
         return Project.objects.all()
-    return Project.objects.filter(memberships__user=user)
+    memberships = Project.objects.filter(memberships__user=user)
+    return memberships.annotate(member_role=F("memberships__role"), member_user_id=F("memberships__user"))
 
 
 def _project_with_role(*, project_id: int, user_id: int) -> QuerySet[Project]:
@@ -160,10 +166,7 @@ def access_project_by_id(
         )
         project = found[0] if found else None
     else:
-        projects = projects_for(user).filter(pk=project_id).annotate(**(columns or {}))
-        if user.is_authenticated and not user.is_superuser:
-            projects = projects.annotate(member_role=F("memberships__role"))
-        project = projects.first()
+        project = projects_for(user).filter(pk=project_id).annotate(**(columns or {})).first()
     if project is None:
         raise ProjectNotFound("No such project, or you are not a member of it.")
     if hasattr(project, "member_role"):

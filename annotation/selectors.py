@@ -13,15 +13,26 @@ from annotation import statements
 from annotation.models import Adjudication, Annotation, AnnotationLabel, Document, GoldAnswer, Label, Project
 from learning import selectors as learning_selectors
 
+_PROGRESS = {
+    "total": Count("id"),
+    "labeled": Count("id", filter=Q(status=Document.Status.LABELED)),
+    "queued": Count("id", filter=Q(status=Document.Status.QUEUED)),
+    "flagged": Count("id", filter=Q(status=Document.Status.FLAGGED)),
+}
+
 
 def project_progress(project: Project) -> dict[str, int]:
-    counts = Document.objects.filter(project=project).aggregate(
-        total=Count("id"),
-        labeled=Count("id", filter=Q(status=Document.Status.LABELED)),
-        queued=Count("id", filter=Q(status=Document.Status.QUEUED)),
-        flagged=Count("id", filter=Q(status=Document.Status.FLAGGED)),
-    )
-    return counts
+    return Document.objects.filter(project=project).aggregate(**_PROGRESS)
+
+
+def projects_progress(projects: Iterable[Project]) -> dict[int, dict[str, int]]:
+    """`project_progress` of many projects in one grouped query (a project without documents counts zeros)."""
+    ids = [p.pk for p in projects]
+    progress = {pk: dict.fromkeys(_PROGRESS, 0) for pk in ids}
+    grouped = Document.objects.filter(project__in=ids).values("project").annotate(**_PROGRESS).order_by()
+    for row in grouped:
+        progress[row.pop("project")] = row
+    return progress
 
 
 def labels_for(project: Project, *, include_deprecated: bool = True) -> list[Label]:

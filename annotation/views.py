@@ -32,8 +32,9 @@ from annotation.untrusted import json_read
 
 @login_required
 def my_projects(request: HttpRequest) -> HttpResponse:
-    projects = permissions.projects_for(request.user).order_by("name")
-    rows = [{"project": p, "progress": selectors.project_progress(p)} for p in projects]
+    projects = list(permissions.projects_for(request.user).order_by("name"))
+    progress = selectors.projects_progress(projects)
+    rows = [{"project": p, "progress": progress[p.pk]} for p in projects]
     return render(request, "annotation/my_projects.html", {"rows": rows})
 
 

@@ -112,3 +112,28 @@ def test_document_on_screen_and_model_poll_take_few_queries(
         assert reviewer_client.get(reverse("annotation:document", args=[project.pk, document.pk])).status_code == 200
     with django_assert_max_num_queries(3):
         assert reviewer_client.get(reverse("annotation:labeling-model", args=[project.pk])).status_code == 200
+
+
+def test_my_projects_asks_the_same_number_of_queries_for_one_project_and_for_six(
+    project, reviewer, reviewer_client, django_assert_max_num_queries
+):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from tests.factories import MembershipFactory, project_with_labels
+
+    def page_queries() -> int:
+        with CaptureQueriesContext(connection) as captured:
+            response = reviewer_client.get(reverse("annotation:my-projects"))
+        assert response.status_code == 200
+        return len(captured)
+
+    DocumentFactory(project=project)
+    page_queries()
+    one = page_queries()
+    for n in range(5):
+        other = project_with_labels(name=f"Other {n}")
+        MembershipFactory(project=other, user=reviewer, role="reviewer")
+        DocumentFactory(project=other, status="labeled")
+    assert page_queries() == one, "each project on the page asked the database again"
+    assert one <= 4

@@ -9,6 +9,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from tests.api.conftest import client_with, personal_key, service_key
+from tests.factories import AnnotationFactory, DocumentFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -62,3 +63,63 @@ def test_a_prediction_takes_two_queries_the_key_and_the_project_with_everything_
     count, response = queries(lambda: client.post(url, {"texts": ["We sell your data."]}, format="json"))
     assert response.json()["model_version"] == 2
     assert count <= 2
+
+
+def _more_rows(side, n: int) -> None:
+    """n more labelled documents (each with an annotation and its labels) and n more queued ones."""
+    labels = list(side.project.taxonomy.labels.all()) if hasattr(side.project, "taxonomy") else [side.label]
+    for _ in range(n):
+        AnnotationFactory(
+            document=DocumentFactory(project=side.project, status="labeled"),
+            reviewer=side.reviewer,
+            label_list=labels[:2],
+        )
+        DocumentFactory(project=side.project)
+
+
+LISTS = (
+    "",  # the project
+    "/documents",
+    "/documents?status=labeled",
+    "/annotations",
+    "/annotations/export",
+    "/labels",
+    "/taxonomy",
+    "/flags",
+    "/keys",
+    "/models",
+    "/training-runs",
+)
+
+
+@pytest.mark.parametrize("path", LISTS)
+def test_a_list_asks_the_same_number_of_queries_for_one_row_and_for_a_page(home, path):
+    """No operation that answers a list asks the database once per row: a page of 25 rows costs what one does."""
+    client = client_with(personal_key(home.admin, [home.project]))
+    url = f"/api/v1/projects/{home.project.pk}{path}"
+    queries(lambda: client.get(url))  # per-process lookups (label keys of the taxonomy version) done once
+    few, _ = queries(lambda: client.get(url))
+    _more_rows(home, 24)
+    many, response = queries(lambda: client.get(url))
+    assert many == few, f"{path}: {few} queries with one row, {many} with 25"
+    assert many <= 8, f"{path}: {many} queries"
+
+
+def test_the_project_list_asks_the_same_number_of_queries_for_one_project_and_for_ten(home):
+    from tests.api.conftest import build_side
+    from tests.factories import MembershipFactory
+
+    others = []
+    for n in range(9):
+        side = build_side(f"Project {n}")
+        MembershipFactory(project=side.project, user=home.admin, role="admin")
+        others.append(side.project)
+    one = client_with(personal_key(home.admin, [home.project]))
+    ten = client_with(personal_key(home.admin, [home.project, *others]))
+    queries(lambda: one.get("/api/v1/projects"))
+    few, response = queries(lambda: one.get("/api/v1/projects"))
+    queries(lambda: ten.get("/api/v1/projects"))
+    many, response = queries(lambda: ten.get("/api/v1/projects"))
+    body = response.json()
+    assert len(body["results"] if isinstance(body, dict) else body) == 10
+    assert many == few, f"{few} queries for one project, {many} for ten"
