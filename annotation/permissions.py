@@ -8,7 +8,7 @@ from django.db.models import F, OuterRef, QuerySet, Subquery
 
 from annotation import statements
 from annotation.exceptions import NotAllowed, ProjectNotFound
-from annotation.models import Document, ImportBatch, Invitation, Membership, Project
+from annotation.models import Document, ImportBatch, Membership, Project
 
 Role = Membership.Role
 
@@ -98,10 +98,12 @@ def may_set_credentials(actor: AbstractBaseUser | AnonymousUser, user: AbstractB
         return True
     if not can(actor, project, "manage_members") or user.is_staff or user.is_superuser or user.last_login is not None:
         return False
-    invitation = Invitation.objects.filter(user=user).first()
+    # Both read through the user's relations, so that a page of members can bring them with its one query
+    # (`select_related("user__invitation")`, `prefetch_related("user__memberships")`).
+    invitation = getattr(user, "invitation", None)
     if invitation is None or invitation.project_id != project.pk or invitation.invited_by_id != actor.pk:
         return False
-    return not Membership.objects.filter(user=user).exclude(project=project).exists()
+    return all(membership.project_id == project.pk for membership in user.memberships.all())
 
 
 def can_create_projects(user: AbstractBaseUser | AnonymousUser) -> bool:

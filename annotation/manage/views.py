@@ -472,7 +472,12 @@ def members_page(request: HttpRequest, project_id: int) -> HttpResponse:
                     request, f"Added {user.get_username()} as {added.membership.get_role_display().lower()}."
                 )
             return redirect("manage:members", project.pk)
-    memberships = Membership.objects.filter(project=project).select_related("user").order_by("role", "user__username")
+    memberships = (
+        Membership.objects.filter(project=project)
+        .select_related("user__service_account", "user__invitation")  # what may_set_credentials reads per row
+        .prefetch_related("user__memberships")
+        .order_by("role", "user__username")
+    )
     admins = sum(m.role == Membership.Role.ADMIN for m in memberships)
     rows = [
         {
