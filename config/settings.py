@@ -125,6 +125,10 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     _sqlite.setdefault("init_command", "PRAGMA journal_mode=WAL")
     DATABASES["default"]["CONN_MAX_AGE"] = 0
 
+# The statements a reviewer waits for are prepared on the server once per connection (annotation/statements.py).
+# Off behind a pooler that shares server sessions between transactions (pgbouncer's transaction pooling).
+DOCKET_PREPARED_STATEMENTS = env.bool("DOCKET_PREPARED_STATEMENTS", default=True)
+
 # The role that owns the tables: `migrate` and `grant_app_role` run as it, the app never does (docs/security.md).
 # The test suite creates its database as this role and then runs as DATABASE_URL's restricted role.
 DATABASE_OWNER_URL = env.str("DATABASE_OWNER_URL", default="")
