@@ -11,20 +11,32 @@ shape) and strings wrapped in `Text` (a key's prefix). Any other value (None, bo
 part of the shape itself and reaches the SQL unchanged. A statement whose text contains a stand-in (a value
 Django wrote into the SQL rather than passing it as a parameter), or whose parameters hold one transformed (a
 LIKE pattern, a lowered string), is never reused.
+
+`execute` then runs such a statement as one PostgreSQL prepared on the server, once per connection: psycopg 2
+writes the values into the SQL on the client, so without it PostgreSQL would parse and plan the same text again
+on every request (most of its CPU time for the queue's statements).
 """
 
 from __future__ import annotations
 
+import hashlib
+import logging
+import re
 import secrets
 import threading
+import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable, Hashable, Sequence
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import EmptyResultSet
-from django.db import connection
+from django.db import DatabaseError, DataError, NotSupportedError, ProgrammingError, connection
 from django.db.models import Model, QuerySet
+
+logger = logging.getLogger(__name__)
 
 # Shapes kept per process: a handful per project setting (gold, overlap) and per number of documents excluded.
 MAX_SHAPES = 512
@@ -60,11 +72,19 @@ _shapes: OrderedDict[Hashable, _Compiled] = OrderedDict()
 _lock = threading.Lock()
 
 
+class CompiledSQL(str):
+    """The SQL of a statement compiled once per shape; `constants` are the positions of its parameters that are
+    part of the shape (the same in every call), which `execute` writes into the statement it prepares."""
+
+    constants: frozenset[int] = frozenset()
+
+
 class _Compiled:
     __slots__ = ("sql", "slots", "converters", "names")
 
     def __init__(self, sql: str, slots: list[tuple[str | None, Any]], converters=None, names=None):
-        self.sql = sql
+        self.sql = CompiledSQL(sql)
+        self.sql.constants = frozenset(position for position, (slot, _) in enumerate(slots) if slot is None)
         self.slots = slots  # per parameter: (name of the value, index in a list or None) or (None, the constant)
         self.converters = converters
         self.names = names
@@ -239,7 +259,7 @@ def prepared_values(name: str, build: Callable[..., QuerySet], **values: Any) ->
         compiled = _Compiled(sql, slots, converters, names)
         _remember(key, compiled)
     with connection.cursor() as cursor:
-        cursor.execute(compiled.sql, compiled.params(values))
+        execute(cursor, compiled.sql, compiled.params(values))
         rows = cursor.fetchall()
     result = []
     for row in rows:
@@ -310,3 +330,221 @@ def _columns(model: type[Model], prefix: str = "") -> list[str]:
 def _instance(model: type[Model], row: dict[str, Any], prefix: str = "") -> Model:
     names = [field.attname for field in model._meta.concrete_fields]
     return model.from_db(connection.alias, names, [row[f"{prefix}{name}"] for name in names])
+
+
+# --- Prepared on the server (PostgreSQL) ------------------------------------------------------------------------
+#
+# `execute` sends a statement's text once per connection (PREPARE, values that vary as $1, $2, ...) and afterwards
+# only EXECUTE with the values. PostgreSQL then parses it once per connection instead of once per request, and
+# after five executions it plans it once too, when its generic plan is no dearer than the plans made for each
+# call's values (plan_cache_mode = auto). Sessions must keep their prepared statements between transactions: a
+# pooler in transaction mode in front of PostgreSQL (pgbouncer's transaction pooling) does not, and wants
+# DOCKET_PREPARED_STATEMENTS=0.
+
+# Statements kept prepared per connection; beyond it the one used longest ago is deallocated. A handful of
+# shapes per project setting is what the queue uses; each costs the database backend its plan's memory.
+MAX_PREPARED_PER_CONNECTION = 64
+_SAVEPOINT = "docket_prepare"
+_PLACEHOLDER = re.compile(r"(%%|%s)")
+
+# What PostgreSQL may infer for a parameter, by the Python value the call passes, for the value to mean what it
+# means written into the SQL (psycopg 2's way). A value typed by its context (a column, a cast) can be anything
+# such a literal could be assigned to; a parameter with no context is inferred as text, which would turn an int
+# into a string: such a statement is not prepared (see `_types_agree`).
+_INTS = {"smallint", "integer", "bigint", "numeric", "real", "double precision"}
+_TYPES_FOR: list[tuple[type | tuple[type, ...], set[str] | None]] = [
+    (bool, {"boolean"}),
+    (int, _INTS),
+    ((float, Decimal), {"numeric", "real", "double precision"}),
+    (datetime, {"timestamp with time zone", "timestamp without time zone"}),
+    (date, {"date"}),
+    (timedelta, {"interval"}),
+    (uuid.UUID, {"uuid"}),
+    (str, None),  # an untyped literal either way: any type PostgreSQL gives it
+]
+
+
+class _ServerStatement:
+    """A statement as prepared on the server: its name, its text with $n placeholders, the positions of the
+    parameters that vary (the others are written into the text) and the EXECUTE that runs it."""
+
+    __slots__ = ("name", "text", "varying", "execute_sql")
+
+    def __init__(self, name: str, text: str, varying: tuple[int, ...]):
+        self.name = name
+        self.text = text
+        self.varying = varying
+        placeholders = ", ".join(["%s"] * len(varying))
+        self.execute_sql = f"EXECUTE {name}({placeholders})" if varying else f"EXECUTE {name}"
+
+
+_server_statements: OrderedDict[Hashable, _ServerStatement | None] = OrderedDict()
+
+
+def execute(cursor, sql: str, params: Sequence[Any]) -> None:
+    """`cursor.execute(sql, params)`; on PostgreSQL as a statement prepared on the server, once per connection.
+
+    `sql` must be the same text for the same statement on every call (the values in `params`); a `CompiledSQL`
+    from `prepared` also says which parameters are constants of its shape. A statement whose parameters
+    PostgreSQL would read otherwise than psycopg 2 writes them, or that it cannot prepare, runs as before.
+    The PREPARE is part of a connection's set-up, sent outside Django's query log; the EXECUTE is logged.
+    """
+    db = cursor.db
+    if db.vendor != "postgresql" or not getattr(settings, "DOCKET_PREPARED_STATEMENTS", True):
+        cursor.execute(sql, params)
+        return
+    db.ensure_connection()
+    raw = db.connection
+    statement = _server_statement(raw, sql, params)
+    if statement is None:
+        cursor.execute(sql, params)
+        return
+    prepared = _prepared_on(db)
+    values = [params[position] for position in statement.varying]
+    for attempt in (1, 2):
+        if statement.name in prepared:
+            prepared.move_to_end(statement.name)
+        elif not _prepare(db, prepared, statement, values):
+            cursor.execute(sql, params)
+            return
+        try:
+            cursor.execute(statement.execute_sql, values)
+            return
+        except DatabaseError as error:
+            # Gone from the server (DISCARD ALL, a pooler): prepare it again, unless a transaction it broke is open.
+            if getattr(error.__cause__, "pgcode", None) != "26000" or attempt == 2 or _in_transaction(raw):
+                raise
+            prepared.pop(statement.name, None)
+
+
+def _in_transaction(raw) -> bool:
+    from psycopg2.extensions import TRANSACTION_STATUS_IDLE
+
+    return not raw.autocommit or raw.get_transaction_status() != TRANSACTION_STATUS_IDLE
+
+
+def _prepared_on(db) -> OrderedDict[str, None]:
+    """The names prepared on the database connection `db` holds now; a new connection starts with none."""
+    state = getattr(db, "_docket_prepared", None)
+    if state is None or state[0] is not db.connection:
+        state = (db.connection, OrderedDict())
+        db._docket_prepared = state
+    return state[1]
+
+
+def _server_statement(raw, sql: str, params: Sequence[Any]) -> _ServerStatement | None:
+    """The statement to prepare for `sql` with these constants (None: run it as it is), made once per process."""
+    constants = getattr(sql, "constants", frozenset())
+    try:
+        key = (sql, tuple(params[position] for position in sorted(constants)))
+        statement = _server_statements[key]
+    except KeyError:
+        pass
+    except TypeError:  # an unhashable constant (a list): not worth a statement per value
+        return None
+    else:
+        return statement
+    parts = _PLACEHOLDER.split(sql)
+    text, varying = [], []
+    position = 0
+    with raw.cursor() as literal:
+        for part in parts:
+            if part == "%%":
+                text.append("%")
+            elif part == "%s":
+                if position >= len(params):
+                    statement = None
+                    break
+                if position in constants:
+                    text.append(literal.mogrify("%s", [params[position]]).decode())
+                else:
+                    varying.append(position)
+                    text.append(f"${len(varying)}")
+                position += 1
+            else:
+                text.append(part)
+        else:
+            statement = None
+            if position == len(params) and "%" not in sql.replace("%%", "").replace("%s", ""):
+                prepared_text = "".join(text)
+                name = "docket_" + hashlib.blake2b(prepared_text.encode(), digest_size=10).hexdigest()
+                statement = _ServerStatement(name, prepared_text, tuple(varying))
+    with _lock:
+        _server_statements[key] = statement
+        while len(_server_statements) > MAX_SHAPES:
+            _server_statements.popitem(last=False)
+    return statement
+
+
+def _prepare(db, prepared: OrderedDict[str, None], statement: _ServerStatement, values: list) -> bool:
+    """PREPARE `statement` on the connection and check what PostgreSQL inferred for its parameters; False when it
+    is not to be prepared (it then never is, in this process). Inside a transaction a savepoint keeps a refusal
+    from breaking it."""
+    raw = db.connection
+    commands = []
+    while len(prepared) >= MAX_PREPARED_PER_CONNECTION:
+        commands.append(f"DEALLOCATE {prepared.popitem(last=False)[0]}")
+    commands.append(f"PREPARE {statement.name} AS {statement.text}")
+    in_transaction = _in_transaction(raw)
+    if in_transaction:
+        commands = [f"SAVEPOINT {_SAVEPOINT}", *commands, f"RELEASE SAVEPOINT {_SAVEPOINT}"]
+    commands.append(
+        f"SELECT parameter_types::text[] FROM pg_prepared_statements WHERE name = '{statement.name}'"  # noqa: S608
+    )
+    try:
+        with db.wrap_database_errors, raw.cursor() as cursor:
+            cursor.execute("; ".join(commands))
+            (types,) = cursor.fetchone()
+    except (ProgrammingError, DataError, NotSupportedError) as error:
+        if in_transaction:
+            with db.wrap_database_errors, raw.cursor() as cursor:
+                cursor.execute(f"ROLLBACK TO SAVEPOINT {_SAVEPOINT}; RELEASE SAVEPOINT {_SAVEPOINT}")
+        _refuse(statement, f"PostgreSQL could not prepare it ({error})")
+        return False
+    if not _types_agree(types, values):
+        with db.wrap_database_errors, raw.cursor() as cursor:
+            cursor.execute(f"DEALLOCATE {statement.name}")
+        _refuse(statement, f"its parameters would be read as {types}")
+        return False
+    prepared[statement.name] = None
+    return True
+
+
+def _types_agree(types: list[str], values: list) -> bool:
+    """Whether each parameter, as PostgreSQL inferred it, holds the value as psycopg 2's literal of it would."""
+    if len(types) != len(values):
+        return False
+    for inferred, value in zip(types, values, strict=True):
+        if value is None:
+            continue
+        if isinstance(value, list):
+            if not inferred.endswith("[]"):
+                return False
+            inferred = inferred[:-2]
+            if not value or all(type(v) is int for v in value):
+                if value and inferred not in _INTS:
+                    return False
+                continue
+            if not all(isinstance(v, str) for v in value):
+                return False
+            continue
+        if getattr(value, "adapted", None) is not None or isinstance(value, dict):  # psycopg 2's Json (Django's Jsonb)
+            if inferred not in {"jsonb", "json"}:
+                return False
+            continue
+        for kinds, allowed in _TYPES_FOR:
+            if isinstance(value, kinds):
+                if allowed is not None and inferred not in allowed:
+                    return False
+                break
+        else:
+            return False  # a value of another kind: not known to mean the same as a parameter
+    return True
+
+
+def _refuse(statement: _ServerStatement, why: str) -> None:
+    with _lock:
+        for key, known in list(_server_statements.items()):
+            if known is statement:
+                _server_statements[key] = None
+    logger.info("Statement %s runs unprepared: %s. Its text: %s", statement.name, why, statement.text[:300])

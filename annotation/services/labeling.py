@@ -362,7 +362,7 @@ def _first_answer_insert(
         reviewer.pk,
     ]
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+        statements.execute(cursor, sql, params)  # the same text every time: prepared on the server
         row = cursor.fetchone()
     if row is None:
         return None

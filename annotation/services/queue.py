@@ -143,7 +143,7 @@ def _offered_document(sql: str, params: list) -> tuple[Document | None, bool]:
     (a renewal, or a claim that is now this reviewer's)."""
     names, _ = _document_columns("d")
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+        statements.execute(cursor, sql, params)
         row = cursor.fetchone()
     if row is None or row[2] is None:
         return None, False
