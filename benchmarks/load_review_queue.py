@@ -550,8 +550,16 @@ def in_process(
     def post(url: str, body: dict):
         return lambda: client.post(url, data=json.dumps(body), content_type="application/json", **csrf)
 
+    def backend_cpu() -> tuple[int, float]:
+        """This process's PostgreSQL backend and the CPU seconds it has used (the database is on this machine)."""
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_backend_pid()")
+            (pid,) = cursor.fetchone()
+        return pid, cpu_seconds({pid}).get(pid, float("nan"))
+
     next_url = f"/projects/{project_id}/queue/next"
     shown = timed("next", post(next_url, {})).json()["document"]
+    backend_at_start = None
     for i in range(loops + 20):  # the first 20 loops warm the code paths and connections; not counted
         upcoming = timed("next", post(next_url, {"after": shown["id"]})).json()["document"]
         body = {
@@ -566,7 +574,18 @@ def in_process(
             for name in figures:
                 figures[name] = {"wall": [], "cpu": [], "queries": []}
             profiling = profile_path is not None
+            backend_at_start = backend_cpu()
+    backend_at_end = backend_cpu()
     result = {"load_average": [round(x, 2) for x in os.getloadavg()]}
+    # One connection throughout (CONN_MAX_AGE): its backend's CPU over the measured loops is the database's share.
+    if backend_at_start[0] == backend_at_end[0]:
+        result["database_cpu_ms_per_label"] = (backend_at_end[1] - backend_at_start[1]) / loops * 1000
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT name, generic_plans, custom_plans, left(regexp_replace(statement, '\\s+', ' ', 'g'), 90) "
+            "FROM pg_prepared_statements ORDER BY name"
+        )
+        result["prepared_statements"] = [list(row) for row in cursor.fetchall()]
     for name, values in figures.items():
         result[name] = {
             "wall_p50_ms": percentile(values["wall"], 50) * 1000,
@@ -583,6 +602,13 @@ def in_process(
             f"queries {row['queries']}",
             flush=True,
         )
+    if "database_cpu_ms_per_label" in result:
+        print(f"PostgreSQL backend CPU per label (next + submit): {result['database_cpu_ms_per_label']:.2f} ms")
+    else:
+        print("PostgreSQL backend CPU per label: not measured (the connection was replaced during the loops)")
+    print(f"Statements prepared on the connection: {len(result['prepared_statements'])}")
+    for name, generic, custom, text in result["prepared_statements"]:
+        print(f"  {name}  generic plans {generic:4}  custom plans {custom:4}  {text}")
     print(f"load average {result['load_average']}", flush=True)
     if profile_path:
         for name, profile in profiles.items():
