@@ -164,6 +164,26 @@ def mark_pending(project_id: int, count: int) -> None:
         cursor.execute(f"ANALYZE {pending}")
 
 
+def other_project_pending(project_id: int, count: int):
+    """Another project in the middle of its own import: `count` documents (copies of this project's newest
+    texts) inserted and pending, their vectors not stored yet. Returns that project, to delete afterwards."""
+    from django.db import connection
+
+    from annotation.models import Document, Project
+
+    other = Project.objects.create(name="Search benchmark, another project importing")
+    table = Document._meta.db_table
+    columns = "external_id, text, metadata, content_hash, status, rereview_reason, random_key, created_at"
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} (project_id, {columns}) SELECT %s, {columns} FROM {table} "
+            "WHERE project_id = %s ORDER BY id DESC LIMIT %s",
+            [other.pk, project_id, count],
+        )
+        cursor.execute("ANALYZE")
+    return other
+
+
 def time_queries(project, rare: str, repeats: int, baseline_repeats: int) -> list[dict]:
     """Each query's Explore timings (first page, capped count, highlights) and its plan, and the substring scan
     of the same words as the baseline."""
@@ -228,6 +248,12 @@ def main() -> None:
     parser.add_argument(
         "--pending", type=int, default=0, help="Then time the queries again with this many newest documents pending."
     )
+    parser.add_argument(
+        "--other-pending",
+        type=int,
+        default=0,
+        help="Then time the queries again while another project has this many documents pending.",
+    )
     parser.add_argument("--pending-repeats", type=int, default=5, help="Timed runs of each query while pending.")
     parser.add_argument("--write", type=Path, default=ROOT / "var" / "bench" / "search_words.json")
     args = parser.parse_args()
@@ -264,6 +290,12 @@ def main() -> None:
         report["pending"] = args.pending
         report["queries_while_pending"] = time_queries(project, rare, args.pending_repeats, 0)
         search_vectors_fill()
+    if args.other_pending:
+        other = other_project_pending(project.pk, args.other_pending)
+        report["other_pending"] = args.other_pending
+        report["queries_while_other_pending"] = time_queries(project, rare, args.pending_repeats, 0)
+        Document.objects.filter(project=other).delete()
+        other.delete()
     connection.close()
     args.write.parent.mkdir(parents=True, exist_ok=True)
     args.write.write_text(json.dumps(report, indent=2))
@@ -279,6 +311,12 @@ def main() -> None:
         print("| query | words | matches | Explore p50 | Explore p95 |")
         print("| --- | --- | ---: | ---: | ---: |")
         for row in report["queries_while_pending"]:
+            print(f"| {row['kind']} | `{row['words']}` | {row['matches']} | {row['p50_ms']} ms | {row['p95_ms']} ms |")
+    if args.other_pending:
+        print(f"\nWhile another project has {args.other_pending:,} documents pending (its import just committed):")
+        print("| query | words | matches | Explore p50 | Explore p95 |")
+        print("| --- | --- | ---: | ---: | ---: |")
+        for row in report["queries_while_other_pending"]:
             print(f"| {row['kind']} | `{row['words']}` | {row['matches']} | {row['p50_ms']} ms | {row['p95_ms']} ms |")
     print(f"load average {os.getloadavg()[0]:.1f}")
 

@@ -205,3 +205,32 @@ def test_with_nothing_pending_the_word_search_reads_only_stored_vectors(project,
     # A join PostgreSQL may run from the GIN index or from the newest documents, as the words make cheaper.
     assert "annotation_documentsearchvector" in plan, plan
     assert "annotation_documentsearchpending" not in plan and "to_tsvector" not in plan, plan
+
+
+def _plan_of(documents) -> str:
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        sql, params = documents.query.sql_with_params()
+        cursor.execute("EXPLAIN " + sql, params)
+        return "\n".join(line for (line,) in cursor.fetchall())
+
+
+@pytest.mark.django_db
+def test_another_projects_pending_import_leaves_this_projects_search_on_stored_vectors(project, lead):
+    """While another project's import waits for its vectors, this project's searches stay the stored-vector
+    semi-join; they neither compute the other project's vectors nor collect every match first."""
+    from explore.search import filtered_documents
+
+    mine = DocumentFactory(project=project, text="Health records are kept for ten years.")
+    search_vectors_fill()
+    other = project_with_labels()
+    for n in range(3):
+        DocumentFactory(project=other, text=f"Health data {n} of another project.")
+    documents = filtered_documents(project, ExploreQuery(words="health"), sees_answers=True, user=lead)
+    plan = _plan_of(documents)
+    assert "to_tsvector" not in plan and "Append" not in plan, plan
+    assert found(project, lead, "health") == [mine.pk]
+
+    # A pending document of this project is still found by its words, and only this project's are computed.
+    waiting = DocumentFactory(project=project, text="Health questionnaires from the new intake form.")
+    assert sorted(found(project, lead, "health")) == sorted([mine.pk, waiting.pk])
