@@ -30,6 +30,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 from sklearn.multiclass import OneVsRestClassifier
+from threadpoolctl import threadpool_limits
 
 from learning.ml.checkpoint import FineTuneCheckpoint, stop_requested
 from learning.ml.exceptions import FineTuneInterrupted, ModelFormatError, ModelNotTrained, NotEnoughLabels
@@ -314,10 +315,13 @@ class Classifier:
             embeddings = np.concatenate([embeddings, np.repeat(np.asarray(anchor_embeddings, np.float32), copies, 0)])
             targets = np.concatenate([targets, np.repeat(np.asarray(anchor_targets, targets.dtype), copies, 0)])
         self._check_trainable(targets)
-        if self.multi_label:
-            head, thresholds = self._fit_multi_label_head(embeddings, targets, n_documents)
-        else:
-            head, thresholds = self._fit_single_label_head(embeddings, targets), [0.5] * len(self.labels)
+        # One BLAS/OpenMP thread: the head's matrices are a few hundred rows, too small to split, and threads
+        # that wait on each other (or on a busy neighbour's core) made the fit ten times slower under load.
+        with threadpool_limits(limits=1):
+            if self.multi_label:
+                head, thresholds = self._fit_multi_label_head(embeddings, targets, n_documents)
+            else:
+                head, thresholds = self._fit_single_label_head(embeddings, targets), [0.5] * len(self.labels)
         self._model.model_head = head
         self._state.thresholds = thresholds
         self._state.n_trained_on = n_documents
