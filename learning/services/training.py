@@ -31,7 +31,7 @@ from learning.ml.exceptions import FineTuneInterrupted, NotEnoughLabels
 from learning.ml.label_descriptions import anchor_rows, encode_label_texts
 from learning.ml.metrics import evaluate
 from learning.models import ModelVersion, TrainingRun
-from learning.services.classifiers import _classifier_on_body, _held_classifier
+from learning.services.classifiers import _classifier_on_body, _held_classifier, _held_classifier_keep
 from learning.services.embeddings import embeddings_for
 from learning.services.evaluation import _state_lock, evaluation_reserve
 from learning.services.pool import (
@@ -169,6 +169,8 @@ def _run_work(run: TrainingRun, progress: _Progress, started: float) -> None:
 
     progress.phase("Saving the model", "save")
     artifact_path = _artifact_save(trained.classifier, project, version, trained.reference_version)
+    if run.kind != Kind.SLOW:
+        _held_classifier_keep(artifact_root() / artifact_path, trained.classifier)
     # The other lane may switch models while this one trains (a head refit during a fine-tune, or the
     # fine-tune ending during a refit): compare with whatever serves now, and again if it changes meanwhile.
     for attempt in range(1, OVERTAKEN_ATTEMPTS + 1):

@@ -157,6 +157,24 @@ def test_a_second_fast_run_does_not_encode_the_label_texts_again(artifact_dir, m
     assert encoded == [1]  # a changed text is encoded again
 
 
+def test_the_next_fast_run_starts_from_the_held_model_the_last_one_saved(artifact_dir, monkeypatch):
+    from learning.ml.classifier import Classifier
+    from learning.services import classifiers
+
+    project, _ = build_labelled_project()
+    first = train(project).model_version
+    real_load = Classifier.load.__func__
+    loads = []
+    monkeypatch.setattr(Classifier, "load", classmethod(lambda cls, path: loads.append(path) or real_load(cls, path)))
+    held = classifiers._held_classifier(first, project)
+    assert train(project).status == "succeeded"
+    assert loads == []  # v1 was held since its run saved it, not read again from disk
+    saved = real_load(Classifier, first.artifact_dir)
+    embeddings = np.random.default_rng(0).standard_normal((5, 384)).astype(np.float32)
+    assert np.array_equal(held.predict_proba_embeddings(embeddings), saved.predict_proba_embeddings(embeddings))
+    assert held.metadata() == saved.metadata()
+
+
 def test_slow_run_fine_tunes_a_new_body_with_capped_steps_and_embeds_the_pool(artifact_dir):
     project, _ = build_labelled_project()
     run = train(project, kind="slow", max_steps=2)
