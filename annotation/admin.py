@@ -2,6 +2,8 @@
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
+from django.db.models import Count, OuterRef, Subquery
+from django.db.models.functions import Coalesce
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, StreamingHttpResponse
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -101,9 +103,16 @@ class ProjectAdmin(ProjectScopedAdmin):
         for project in queryset:
             project_delete(actor=request.user, project=project)
 
-    @admin.display(description="Documents")
+    def get_queryset(self, request):
+        # Each listed project's documents counted in the list's own query; a subquery in the select list is
+        # evaluated for the page's rows only.
+        documents = Document.objects.filter(project=OuterRef("pk")).order_by().values("project")
+        count = Subquery(documents.annotate(n=Count("*")).values("n"))
+        return super().get_queryset(request).annotate(document_total=Coalesce(count, 0))
+
+    @admin.display(description="Documents", ordering="document_total")
     def document_count(self, project: Project) -> int:
-        return project.documents.count()
+        return project.document_total
 
     @admin.display(description="")
     def actions_column(self, project: Project) -> str:
@@ -285,6 +294,7 @@ class AnnotationLabelInline(admin.TabularInline):
 class AnnotationAdmin(ProjectScopedAdmin):
     project_path = "document__project"
     list_display = ["id", "document", "reviewer", "source", "created_at", "updated_at"]
+    list_select_related = ["document", "reviewer"]  # reviewer may be null: Django would leave it to one query a row
     list_filter = ["source", by_project("document__project")]
     raw_id_fields = ["document"]
     inlines = [AnnotationLabelInline]
