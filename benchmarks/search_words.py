@@ -238,6 +238,14 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))]
 
 
+def print_while(title: str, report: dict, state: str) -> None:
+    print(f"\n{title}:")
+    print("| query | words | matches | Explore p50 | Explore p95 |")
+    print("| --- | --- | ---: | ---: | ---: |")
+    for row in report[f"queries_while_{state}"]:
+        print(f"| {row['kind']} | `{row['words']}` | {row['matches']} | {row['p50_ms']} ms | {row['p95_ms']} ms |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--documents", type=int, default=1_000_000)
@@ -307,17 +315,10 @@ def main() -> None:
             f"| {row['baseline_p50_ms']} ms |"
         )
     if args.pending:
-        print(f"\nWith the newest {args.pending:,} documents pending (before the worker ran):")
-        print("| query | words | matches | Explore p50 | Explore p95 |")
-        print("| --- | --- | ---: | ---: | ---: |")
-        for row in report["queries_while_pending"]:
-            print(f"| {row['kind']} | `{row['words']}` | {row['matches']} | {row['p50_ms']} ms | {row['p95_ms']} ms |")
+        print_while(f"With the newest {args.pending:,} documents pending (before the worker ran)", report, "pending")
     if args.other_pending:
-        print(f"\nWhile another project has {args.other_pending:,} documents pending (its import just committed):")
-        print("| query | words | matches | Explore p50 | Explore p95 |")
-        print("| --- | --- | ---: | ---: | ---: |")
-        for row in report["queries_while_other_pending"]:
-            print(f"| {row['kind']} | `{row['words']}` | {row['matches']} | {row['p50_ms']} ms | {row['p95_ms']} ms |")
+        title = f"While another project has {args.other_pending:,} documents pending (its import just committed)"
+        print_while(title, report, "other_pending")
     print(f"load average {os.getloadavg()[0]:.1f}")
 
 
