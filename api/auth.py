@@ -22,7 +22,7 @@ from rest_framework.settings import api_settings
 from annotation import permissions
 from annotation.exceptions import NotAllowed, ProjectNotFound
 from annotation.models import Document, ImportBatch, Project
-from api import services
+from api import rate_log, services
 from api.exceptions import KeyInvalid, ScopeMissing
 from api.models import ApiKey
 
@@ -84,7 +84,8 @@ class InvalidKeyFailures:
 
 
 class ApiKeyRateThrottle(throttling.SimpleRateThrottle):
-    """One budget per key (per user for a browser session), counted in the default cache."""
+    """One budget per key (per user for a browser session): a sliding window counted in the default cache, in
+    one round trip when that is Redis (api/rate_log.py)."""
 
     scope = "api_key"
 
@@ -97,34 +98,45 @@ class ApiKeyRateThrottle(throttling.SimpleRateThrottle):
         self.num_requests, self.duration = self.parse_rate(self.rate)
 
     def allow_request(self, request: Request, view) -> bool:
-        allowed = super().allow_request(request, view)
+        self.period = self._requests_in_period(request, record=True)
         request.rate_limit = self._state()
-        return allowed
+        return self.period.allowed
 
     def peek(self, request: Request) -> "RateLimit":
         """The budget as it stands, counting nothing: for answers given before the throttle ran (a bad key)."""
-        self.history = self.cache.get(self.get_cache_key(request, None), [])
-        self.now = self.timer()
-        self.history = [moment for moment in self.history if moment > self.now - self.duration]
+        self.period = self._requests_in_period(request, record=False)
         return self._state()
 
+    def _requests_in_period(self, request: Request, *, record: bool) -> rate_log.Period:
+        self.now = self.timer()
+        return rate_log.requests_in_period(
+            self.cache,
+            self.get_cache_key(request, None),
+            now=self.now,
+            period=self.duration,
+            limit=self.num_requests,
+            record=record,
+        )
+
     def wait(self) -> float:
-        """Seconds until one more request fits. DRF's own answer is None (no Retry-After) when the history holds
+        """Seconds until one more request fits. DRF's own answer is None (no Retry-After) when the log holds
         more than the rate allows, as it does right after the rate was lowered."""
         return self._seconds_to_free_slot()
 
     def _seconds_to_free_slot(self) -> float:
-        if len(self.history) < self.num_requests:
+        if self.period.nth_newest is None:
             return 0.0
-        # The history is newest first: once the num_requests-th newest leaves the period, a slot is free.
-        return max(self.history[self.num_requests - 1] + self.duration - self.now, 0.0)
+        # Once the num_requests-th newest request leaves the period, a slot is free.
+        return max(self.period.nth_newest + self.duration - self.now, 0.0)
 
     def _state(self) -> "RateLimit":
-        remaining = max(self.num_requests - len(self.history), 0)
+        remaining = max(self.num_requests - self.period.count, 0)
         if remaining == 0:
             reset = self._seconds_to_free_slot()
+        elif self.period.oldest is not None:
+            reset = self.period.oldest + self.duration - self.now
         else:
-            reset = self.history[-1] + self.duration - self.now if self.history else self.duration
+            reset = self.duration
         return RateLimit(limit=self.num_requests, remaining=remaining, reset=max(1, math.ceil(reset)))
 
     def get_cache_key(self, request: Request, view) -> str:

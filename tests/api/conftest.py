@@ -1,5 +1,6 @@
 """API fixtures: two projects with members, documents and keys, and a client that calls with a key."""
 
+import uuid
 from dataclasses import dataclass, field
 
 import pytest
@@ -25,6 +26,27 @@ def _fresh_throttle_counts():
     cache.clear()
     yield
     cache.clear()
+
+
+@pytest.fixture(params=["memory", "redis"])
+def throttle_cache(request, settings):
+    """The throttle's counts in the local-memory cache, then in Redis as deployed (the test broker's database,
+    under a prefix of this test's own, so clearing it touches nothing else there)."""
+    if request.param == "redis":
+        prefix = f"test-throttle-{uuid.uuid4().hex}"
+        settings.CACHES = {
+            "default": {
+                "BACKEND": "django.core.cache.backends.redis.RedisCache",
+                "LOCATION": settings.CELERY_BROKER_URL,
+                "KEY_PREFIX": prefix,
+            }
+        }
+        yield request.param
+        client = cache._cache.get_client(write=True)
+        for name in client.scan_iter(f"{prefix}:*"):
+            client.delete(name)
+        return
+    yield request.param
 
 
 @dataclass

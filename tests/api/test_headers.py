@@ -7,6 +7,7 @@ from tests.api.conftest import assert_error, client_with, personal_key
 pytestmark = pytest.mark.django_db
 
 
+@pytest.mark.usefixtures("throttle_cache")
 def test_a_success_says_the_rate_limit_left(home, settings):
     settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"api_key": "5/min"}}
     client = client_with(personal_key(home.admin, [home.project]))
@@ -17,6 +18,7 @@ def test_a_success_says_the_rate_limit_left(home, settings):
     assert 1 <= int(second["RateLimit-Reset"]) <= 60
 
 
+@pytest.mark.usefixtures("throttle_cache")
 def test_a_throttled_answer_has_no_budget_left_and_says_when(home, settings):
     settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"api_key": "1/min"}}
     client = client_with(personal_key(home.admin, [home.project]))
@@ -27,6 +29,7 @@ def test_a_throttled_answer_has_no_budget_left_and_says_when(home, settings):
     assert int(throttled["Retry-After"]) >= 1 and throttled["RateLimit-Reset"] == throttled["Retry-After"]
 
 
+@pytest.mark.usefixtures("throttle_cache")
 def test_errors_before_the_throttle_carry_the_headers_too(home):
     response = client_with("dk_00000000_nope").get("/api/v1/projects")
     assert response.status_code == 401
@@ -48,6 +51,7 @@ def test_no_model_yet_is_503_with_retry_after(home, serving_cache):
     assert int(response["Retry-After"]) == error["details"]["retry_after_seconds"] > 0
 
 
+@pytest.mark.usefixtures("throttle_cache")
 def test_a_rate_lowered_below_the_requests_made_still_says_when_to_retry(home, settings):
     client = client_with(personal_key(home.admin, [home.project]))
     for _ in range(4):
