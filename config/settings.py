@@ -287,6 +287,8 @@ DOCKET_METRICS_TOKEN = env.str("DOCKET_METRICS_TOKEN", default="")
 # --- REST framework -------------------------------------------------------------------------------
 # Throttle counters live in this cache: local memory serves one process; several processes need Redis.
 CACHES = {"default": env.cache_url("DOCKET_CACHE_URL", default="locmemcache://")}
+if CACHES["default"]["BACKEND"] == "django.core.cache.backends.redis.RedisCache":
+    CACHES["default"]["BACKEND"] = "operations.cache.RedisCache"  # Django's, with one client per pool, not per call
 # With a cache the web processes share (DOCKET_CACHE_URL=redis://...), sessions are read from it and written
 # through to the database: one query less on every request of a reviewer's get-next + submit loop. A
 # per-process memory cache would keep a logged-out session alive in the other processes, so without a shared

@@ -29,3 +29,8 @@ def setting(name: str, **environment: str) -> str:
 )
 def test_sessions_are_cached_only_in_a_cache_every_process_shares(cache_url, engine):
     assert setting("SESSION_ENGINE", **({"DOCKET_CACHE_URL": cache_url} if cache_url else {})) == engine
+
+
+def test_a_redis_cache_keeps_one_client_per_connection_pool():
+    backend = setting('CACHES["default"]["BACKEND"]', DOCKET_CACHE_URL="redis://127.0.0.1:6379/14")
+    assert backend == "operations.cache.RedisCache"

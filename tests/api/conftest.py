@@ -36,7 +36,7 @@ def throttle_cache(request, settings):
         prefix = f"test-throttle-{uuid.uuid4().hex}"
         settings.CACHES = {
             "default": {
-                "BACKEND": "django.core.cache.backends.redis.RedisCache",
+                "BACKEND": "operations.cache.RedisCache",  # as config/settings.py makes of redis://
                 "LOCATION": settings.CELERY_BROKER_URL,
                 "KEY_PREFIX": prefix,
             }
