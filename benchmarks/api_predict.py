@@ -1,7 +1,7 @@
 """Predict over HTTP against in-process SetFit: what the API adds, at batches of 1, 16 and 64.
 
     .venv/bin/python benchmarks/api_predict.py [--repeats 30] [--batches 1 16 64] [--write var/bench/api.md] [--sqlite]
-        [--threads 4]
+        [--threads 4] [--fresh-connections]
 
 BENCH_CACHE_URL (e.g. redis://127.0.0.1:6379/14) gives the server that shared cache, as deployed (throttle
 counts, invalid-key counts); without it the server keeps them in its own memory.
@@ -12,7 +12,10 @@ documents (frozen all-MiniLM-L6-v2 body, fitted head), makes it the project's ac
 (one worker of 4 threads, the deployed kind; --threads 1: a sync worker) and calls
 POST /api/v1/projects/{id}/predict with one httpx client, which keeps the connection when the server does.
 The baseline, measured in the same run on the same texts, is `Classifier.predict_proba` called in this
-process: the floor any server pays for the model itself. It also prints where the added time went.
+process: the floor any server pays for the model itself. The transport floor, timed in the same loop, is
+GET /healthz (a view that does nothing) through the same client, connection, gunicorn and middleware: what
+any endpoint pays. It also prints where the added time went. --fresh-connections sends `Connection: close`,
+so every call connects again, as a client that keeps no connection.
 """
 
 import argparse
@@ -131,11 +134,11 @@ def start_server(port: int, threads: int) -> subprocess.Popen:
     )
 
 
-def timed_alternately(first, second, repeats: int) -> tuple[list[float], list[float]]:
-    """Time both calls in turn, so a neighbour's load on this shared machine hits both sides alike."""
-    times: tuple[list[float], list[float]] = ([], [])
+def timed_alternately(*calls, repeats: int) -> tuple[list[float], ...]:
+    """Time the calls in turn, so a neighbour's load on this shared machine hits every side alike."""
+    times: tuple[list[float], ...] = tuple([] for _ in calls)
     for _ in range(repeats):
-        for call, seconds in ((first, times[0]), (second, times[1])):
+        for call, seconds in zip(calls, times, strict=True):
             started = time.perf_counter()
             call()
             seconds.append(time.perf_counter() - started)
@@ -181,6 +184,11 @@ def main() -> None:
         "--batches", type=int, nargs="+", default=list(BATCHES), help="batch sizes to measure (default: 1 16 64)"
     )
     parser.add_argument("--threads", type=int, default=4, help="threads of the gunicorn worker (1: a sync worker)")
+    parser.add_argument(
+        "--fresh-connections",
+        action="store_true",
+        help="a new TCP connection for every call (Connection: close), as a client that keeps none",
+    )
     args = parser.parse_args()
 
     import logging
@@ -202,7 +210,12 @@ def main() -> None:
     server = start_server(port, args.threads)
     url = f"http://127.0.0.1:{port}/api/v1/projects/{project_id}/predict"
     try:
-        client = httpx.Client(headers={"Authorization": f"Bearer {token}"}, timeout=300)
+        headers = {"Authorization": f"Bearer {token}"}
+        if args.fresh_connections:
+            headers["Connection"] = "close"
+        client = httpx.Client(headers=headers, timeout=300)
+        # The transport floor: a view that does nothing (/healthz) through the same client, server and middleware.
+        floor_url = f"http://127.0.0.1:{port}/healthz"
         deadline = time.monotonic() + 120
         while True:
             try:
@@ -234,7 +247,12 @@ def main() -> None:
                     trace.between("http11.send_request_headers.started", "http11.receive_response_headers.complete")
                 )
 
-            api, own = timed_alternately(call_api, lambda bt=batch_texts: local.predict_proba(bt), args.repeats)
+            api, own, floor = timed_alternately(
+                call_api,
+                lambda bt=batch_texts: local.predict_proba(bt),
+                lambda: client.get(floor_url).raise_for_status(),
+                repeats=args.repeats,
+            )
             model_ms = parts["model"]
             # What the API adds around the model, from the same requests: immune to a busy neighbour.
             added = [a * 1000 - m for a, m in zip(api, model_ms, strict=True)]
@@ -261,6 +279,10 @@ def main() -> None:
                     "added_ms": statistics.median(added),
                     "added_share": statistics.median(x / (a * 1000) for x, a in zip(added, api, strict=True)),
                     "server_model_ms": statistics.median(model_ms),
+                    "floor_ms": statistics.median(floor) * 1000,
+                    # What Docket's predict adds over the floor, beside the model: each call less the model's time in
+                    # the server and the floor's median.
+                    "added_over_floor_ms": statistics.median(added) - statistics.median(floor) * 1000,
                     **{f"{name}_ms": statistics.median(values) for name, values in breakdown.items()},
                 }
             )
@@ -280,14 +302,14 @@ def main() -> None:
 def render(results: list[dict], rss: float, rss_after: float, repeats: int, mean_chars: float) -> str:
     lines = [
         "| batch | API median (ms) | API p95 (ms) | in-process median (ms) | API texts/s | in-process texts/s "
-        "| API / in-process | added by the API (ms) | added share |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| API / in-process | added by the API (ms) | added share | floor: /healthz (ms) | added over the floor (ms) |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         lines.append(
             f"| {r['batch']} | {r['api_ms']:.1f} | {r['api_p95_ms']:.1f} | {r['own_ms']:.1f} | "
             f"{r['api_texts_per_s']:.1f} | {r['own_texts_per_s']:.1f} | {r['ratio']:.3f} | "
-            f"{r['added_ms']:.1f} | {r['added_share']:.1%} |"
+            f"{r['added_ms']:.1f} | {r['added_share']:.1%} | {r['floor_ms']:.2f} | {r['added_over_floor_ms']:.2f} |"
         )
     lines += [
         "",
