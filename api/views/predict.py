@@ -1,5 +1,6 @@
 """Predict: classify texts with the project's active model (or a pinned version)."""
 
+import re
 import time
 
 from django.conf import settings
@@ -138,9 +139,11 @@ class PredictApi(ApiView):
             request, project_id, scope=Scope.PREDICT, columns=_serving_columns, compiled_as="api.predict_project"
         )
         _refuse_oversized(request.data)
-        serializer = PredictInput(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
+        data = _plain_texts(request.data)
+        if data is None:
+            serializer = PredictInput(data=request.data)
+            serializer.is_valid(raise_exception=True)
+            data = serializer.validated_data
         texts = data["texts"] if "texts" in data else [d["text"] for d in data["documents"]]
         try:
             model = serving.served_model(
@@ -187,6 +190,30 @@ class PredictApi(ApiView):
 
 def _serving_columns() -> dict:
     return {**learning_selectors.serving_columns(), "taxonomy_version_now": F("taxonomy__version")}
+
+
+SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
+def _plain_texts(body) -> dict | None:
+    """The common body, `{"texts": [...]}` with an optional `model_version`, when PredictInput would accept it
+    as it is; None sends every other body to PredictInput, for its checks and its exact errors. Building that
+    serializer's fields for each request was a tenth of the API's own time."""
+    if not isinstance(body, dict) or "texts" not in body or not body.keys() <= {"texts", "model_version"}:
+        return None
+    texts, number = body["texts"], body.get("model_version", 1)
+    if not isinstance(number, int) or isinstance(number, bool) or number < 1:
+        return None
+    if not isinstance(texts, list) or not 1 <= len(texts) <= settings.DOCKET_API_MAX_BATCH:
+        return None
+    max_chars = settings.DOCKET_MAX_TEXT_CHARS
+    for text in texts:
+        # CharField(trim_whitespace=False, max_length): a non-empty string without NUL or surrogate characters.
+        if type(text) is not str or not 0 < len(text) <= max_chars or "\x00" in text:
+            return None
+        if not text.isascii() and SURROGATE.search(text):
+            return None
+    return body
 
 
 def _refuse_oversized(body) -> None:

@@ -257,3 +257,48 @@ def test_a_prediction_after_a_merge_carries_no_merged_away_label(with_models):
     for result in body["results"]:
         assert "third_party" not in result["probabilities"] and "third_party" not in result["labels"]
         assert sum(result["probabilities"].values()) == pytest.approx(1.0, abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"texts": ["We sell your data."]},
+        {"texts": ["We sell your data.", "   ", "Données partagées avec des tiers. 個人情報"], "model_version": 2},
+        {"texts": [""]},
+        {"texts": ["A lone \ud800 surrogate."]},
+        {"texts": ["A NUL \u0000 here."]},
+        {"texts": ["x" * 20]},
+        {"texts": ["x" * 21]},
+        {"texts": ["x", 1]},
+        {"texts": [None]},
+        {"texts": [True]},
+        {"texts": ["x"] * 5},
+        {"texts": []},
+        {"texts": "x"},
+        {"texts": ["x"], "model_version": 0},
+        {"texts": ["x"], "model_version": True},
+        {"texts": ["x"], "model_version": "2"},
+        {"texts": ["x"], "model_version": 1.0},
+        {"texts": ["x"], "model_version": None},
+        {"texts": ["x"], "documents": [{"id": "a", "text": "x"}]},
+        {"texts": ["x"], "extra": 1},
+        {"documents": [{"id": "a", "text": "x"}]},
+        [],
+    ],
+)
+@override_settings(DOCKET_MAX_TEXT_CHARS=20, DOCKET_API_MAX_BATCH=5)
+def test_the_plain_texts_path_accepts_what_the_serializer_accepts_and_nothing_else(body):
+    from api.views.predict import PredictInput, _plain_texts
+
+    serializer = PredictInput(data=body)
+    if _plain_texts(body) is None:
+        return  # the serializer decides, as for every other body
+    assert serializer.is_valid(), serializer.errors
+    assert _plain_texts(body) == dict(serializer.validated_data)
+
+
+def test_the_common_body_takes_the_plain_path():
+    from api.views.predict import _plain_texts
+
+    body = {"texts": ["We sell your data.", "Données partagées."], "model_version": 3}
+    assert _plain_texts(body) is body
