@@ -56,9 +56,24 @@ def copy_baseline(path: Path) -> float:
     return elapsed
 
 
+def backend_cpu_seconds() -> float:
+    """CPU time so far of the PostgreSQL server process behind this process's connection (same machine)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        (pid,) = cursor.fetchone()
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")  # the server is elsewhere, or not readable by this user
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--profile", metavar="PATH", help="write a cProfile of the import (pstats) to PATH")
     args = parser.parse_args()
     recreate_database(DB_NAME)
     import django
@@ -80,9 +95,22 @@ def main() -> None:
         write_rows(path, args.rows)
         size_mb = path.stat().st_size / 1e6
         rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        start = time.perf_counter()
+        profiler = None
+        if args.profile:
+            import cProfile
+
+            profiler = cProfile.Profile()
+            profiler.enable()
+        backend_start = backend_cpu_seconds()
+        cpu_start, start = time.process_time(), time.perf_counter()
         batch = documents_import(project=project, path=path)
         docket_s = time.perf_counter() - start
+        # This process's CPU (every thread): what the import costs a machine whose cores other work shares.
+        cpu_s = time.process_time() - cpu_start
+        backend_s = backend_cpu_seconds() - backend_start
+        if profiler is not None:
+            profiler.disable()
+            profiler.dump_stats(args.profile)
         rss_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         copy_s = copy_baseline(path)
     assert batch.created_count == args.rows, batch.created_count
@@ -95,6 +123,8 @@ def main() -> None:
     fill_s = time.perf_counter() - start
     print(f"rows                 {args.rows:,} ({size_mb:.1f} MB JSONL)")
     print(f"docket import        {docket_s:.1f} s   {args.rows / docket_s:,.0f} docs/s")
+    print(f"import process CPU   {cpu_s:.2f} s   {cpu_s / args.rows * 1e6:.1f} us per document")
+    print(f"PostgreSQL CPU       {backend_s:.2f} s   (its server process for the import's connection)")
     print(f"COPY baseline        {copy_s:.1f} s   {args.rows / copy_s:,.0f} rows/s")
     print(f"search vectors       {fill_s:.1f} s   {filled:,} stored by the worker's task after the import")
     print(f"ratio (docket/COPY)  {docket_s / copy_s:.1f}x the time of raw COPY")
