@@ -27,6 +27,9 @@ if DEVELOPMENT:
     SECRET_KEY = env.str("SECRET_KEY", default="docket-development-only-key-not-for-production")
 else:
     SECRET_KEY = env.str("SECRET_KEY")
+# Earlier keys, newest first, while SECRET_KEY rotates: sessions, reset links and the webhook signing secrets
+# encrypted under them stay readable (docs/security.md#webhook-signing-secrets).
+SECRET_KEY_FALLBACKS = env.list("SECRET_KEY_FALLBACKS", default=[])
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 

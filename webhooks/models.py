@@ -6,6 +6,8 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from webhooks import encryption
+
 
 class Event(models.TextChoices):
     MODEL_PROMOTED = "model.promoted", "A model version was promoted"
@@ -21,8 +23,10 @@ class Webhook(models.Model):
     url = models.URLField(max_length=500)
     events = models.JSONField(default=list, help_text="Event names this endpoint receives.")
     description = models.CharField(max_length=200, blank=True)
-    # Kept as written: signing a delivery needs the secret itself. It is shown once, when the hook is created.
-    secret = models.CharField(max_length=64)
+    # The signing secret as a Fernet token under a key derived from SECRET_KEY (webhooks.encryption): a dump or a
+    # backup of the database alone cannot sign a delivery. Read it with signing_secret(), never from here. The
+    # secret itself is shown once, when the hook is created.
+    secret_token = models.TextField()
     active = models.BooleanField(default=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -31,10 +35,27 @@ class Webhook(models.Model):
 
     class Meta:
         ordering = ["project", "id"]
-        constraints = [models.CheckConstraint(condition=~Q(secret=""), name="webhook_has_secret")]
+        constraints = [models.CheckConstraint(condition=~Q(secret_token=""), name="webhook_has_secret")]
 
     def __str__(self) -> str:
         return f"{self.url} ({', '.join(self.events)})"
+
+    def signing_secret_set(self, secret: str) -> None:
+        """Store `secret` encrypted under the current SECRET_KEY (the caller saves)."""
+        self.secret_token = encryption.secret_encrypt(secret)
+
+    def signing_secret(self) -> str:
+        """The clear signing secret: the one way to read it. A token written under a key now in
+        SECRET_KEY_FALLBACKS is stored again under SECRET_KEY, so the old key can be dropped once every hook has
+        been used or `manage.py rotate_webhook_secrets` has run. Raises encryption.SecretUnreadable when no
+        configured key opens it."""
+        secret, stale = encryption.secret_decrypt(self.secret_token)
+        if stale:
+            token = encryption.secret_encrypt(secret)
+            # Only if nobody replaced the token meanwhile: a concurrent rotation wrote an equivalent one.
+            Webhook.objects.filter(pk=self.pk, secret_token=self.secret_token).update(secret_token=token)
+            self.secret_token = token
+        return secret
 
 
 class Delivery(models.Model):

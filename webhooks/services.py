@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import ipaddress
 import json
+import logging
 import secrets
 import socket
 import time
@@ -29,8 +30,11 @@ from annotation import selectors as annotation_selectors
 from annotation.exceptions import InputRejected
 from annotation.models import Document, Project
 from annotation.services.audit import audit_record
+from webhooks.encryption import SecretUnreadable
 from webhooks.events import event_emit
 from webhooks.models import Delivery, Event, LabeledNotice, Webhook
+
+logger = logging.getLogger(__name__)
 
 SIGNATURE_HEADER = "X-Docket-Signature"
 # A receiver keeps what it needs from the response; the log keeps this much of it.
@@ -109,9 +113,8 @@ def webhook_create(
     webhook_target_check(url)
     secret = secrets.token_hex(32)
     with transaction.atomic():
-        webhook = Webhook(
-            project=project, url=url, events=events, description=description, secret=secret, created_by=actor
-        )
+        webhook = Webhook(project=project, url=url, events=events, description=description, created_by=actor)
+        webhook.signing_secret_set(secret)
         webhook.full_clean()
         webhook.save()
         _project_events_refresh(project)
@@ -143,6 +146,31 @@ def _project_events_refresh(project: Project) -> None:
     events = sorted({e for hook in Webhook.objects.filter(project=project, active=True) for e in hook.events})
     project.webhook_events = events
     Project.objects.filter(pk=project.pk).update(webhook_events=events)
+
+
+@dataclass(frozen=True)
+class Rotation:
+    rotated: int  # tokens stored again under SECRET_KEY
+    current: int  # already under SECRET_KEY
+    unreadable: list[int]  # webhook ids no configured key opens
+
+
+def webhook_secrets_rotate() -> Rotation:
+    """Store every signing secret written under a SECRET_KEY_FALLBACKS key again under SECRET_KEY, so the old key
+    can be dropped from the fallbacks without losing a hook that has not delivered since the rotation."""
+    rotated, current, unreadable = 0, 0, []
+    for hook in Webhook.objects.only("pk", "secret_token").order_by("pk").iterator():
+        before = hook.secret_token
+        try:
+            hook.signing_secret()  # stores a stale token again under SECRET_KEY
+        except SecretUnreadable:
+            unreadable.append(hook.pk)
+            continue
+        if hook.secret_token == before:
+            current += 1
+        else:
+            rotated += 1
+    return Rotation(rotated=rotated, current=current, unreadable=unreadable)
 
 
 # --- Recording events ---------------------------------------------------------------------------------------
@@ -249,6 +277,7 @@ def delivery_attempt(delivery_id: int) -> str:
     body = json.dumps({**delivery.payload, "delivery": str(delivery.delivery_id)}, separators=(",", ":")).encode()
     status_code, response_body, error, permanent = None, "", "", False
     try:
+        secret = hook.signing_secret()
         address = _delivery_address(hook.url)
         timestamp = int(time.time())
         response = _post_to(
@@ -260,7 +289,7 @@ def delivery_attempt(delivery_id: int) -> str:
                 "User-Agent": "Docket-Webhooks/1",
                 "X-Docket-Event": delivery.event,
                 "X-Docket-Delivery": str(delivery.delivery_id),
-                SIGNATURE_HEADER: signature(hook.secret, timestamp, body),
+                SIGNATURE_HEADER: signature(secret, timestamp, body),
             },
         )
         status_code, response_body = response.status_code, response.text[:RESPONSE_KEPT]
@@ -268,6 +297,9 @@ def delivery_attempt(delivery_id: int) -> str:
             error = f"HTTP {status_code}"
     except WebhookRejected as rejected:
         error, permanent = str(rejected), True
+    except SecretUnreadable as unreadable:  # no key will open it on a later try either: fail, do not retry
+        error, permanent = str(unreadable), True
+        logger.error("Webhook %s: delivery %s not sent: %s", hook.pk, delivery.pk, unreadable)
     except socket.gaierror as failure:  # the resolver may answer next time: retried like a refused connection
         error = f"The host cannot be found now ({failure.strerror})."
     except requests.RequestException as failure:

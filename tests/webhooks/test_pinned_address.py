@@ -12,6 +12,7 @@ import urllib3.util.connection
 
 from tests.factories import UserFactory, project_with_labels
 from tests.webhooks.conftest import RECEIVER_PORTS
+from webhooks.encryption import secret_encrypt
 from webhooks.models import Delivery, Event, Webhook
 from webhooks.services import delivery_attempt
 
@@ -24,7 +25,11 @@ PUBLIC = "93.184.216.34"
 def _delivery(url: str) -> Delivery:
     project = project_with_labels(name="Pinned")
     hook = Webhook.objects.create(
-        project=project, url=url, events=[Event.TAXONOMY_CHANGED], secret="s" * 64, created_by=UserFactory()
+        project=project,
+        url=url,
+        events=[Event.TAXONOMY_CHANGED],
+        secret_token=secret_encrypt("s" * 64),
+        created_by=UserFactory(),
     )
     return Delivery.objects.create(webhook=hook, event=Event.PING, payload={"event": "ping"})
 

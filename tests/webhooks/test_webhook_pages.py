@@ -29,9 +29,9 @@ def test_admin_registers_a_hook_and_sees_its_secret_once(client, office):
 
     webhook = Webhook.objects.get(project=project)
     assert created.status_code == 200
-    assert webhook.secret in created.content.decode()
+    assert webhook.signing_secret() in created.content.decode()
     assert webhook.events == ["model.promoted", "taxonomy.changed"]
-    assert webhook.secret not in client.get(url).content.decode()
+    assert webhook.signing_secret() not in client.get(url).content.decode()
 
 
 def test_reviewer_may_not_open_or_change_webhooks(client, office):
