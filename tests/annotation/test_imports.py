@@ -226,6 +226,19 @@ def test_texts_and_metadata_arrive_unchanged_whatever_characters_they_hold(proje
     assert Document.objects.get(project=project, text=texts[0]).external_id == "c0"
 
 
+def test_ids_and_metadata_with_backslashes_tabs_and_line_breaks_arrive_unchanged(project):
+    # Chunks reach PostgreSQL in COPY's text format, where these characters would otherwise end a field or a row.
+    rows = [
+        {"id": "back\\slash", "text": "Carriage\ronly.", "note": "tab\there\r\nand \\."},
+        {"id": "tab\tin id", "text": "Ends with a backslash \\", "note": "\\N"},
+    ]
+    batch = run_import(project, jsonl(*rows), "escapes.jsonl")
+    assert batch.created_count == 2
+    for row in rows:
+        document = Document.objects.get(project=project, external_id=row["id"])
+        assert (document.text, document.metadata) == (row["text"], {"note": row["note"]})
+
+
 def test_outcomes_across_chunks_match_row_by_row_and_ids_follow_the_file(project, settings):
     settings.DOCKET_IMPORT_CHUNK = 3
     DocumentFactory(project=project, text="Known text.", external_id="known-text")
