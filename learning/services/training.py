@@ -8,6 +8,7 @@ import filecmp
 import logging
 import os
 import shutil
+import threading
 import time
 import uuid
 from collections import OrderedDict
@@ -167,10 +168,29 @@ def _run_work(run: TrainingRun, progress: _Progress, started: float) -> None:
     else:
         trained = _train_fast(project, snapshot, args, active, progress)
 
-    progress.phase("Saving the model", "save")
-    artifact_path = _artifact_save(trained.classifier, project, version, trained.reference_version)
+    # Saved beside the comparison, the pool's scores and the priorities' write (file writes against numpy and
+    # PostgreSQL), and waited for in the switching transaction, before its commit.
+    saving = _ArtifactSave(trained.classifier, project, version, trained.reference_version)
+    try:
+        _run_compare_and_finish(run, project, version, snapshot, trained, active, saving, progress, started)
+    finally:
+        saving.wait()
+        progress.timings["save"] = saving.seconds
     if run.kind != Kind.SLOW:
-        _held_classifier_keep(artifact_root() / artifact_path, trained.classifier)
+        _held_classifier_keep(artifact_root() / saving.relative, trained.classifier)
+
+
+def _run_compare_and_finish(
+    run: TrainingRun,
+    project: Project,
+    version: ModelVersion,
+    snapshot: LabelSnapshot,
+    trained: _Trained,
+    active: ModelVersion | None,
+    saving: _ArtifactSave,
+    progress: _Progress,
+    started: float,
+) -> None:
     # The other lane may switch models while this one trains (a head refit during a fine-tune, or the
     # fine-tune ending during a refit): compare with whatever serves now, and again if it changes meanwhile.
     for attempt in range(1, OVERTAKEN_ATTEMPTS + 1):
@@ -199,7 +219,7 @@ def _run_work(run: TrainingRun, progress: _Progress, started: float) -> None:
                 version=version,
                 classifier=trained.classifier,
                 metrics={**trained.metrics, "comparison": {**comparison, "promoted": promote, "reason": reason}},
-                artifact_path=artifact_path,
+                artifact=saving,
                 promote_over=active if promote else None,
                 pool=pool,
                 duration=time.monotonic() - started,
@@ -393,11 +413,45 @@ def promotion_decision(*, policy: str, has_active: bool, comparison: dict[str, A
     return False, f"Macro-F1 {new:.3f} is worse than {old:.3f} of the active v{active} {same}."
 
 
-def _artifact_save(
-    classifier: Classifier, project: Project, version: ModelVersion, reference: ModelVersion | None
-) -> str:
+class _ArtifactSave:
+    """A model being saved under its final path (`relative`, known at once) on a thread of its own.
+
+    `result()` waits for it and raises what the save raised; `wait()` only waits (the run's own error, if any,
+    is the one to report). A run waits in any case before it ends, so no file is written after it.
+    """
+
+    def __init__(
+        self, classifier: Classifier, project: Project, version: ModelVersion, reference: ModelVersion | None
+    ) -> None:
+        self.relative = Path("models") / str(project.pk) / f"v{version.number}-{uuid.uuid4().hex[:8]}"
+        self.seconds = 0.0
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(
+            target=self._save, args=(classifier, reference), name=f"save-model-v{version.number}", daemon=True
+        )
+        self._thread.start()
+
+    def _save(self, classifier: Classifier, reference: ModelVersion | None) -> None:
+        started = time.monotonic()
+        try:
+            _artifact_save(classifier, self.relative, reference)
+        except BaseException as error:  # handed to the run's thread by result()
+            self._error = error
+        finally:
+            self.seconds = round(time.monotonic() - started, 3)
+
+    def wait(self) -> None:
+        self._thread.join()
+
+    def result(self) -> str:
+        self.wait()
+        if self._error is not None:
+            raise self._error
+        return str(self.relative)
+
+
+def _artifact_save(classifier: Classifier, relative: Path, reference: ModelVersion | None) -> None:
     """Save in SetFit's format under ARTIFACT_DIR; the directory appears whole (written aside, then renamed)."""
-    relative = Path("models") / str(project.pk) / f"v{version.number}-{uuid.uuid4().hex[:8]}"
     final = artifact_root() / relative
     scratch = final.with_name(final.name + ".partial")
     try:
@@ -408,7 +462,6 @@ def _artifact_save(
     except BaseException:
         shutil.rmtree(scratch, ignore_errors=True)
         raise
-    return str(relative)
 
 
 def _link_identical_files(directory: Path, reference: Path) -> None:
@@ -436,7 +489,7 @@ def _run_finish(
     version: ModelVersion,
     classifier: Classifier,
     metrics: dict[str, Any],
-    artifact_path: str,
+    artifact: _ArtifactSave,
     promote_over: ModelVersion | None,
     pool: PoolScores | None,
     duration: float,
@@ -464,7 +517,7 @@ def _run_finish(
             metrics["comparison"]["reason"] = "Another model was switched to while this one trained; not promoted."
         now = timezone.now()
         version.status = VersionStatus.READY
-        version.artifact_path = artifact_path
+        version.artifact_path = str(artifact.relative)
         version.body_id = classifier.body_id
         version.training_args = {**classifier.args.to_dict(), "kind": version.kind}
         version.metrics = metrics
@@ -500,4 +553,5 @@ def _run_finish(
         current.progress_done = current.progress_total
         current.save(update_fields=["status", "finished_at", "phase", "progress_done"])
         _kick_follow_up_on_commit(run.project_id, run.kind)
+        artifact.result()  # the model's files are in place before anyone may load them: else nothing is committed
     progress.close()

@@ -175,6 +175,25 @@ def test_the_next_fast_run_starts_from_the_held_model_the_last_one_saved(artifac
     assert held.metadata() == saved.metadata()
 
 
+def test_a_model_that_fails_to_save_is_not_switched_to_and_the_queue_keeps_its_priorities(artifact_dir, monkeypatch):
+    from learning.services import training
+
+    project, _ = build_labelled_project()
+    first = train(project).model_version
+    before = dict(QueuePriority.objects.filter(project=project).values_list("document_id", "model_version"))
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(training, "_artifact_save", full_disk)
+    with pytest.raises(OSError):
+        train(project)
+    first.refresh_from_db()
+    assert first.status == "active"
+    assert dict(QueuePriority.objects.filter(project=project).values_list("document_id", "model_version")) == before
+    assert not TrainingRun.objects.filter(project=project, status="succeeded").exclude(model_version=first).exists()
+
+
 def test_slow_run_fine_tunes_a_new_body_with_capped_steps_and_embeds_the_pool(artifact_dir):
     project, _ = build_labelled_project()
     run = train(project, kind="slow", max_steps=2)
