@@ -366,14 +366,18 @@ _TYPES_FOR: list[tuple[type | tuple[type, ...], set[str] | None]] = [
 
 class _ServerStatement:
     """A statement as prepared on the server: its name, its text with $n placeholders, the positions of the
-    parameters that vary (the others are written into the text) and the EXECUTE that runs it."""
+    parameters that vary (the others are written into the text) and the EXECUTE that runs it. `types`: what
+    PostgreSQL inferred for each varying parameter; `unchecked`: those whose value was None when they were
+    checked, so any value agreed (each is checked against the first value that is not None)."""
 
-    __slots__ = ("name", "text", "varying", "execute_sql")
+    __slots__ = ("name", "text", "varying", "execute_sql", "types", "unchecked")
 
     def __init__(self, name: str, text: str, varying: tuple[int, ...]):
         self.name = name
         self.text = text
         self.varying = varying
+        self.types: list[str] | None = None
+        self.unchecked: frozenset[int] = frozenset()
         placeholders = ", ".join(["%s"] * len(varying))
         self.execute_sql = f"EXECUTE {name}({placeholders})" if varying else f"EXECUTE {name}"
 
@@ -393,6 +397,7 @@ def execute(cursor, sql: str, params: Sequence[Any]) -> None:
     if db.vendor != "postgresql" or not getattr(settings, "DOCKET_PREPARED_STATEMENTS", True):
         cursor.execute(sql, params)
         return
+    db.validate_no_broken_transaction()
     db.ensure_connection()
     raw = db.connection
     statement = _server_statement(raw, sql, params)
@@ -401,6 +406,9 @@ def execute(cursor, sql: str, params: Sequence[Any]) -> None:
         return
     prepared = _prepared_on(db)
     values = [params[position] for position in statement.varying]
+    if statement.unchecked and not _values_agree(statement, values):
+        cursor.execute(sql, params)
+        return
     for attempt in (1, 2):
         if statement.name in prepared:
             prepared.move_to_end(statement.name)
@@ -506,7 +514,26 @@ def _prepare(db, prepared: OrderedDict[str, None], statement: _ServerStatement, 
             cursor.execute(f"DEALLOCATE {statement.name}")
         _refuse(statement, f"its parameters would be read as {types}")
         return False
+    if statement.types is None:
+        statement.unchecked = frozenset(index for index, value in enumerate(values) if value is None)
+        statement.types = types
     prepared[statement.name] = None
+    return True
+
+
+def _values_agree(statement: _ServerStatement, values: list) -> bool:
+    """Whether the values of parameters not checked yet (None until now) agree with what PostgreSQL inferred for
+    them; a value that does not makes the statement run unprepared from now on."""
+    types = statement.types
+    if types is None:  # not prepared yet in this process: `_prepare` checks every value
+        return True
+    seen = {index for index in statement.unchecked if values[index] is not None}
+    if not seen:
+        return True
+    if not _types_agree([types[index] for index in seen], [values[index] for index in seen]):
+        _refuse(statement, f"a value of {sorted(seen)} would be read as {[types[index] for index in seen]}")
+        return False
+    statement.unchecked = statement.unchecked - seen
     return True
 
 

@@ -74,6 +74,15 @@ def test_a_parameter_postgresql_would_read_as_text_is_not_prepared(caplog):
     assert "SELECT $1 AS n" not in prepared_on_connection().values()
 
 
+def test_a_value_that_was_none_when_the_statement_was_prepared_is_checked_when_it_comes(caplog):
+    # Prepared with None (any type holds it), the parameter was inferred as text: 43 must not come back as "43".
+    with caplog.at_level(logging.INFO, logger="annotation.statements"):
+        assert run("SELECT %s AS m", [None]) == [(None,)]
+        assert run("SELECT %s AS m", [43]) == [(43,)]
+        assert run("SELECT %s AS m", [44]) == [(44,)]
+    assert "runs unprepared" in caplog.text
+
+
 def test_a_float_is_not_rounded_into_an_integer_parameter():
     # `$1 + id` would make $1 a bigint and round 0.5; the literal 0.5 makes the sum numeric.
     project_id = DocumentFactory().project_id
