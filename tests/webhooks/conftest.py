@@ -84,3 +84,14 @@ def quick_retries():
 @pytest.fixture(scope="module")
 def webhook_worker(quick_retries, celery_worker_process):
     return celery_worker_process
+
+
+@pytest.fixture
+def admin_project():
+    """A project with its admin, who creates the hooks."""
+    from tests.factories import MembershipFactory, UserFactory, project_with_labels
+
+    project = project_with_labels(name="Hooked project")
+    admin = UserFactory(username="hook-admin")
+    MembershipFactory(project=project, user=admin, role="admin")
+    return project, admin

@@ -11,19 +11,11 @@ from django.urls import reverse
 from annotation.services import taxonomy
 from api.services import annotation_create
 from tests.annotation.test_worker_import import wait_for
-from tests.factories import PASSWORD, DocumentFactory, MembershipFactory, UserFactory, project_with_labels
+from tests.factories import PASSWORD, DocumentFactory
 from webhooks.models import Delivery
 from webhooks.services import webhook_create
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.worker]
-
-
-@pytest.fixture
-def admin_project():
-    project = project_with_labels(name="Hooked project")
-    admin = UserFactory(username="hook-admin")
-    MembershipFactory(project=project, user=admin, role="admin")
-    return project, admin
 
 
 def verify(secret: str, request: dict) -> bool:

@@ -11,7 +11,7 @@ from django.core.management import CommandError, call_command
 from django.db import connection
 from django.urls import reverse
 
-from tests.factories import PASSWORD, MembershipFactory, UserFactory, project_with_labels
+from tests.factories import PASSWORD
 from webhooks.models import Delivery, Event, Webhook
 from webhooks.services import delivery_attempt, webhook_create
 from webhooks.tasks import webhook_deliver
@@ -20,14 +20,6 @@ pytestmark = pytest.mark.django_db
 
 OLD_KEY = "an-earlier-secret-key-of-this-installation-0123456789"
 NEW_KEY = "the-current-secret-key-of-this-installation-9876543210"
-
-
-@pytest.fixture
-def office():
-    project = project_with_labels(name="Encrypted office")
-    admin = UserFactory(username="secret-admin")
-    MembershipFactory(project=project, user=admin, role="admin")
-    return project, admin
 
 
 def stored_token(webhook: Webhook) -> str:
@@ -46,8 +38,8 @@ def ping(webhook: Webhook) -> Delivery:
     return Delivery.objects.create(webhook=webhook, event=Event.PING, payload={"event": Event.PING})
 
 
-def test_the_stored_column_holds_no_clear_secret(office, receiver):
-    project, admin = office
+def test_the_stored_column_holds_no_clear_secret(admin_project, receiver):
+    project, admin = admin_project
     created = webhook_create(project=project, actor=admin, url=receiver.url, events=["taxonomy.changed"])
 
     token = stored_token(created.webhook)
@@ -55,8 +47,8 @@ def test_the_stored_column_holds_no_clear_secret(office, receiver):
     assert len(token) > 64  # a Fernet token, not the 64 hex characters of the secret
 
 
-def test_a_delivery_is_signed_with_the_clear_secret(office, receiver):
-    project, admin = office
+def test_a_delivery_is_signed_with_the_clear_secret(admin_project, receiver):
+    project, admin = admin_project
     created = webhook_create(project=project, actor=admin, url=receiver.url, events=["taxonomy.changed"])
 
     assert delivery_attempt(ping(created.webhook).pk) == Delivery.Status.DELIVERED
@@ -65,8 +57,8 @@ def test_a_delivery_is_signed_with_the_clear_secret(office, receiver):
     assert not verify(stored_token(created.webhook), request)
 
 
-def test_a_secret_under_a_fallback_key_still_signs_and_moves_to_the_current_key(office, receiver, settings):
-    project, admin = office
+def test_a_secret_under_a_fallback_key_still_signs_and_moves_to_the_current_key(admin_project, receiver, settings):
+    project, admin = admin_project
     settings.SECRET_KEY, settings.SECRET_KEY_FALLBACKS = OLD_KEY, []
     created = webhook_create(project=project, actor=admin, url=receiver.url, events=["taxonomy.changed"])
     old_token = stored_token(created.webhook)
@@ -80,8 +72,10 @@ def test_a_secret_under_a_fallback_key_still_signs_and_moves_to_the_current_key(
     assert Webhook.objects.get(pk=created.webhook.pk).signing_secret() == created.secret
 
 
-def test_a_secret_no_key_opens_fails_its_delivery_with_a_logged_reason(office, receiver, settings, caplog, client):
-    project, admin = office
+def test_a_secret_no_key_opens_fails_its_delivery_with_a_logged_reason(
+    admin_project, receiver, settings, caplog, client
+):
+    project, admin = admin_project
     settings.SECRET_KEY, settings.SECRET_KEY_FALLBACKS = OLD_KEY, []
     hook = webhook_create(project=project, actor=admin, url=receiver.url, events=["taxonomy.changed"]).webhook
     settings.SECRET_KEY = NEW_KEY  # the old key is lost
@@ -100,8 +94,8 @@ def test_a_secret_no_key_opens_fails_its_delivery_with_a_logged_reason(office, r
     assert client.post(reverse("webhooks:ping", args=[project.pk, hook.pk])).status_code == 302
 
 
-def test_rotate_command_moves_every_secret_to_the_current_key(office, settings, capsys):
-    project, admin = office
+def test_rotate_command_moves_every_secret_to_the_current_key(admin_project, settings, capsys):
+    project, admin = admin_project
     settings.SECRET_KEY, settings.SECRET_KEY_FALLBACKS = OLD_KEY, []
     created = [
         webhook_create(project=project, actor=admin, url=f"http://127.0.0.1:830{n}/in", events=["labels.exported"])
@@ -118,8 +112,8 @@ def test_rotate_command_moves_every_secret_to_the_current_key(office, settings, 
     assert "0 re-encrypted with SECRET_KEY, 2 already were" in capsys.readouterr().out
 
 
-def test_rotate_command_names_the_hooks_no_key_opens(office, settings):
-    project, admin = office
+def test_rotate_command_names_the_hooks_no_key_opens(admin_project, settings):
+    project, admin = admin_project
     settings.SECRET_KEY, settings.SECRET_KEY_FALLBACKS = OLD_KEY, []
     hook = webhook_create(project=project, actor=admin, url="http://127.0.0.1:8309/in", events=["labels.exported"])
     settings.SECRET_KEY = NEW_KEY
