@@ -29,6 +29,7 @@ from annotation.models import (
 )
 from annotation.services.audit import audit_event, audit_record
 from annotation.services.knocks import knocks, send_now
+from annotation.services.retries import retrying_deadlocks
 from annotation.services.taxonomy import taxonomy_hold
 from webhooks.events import labeled_note
 
@@ -115,6 +116,7 @@ def _were_labels(project: Project, keys: list[str]) -> bool:
     return set(keys) <= known
 
 
+@retrying_deadlocks
 def annotation_submit(
     *,
     reviewer: AbstractBaseUser,

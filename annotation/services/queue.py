@@ -24,6 +24,7 @@ from django.utils import timezone
 from annotation import statements
 from annotation.models import Annotation, Document, Flag, GoldAnswer, Lease, Project, QueueBoost, Skip
 from annotation.services.audit import audit_record
+from annotation.services.retries import retrying_deadlocks
 
 # How many candidates one request tries before giving up; each miss means another reviewer won that document.
 CLAIM_ATTEMPTS = 8
@@ -36,6 +37,7 @@ class QueueOffer:
     resumed: bool  # the reviewer already held this document (a reload, or the page's prefetched next one)
 
 
+@retrying_deadlocks
 def next_document_for(
     *, reviewer: AbstractBaseUser, project: Project, after_document_id: int | None = None
 ) -> QueueOffer | None:
