@@ -213,12 +213,21 @@ class Page:
         return self.client.post(self.annotate_url(document["id"]), body, content_type="application/json")
 
 
-def in_threads(count: int, work: Callable[[int], None]) -> None:
+def in_threads(count: int, work: Callable[[int], None]) -> int:
+    """Run work(0..count-1) in threads; returns how many ended by an exception (a request the server failed:
+    Django's test client raises a view's error where a browser would get a 500), each printed."""
     from django.db import connection
+
+    failed = [0]
+    lock = threading.Lock()
 
     def run(i: int) -> None:
         try:
             work(i)
+        except Exception:
+            traceback.print_exc()
+            with lock:
+                failed[0] += 1
         finally:
             connection.close()
 
@@ -227,6 +236,7 @@ def in_threads(count: int, work: Callable[[int], None]) -> None:
         thread.start()
     for thread in threads:
         thread.join()
+    return failed[0]
 
 
 def stored_answers(project) -> int:
@@ -250,7 +260,9 @@ def drill_double_submit(ctx) -> Outcome:
         responses = []
         # Two with the page's submission id (a double click), a third with a new one (a third Enter).
         ids = [submission, submission, None]
-        in_threads(3, lambda i, d=document, s=ids, out=responses: out.append(page.answer(d, ["first_party"], s[i])))
+        errors += in_threads(
+            3, lambda i, d=document, s=ids, out=responses: out.append(page.answer(d, ["first_party"], s[i]))
+        )
         acknowledged += sum(r.status_code == 200 for r in responses)
         errors += sum(r.status_code >= 500 for r in responses)
     stored = stored_answers(project)
@@ -315,7 +327,7 @@ def drill_hammer(ctx, *, reviewers_count: int = 16, seconds: float = 15.0) -> Ou
                 errors[0] += response.status_code >= 500
             previous = None
 
-    in_threads(reviewers_count, reviewer)
+    errors[0] += in_threads(reviewers_count, reviewer)
     stored = stored_answers(project)
     twice = sum(1 for holders in served.values() if len(holders) > 1)
     answered_twice = (
@@ -405,7 +417,7 @@ def drill_broker_down(ctx, *, down_s: float = 15.0) -> Outcome:
                 errors[0] += response.status_code >= 500
             time.sleep(0.3)
 
-    in_threads(2, reviewer)
+    errors[0] += in_threads(2, reviewer)
     ctx.redis.start()
     restarted = time.monotonic()
     # Nobody labels after the outage: the sweeper's catch-up must ask for the training the outage's labels need.
@@ -490,11 +502,12 @@ def drill_promote_under_load(ctx, *, seconds: float = 15.0) -> Outcome:
             switches[0] += 2
             time.sleep(0.5)
 
-    in_threads(5, lambda i: admin_switching(i) if i == 4 else client(i))
+    failed = in_threads(5, lambda i: admin_switching(i) if i == 4 else client(i))
     ok = sum(code == 200 for code in codes)
     return Outcome(
-        "promote and roll back under predict load", ok == len(codes) and len(codes) > 0,
-        f"{len(codes)} requests", f"{ok} answered 200", 0.0, f"{switches[0]} switches in {seconds:.0f} s",
+        "promote and roll back under predict load", ok == len(codes) and len(codes) > 0 and not failed,
+        f"{len(codes)} requests", f"{ok} answered 200", 0.0,
+        f"{switches[0]} switches in {seconds:.0f} s, {failed} threads ended by an error",
     )  # fmt: skip
 
 
@@ -556,7 +569,7 @@ def drill_merge_while_labeling(ctx, *, merges: int = 4) -> Outcome:
         finally:
             done.set()
 
-    in_threads(5, lambda i: merging(i) if i == 4 else reviewer(i))
+    errors[0] += in_threads(5, lambda i: merging(i) if i == 4 else reviewer(i))
     stored = stored_answers(project)
     held = errors[0] == 0 and not merge_errors and stored == acknowledged[0]
     return Outcome(
