@@ -25,6 +25,7 @@ from annotation.models import Annotation, Document, ImportBatch, Label, Membersh
 from annotation.services.audit import audit_record
 from annotation.services.imports import ImportOptions, content_hash, import_batch_create, import_batch_run
 from annotation.services.labeling import SubmissionResult, annotation_submit
+from annotation.services.retries import retrying_deadlocks
 from api.exceptions import Conflict, IdempotencyMismatch, KeyInvalid, UnknownLabels
 from api.models import ALL_SCOPES, ApiKey, ServiceAccount
 
@@ -296,6 +297,7 @@ def _outcomes(batch: ImportBatch, items: list[dict[str, Any]]) -> list[DocumentO
     return outcomes
 
 
+@retrying_deadlocks  # around the transaction: a deadlock's victim is rolled back whole, then made again
 @transaction.atomic
 def annotation_create(
     *,

@@ -89,3 +89,19 @@ def test_inside_a_callers_transaction_the_deadlock_goes_to_the_caller(project, r
     with pytest.raises(OperationalError), transaction.atomic():
         queue.next_document_for(reviewer=reviewer, project=project)
     assert len(calls) == 1
+
+
+def test_an_annotation_from_the_api_picked_as_a_deadlocks_victim_is_stored_once(project, monkeypatch):
+    from tests.api.conftest import client_with, service_key
+    from tests.factories import MembershipFactory, UserFactory
+
+    admin = UserFactory()
+    MembershipFactory(project=project, user=admin, role="admin")
+    document = DocumentFactory(project=project)
+    client = client_with(service_key(admin, [project], role="reviewer"))
+    calls = victim_once(monkeypatch, labeling, "_first_answer_insert")
+    body = {"document": document.pk, "labels": ["first_party"], "submission_id": "1b0c8a4e-2b7e-4f7e-9b1c-1d2e3f4a5b6d"}
+    response = client.post(f"/api/v1/projects/{project.pk}/annotations", body, format="json")
+    assert response.status_code == 201, response.content[:300]
+    assert len(calls) == 2
+    assert Annotation.objects.filter(document=document).count() == 1
