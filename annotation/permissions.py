@@ -51,10 +51,8 @@ def role_in(user: AbstractBaseUser | AnonymousUser, project: Project) -> str | N
         return None
     if user.is_superuser:
         return Role.ADMIN
-    known = getattr(project, "_role_for", None)  # read with the project by access_project_by_id
-    if known is not None and known[0] == user.pk:
-        return known[1]
-    if getattr(project, "member_user_id", None) == user.pk:  # read with the project by projects_for
+    # Read with the project (projects_for, access_project_by_id, access_document_by_id), for this user.
+    if getattr(project, "member_user_id", None) == user.pk:
         return project.member_role
     return Membership.objects.filter(project=project, user=user).values_list("role", flat=True).first()
 
@@ -172,7 +170,7 @@ def access_project_by_id(
     if project is None:
         raise ProjectNotFound("No such project, or you are not a member of it.")
     if hasattr(project, "member_role"):
-        project._role_for = (user.pk, project.member_role)
+        project.member_user_id = user.pk
     if not can(user, project, action):
         raise NotAllowed(f"Your role in {project.name} does not allow this ({action}).")
     return project
@@ -238,7 +236,7 @@ def access_document_by_id(
         raise ProjectNotFound("No such document in this project.")
     project = document.project
     if hasattr(document, "member_role"):
-        project._role_for = (user.pk, document.member_role)
+        project.member_role, project.member_user_id = document.member_role, user.pk
     if not can(user, project, action):
         raise NotAllowed(f"Your role in {project.name} does not allow this ({action}).")
     return document
