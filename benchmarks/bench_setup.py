@@ -50,3 +50,27 @@ def result_write(result: dict, path: Path | None) -> None:
     if path:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(result, indent=2) + "\n")
+
+
+def cpu_seconds(pids: set[int]) -> dict[int, float]:
+    """user + system CPU seconds of each process still alive (from /proc; the processes on this machine)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    seconds = {}
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # gone, or not readable by this user
+            continue
+        seconds[pid] = (int(fields[11]) + int(fields[12])) / ticks
+    return seconds
+
+
+def backend_cpu() -> tuple[int, float]:
+    """The PostgreSQL server process behind Django's connection, and the CPU seconds it has used so far (nan
+    when the server is on another machine or its process is not readable)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        (pid,) = cursor.fetchone()
+    return pid, cpu_seconds({pid}).get(pid, float("nan"))

@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench_setup import recreate_database
+from bench_setup import backend_cpu, recreate_database
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -56,20 +56,6 @@ def copy_baseline(path: Path) -> float:
     return elapsed
 
 
-def backend_cpu_seconds() -> float:
-    """CPU time so far of the PostgreSQL server process behind this process's connection (same machine)."""
-    from django.db import connection
-
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_backend_pid()")
-        (pid,) = cursor.fetchone()
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return float("nan")  # the server is elsewhere, or not readable by this user
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=100_000)
@@ -101,13 +87,13 @@ def main() -> None:
 
             profiler = cProfile.Profile()
             profiler.enable()
-        backend_start = backend_cpu_seconds()
+        backend_start = backend_cpu()[1]
         cpu_start, start = time.process_time(), time.perf_counter()
         batch = documents_import(project=project, path=path)
         docket_s = time.perf_counter() - start
         # This process's CPU (every thread): what the import costs a machine whose cores other work shares.
         cpu_s = time.process_time() - cpu_start
-        backend_s = backend_cpu_seconds() - backend_start
+        backend_s = backend_cpu()[1] - backend_start
         if profiler is not None:
             profiler.disable()
             profiler.dump_stats(args.profile)

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from http.cookies import SimpleCookie
 from pathlib import Path
 
-from bench_setup import configure_django, recreate_database
+from bench_setup import backend_cpu, configure_django, cpu_seconds, recreate_database
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -437,19 +437,6 @@ def run_level(target, count: int, seconds: float, build_args) -> tuple[list[dict
 # --- CPU accounting: the machine's 2 cores are what the stress figure divides -------------------------------
 
 
-def cpu_seconds(pids: set[int]) -> dict[int, float]:
-    """user + system CPU seconds of each process still alive (from /proc)."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    seconds = {}
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-        seconds[pid] = (int(fields[11]) + int(fields[12])) / ticks
-    return seconds
-
-
 def server_processes(server: subprocess.Popen) -> set[int]:
     """gunicorn's master and its workers."""
     pids = {server.pid}
@@ -549,13 +536,6 @@ def in_process(
 
     def post(url: str, body: dict):
         return lambda: client.post(url, data=json.dumps(body), content_type="application/json", **csrf)
-
-    def backend_cpu() -> tuple[int, float]:
-        """This process's PostgreSQL backend and the CPU seconds it has used (the database is on this machine)."""
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_backend_pid()")
-            (pid,) = cursor.fetchone()
-        return pid, cpu_seconds({pid}).get(pid, float("nan"))
 
     next_url = f"/projects/{project_id}/queue/next"
     shown = timed("next", post(next_url, {})).json()["document"]
