@@ -34,15 +34,15 @@ def retrying_deadlocks(function: Callable[P, R]) -> Callable[P, R]:
 
     @functools.wraps(function)
     def call(*args: P.args, **kwargs: P.kwargs) -> R:
-        for attempt in range(1, ATTEMPTS + 1):
+        for attempt in range(1, ATTEMPTS):
             try:
                 return function(*args, **kwargs)
             except OperationalError as error:
                 victim = getattr(error.__cause__, "pgcode", None) == DEADLOCK
-                if not victim or attempt == ATTEMPTS or connection.in_atomic_block:
+                if not victim or connection.in_atomic_block:
                     raise
                 logger.info("%s was a deadlock's victim (attempt %d); running it again", function.__name__, attempt)
                 time.sleep(random.uniform(0.002, 0.01) * attempt)
-        raise AssertionError("unreachable")
+        return function(*args, **kwargs)  # the last attempt: whatever it raises goes to the caller
 
     return call
